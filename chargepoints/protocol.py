@@ -1,0 +1,272 @@
+"""OCPP-J 1.6 framing and validation: our small layer over the `ocpp` package.
+
+The `ocpp` package is right about the message classes and schemas, but on the wire
+it sends the OCPP 2.0 code `FormatViolation` where 1.6 says `FormationViolation`,
+swaps NotImplemented/NotSupported for unknown actions, and validates every payload
+with jsonschema in a thread-pool executor. Here the same schemas (shipped inside the
+package) are compiled once with fastjsonschema and run inline, errors carry the 1.6
+codes, and JSON goes through orjson.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import fields, is_dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import ocpp
+import orjson
+from ocpp.exceptions import (
+    FormationViolationError,
+    NotImplementedError as OCPPNotImplementedError,
+    NotSupportedError,
+    OCPPError,
+    PropertyConstraintViolationError,
+    ProtocolError,
+    TypeConstraintViolationError,
+)
+from ocpp.messages import Call, CallError, CallResult, MessageType
+from ocpp.v16.enums import Action
+
+SCHEMA_DIR = Path(ocpp.__file__).parent / "v16" / "schemas"
+MAX_MESSAGE_ID_LENGTH = 36
+# The id used in a CALLERROR when the message id of a frame cannot be read.
+UNKNOWN_MESSAGE_ID = "-1"
+
+OCPP16_ACTIONS = frozenset(action.value for action in Action)
+
+
+class FrameError(Exception):
+    """A frame that cannot be routed; answered with a CALLERROR."""
+
+    def __init__(self, error: OCPPError, unique_id: str = UNKNOWN_MESSAGE_ID):
+        super().__init__(error.description)
+        self.error = error
+        self.unique_id = unique_id
+
+
+def decode(raw: str | bytes) -> Call | CallResult | CallError:
+    """Parse one OCPP-J frame, raising FrameError with the 1.6 code when it is bad."""
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise FrameError(FormationViolationError(description="Message is not valid JSON")) from None
+    if not isinstance(frame, list) or not frame:
+        raise FrameError(
+            FormationViolationError(description="Message is not an OCPP-J array")
+        )
+    message_type = frame[0]
+    unique_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
+    if unique_id is None:
+        raise FrameError(
+            FormationViolationError(description="Message id is missing or not a string")
+        )
+    if len(unique_id) > MAX_MESSAGE_ID_LENGTH:
+        raise FrameError(
+            FormationViolationError(
+                description=f"Message id is longer than {MAX_MESSAGE_ID_LENGTH} characters"
+            ),
+            unique_id,
+        )
+    reply_id = unique_id
+    if message_type == MessageType.Call:
+        if len(frame) != 4:
+            raise FrameError(
+                FormationViolationError(description="A CALL has exactly 4 elements"), reply_id
+            )
+        if not isinstance(frame[2], str):
+            raise FrameError(
+                FormationViolationError(description="Action must be a string"), reply_id
+            )
+        if not isinstance(frame[3], dict):
+            raise FrameError(
+                FormationViolationError(description="Payload must be a JSON object"), reply_id
+            )
+        return Call(unique_id, frame[2], frame[3])
+    if message_type == MessageType.CallResult:
+        if len(frame) != 3 or not isinstance(frame[2], dict):
+            raise FrameError(
+                FormationViolationError(description="A CALLRESULT is [3, id, {payload}]"),
+                reply_id,
+            )
+        return CallResult(unique_id, frame[2])
+    if message_type == MessageType.CallError:
+        if len(frame) < 4:
+            raise FrameError(
+                FormationViolationError(description="A CALLERROR has at least 4 elements"),
+                reply_id,
+            )
+        details = frame[4] if len(frame) > 4 and isinstance(frame[4], dict) else {}
+        return CallError(unique_id, str(frame[2]), str(frame[3]), details)
+    raise FrameError(
+        FormationViolationError(description=f"Unknown message type {message_type!r}"), reply_id
+    )
+
+
+def encode_call(unique_id: str, action: str, payload: dict) -> str:
+    return orjson.dumps([MessageType.Call, unique_id, action, payload]).decode()
+
+
+def encode_call_result(unique_id: str, payload: dict) -> str:
+    return orjson.dumps([MessageType.CallResult, unique_id, payload]).decode()
+
+
+def encode_call_error(unique_id: str, error: OCPPError) -> str:
+    details = error.details if isinstance(error.details, dict) else {}
+    try:
+        return orjson.dumps(
+            [MessageType.CallError, unique_id, error.code, error.description or "", details]
+        ).decode()
+    except TypeError:
+        # Details that orjson cannot encode (e.g. an ocpp message object) are dropped.
+        return orjson.dumps(
+            [MessageType.CallError, unique_id, error.code, error.description or "", {}]
+        ).decode()
+
+
+# --- validation -------------------------------------------------------------------
+
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
+)
+
+
+def _strip(schema: Any, keys: set[str]) -> Any:
+    if isinstance(schema, dict):
+        return {k: _strip(v, keys) for k, v in schema.items() if k not in keys}
+    if isinstance(schema, list):
+        return [_strip(v, keys) for v in schema]
+    return schema
+
+
+@lru_cache(maxsize=None)
+def _validator(schema_name: str, lenient: bool):
+    schema = json.loads((SCHEMA_DIR / f"{schema_name}.json").read_text(encoding="utf-8-sig"))
+    # multipleOf 0.1 on charging-rate floats fails on binary floats (21.4 / 0.1);
+    # the charge point rounds to its own precision anyway.
+    strip = {"multipleOf", "$schema", "id"}
+    if lenient:
+        strip.add("additionalProperties")
+    return fastjsonschema.compile(
+        _strip(schema, strip), formats={"date-time": _DATE_TIME.pattern, "uri": lambda _: True}
+    )
+
+
+def has_schema(action: str) -> bool:
+    return (SCHEMA_DIR / f"{action}.json").exists()
+
+
+def validate(action: str, payload: dict, *, response: bool = False, lenient: bool = False) -> None:
+    """Validate a 1.6 payload, raising the OCPP error a CALLERROR should carry."""
+    name = f"{action}Response" if response else action
+    try:
+        _validator(name, lenient)(payload)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise schema_error(exc) from None
+
+
+def schema_error(exc: fastjsonschema.JsonSchemaValueException) -> OCPPError:
+    field = exc.name.removeprefix("data.").removeprefix("data") or "payload"
+    details = {"field": field, "cause": exc.message}
+    if exc.rule == "required":
+        return ProtocolError(description=f"Required field missing: {exc.message}", details=details)
+    if exc.rule in {"type", "maxLength"}:
+        return TypeConstraintViolationError(description=exc.message, details=details)
+    if exc.rule in {"additionalProperties"}:
+        return FormationViolationError(description=exc.message, details=details)
+    return PropertyConstraintViolationError(description=exc.message, details=details)
+
+
+def unknown_action_error(action: str) -> OCPPError:
+    """NotImplemented for an action 1.6 does not define, NotSupported for one we do not take."""
+    if action in OCPP16_ACTIONS:
+        return NotSupportedError(
+            description=f"{action} is not supported by the Central System",
+            details={"action": action},
+        )
+    return OCPPNotImplementedError(
+        description=f"{action} is not an OCPP 1.6 action", details={"action": action}
+    )
+
+
+# --- naming -----------------------------------------------------------------------
+
+_FIRST_CAP = re.compile(r"(.)([A-Z][a-z]+)")
+_ALL_CAP = re.compile(r"([a-z0-9])([A-Z])")
+
+
+@lru_cache(maxsize=4096)
+def _snake_key(key: str) -> str:
+    return _ALL_CAP.sub(r"\1_\2", _FIRST_CAP.sub(r"\1_\2", key)).lower()
+
+
+@lru_cache(maxsize=4096)
+def _camel_key(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def snake_case(data: Any) -> Any:
+    """camelCase keys to snake_case, recursively (memoised per key)."""
+    if isinstance(data, dict):
+        return {_snake_key(k): snake_case(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [snake_case(v) for v in data]
+    return data
+
+
+def camel_case(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {_camel_key(k): camel_case(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [camel_case(v) for v in data]
+    return data
+
+
+def to_payload(obj: Any) -> Any:
+    """An ocpp call/call_result dataclass as an OCPP-J payload: camelCase, no Nones."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if value is not None:
+                out[_camel_key(f.name)] = to_payload(value)
+        return out
+    if isinstance(obj, dict):
+        return {_camel_key(k): to_payload(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, (list, tuple)):
+        return [to_payload(v) for v in obj if v is not None]
+    if hasattr(obj, "value") and isinstance(obj, str):  # str enums
+        return obj.value
+    return obj
+
+
+# --- time -------------------------------------------------------------------------
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An OCPP date-time as an aware UTC datetime; a missing offset means UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise PropertyConstraintViolationError(
+            description=f"{value!r} is not a date-time", details={"value": value}
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_timestamp(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{value.microsecond // 1000:03d}Z"
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

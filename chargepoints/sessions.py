@@ -1,0 +1,85 @@
+"""The charge points connected to this process, and their last-seen bookkeeping.
+
+Last-seen and last-heartbeat times live on the session and are written to the
+database in one bulk update every LEVITY_LAST_SEEN_FLUSH_SECONDS (and at
+disconnect), so a heartbeat costs no database write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from . import services
+
+if TYPE_CHECKING:
+    from .handlers import LevityChargePoint
+
+logger = logging.getLogger(__name__)
+
+_sessions: dict[str, LevityChargePoint] = {}
+_flushed: dict[str, tuple[float, float | None]] = {}
+_flusher: asyncio.Task | None = None
+
+
+def get(charge_point_id: str) -> LevityChargePoint | None:
+    return _sessions.get(charge_point_id)
+
+
+def connected_ids() -> list[str]:
+    return list(_sessions)
+
+
+def register(session: LevityChargePoint) -> LevityChargePoint | None:
+    """Make `session` the charge point's session; return the one it replaces."""
+    global _flusher
+    previous = _sessions.get(session.id)
+    _sessions[session.id] = session
+    if _flusher is None or _flusher.done():
+        _flusher = asyncio.create_task(_flush_forever())
+    return previous
+
+
+def unregister(session: LevityChargePoint) -> bool:
+    """Forget `session`; False when a newer session of the same id replaced it."""
+    if _sessions.get(session.id) is not session:
+        return False
+    del _sessions[session.id]
+    _flushed.pop(session.id, None)
+    return True
+
+
+def _timestamp(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+
+def _changed_rows() -> dict[int, tuple[datetime, datetime | None]]:
+    rows = {}
+    for cp_id, session in _sessions.items():
+        mark = (session.last_seen_at, session.last_heartbeat_at)
+        if session.charge_point_pk is None or _flushed.get(cp_id) == mark:
+            continue
+        _flushed[cp_id] = mark
+        rows[session.charge_point_pk] = (_timestamp(mark[0]), _timestamp(mark[1]))
+    return rows
+
+
+async def flush_last_seen() -> int:
+    rows = _changed_rows()
+    if rows:
+        await database_sync_to_async(services.record_last_seen)(rows)
+    return len(rows)
+
+
+async def _flush_forever() -> None:
+    while _sessions:
+        await asyncio.sleep(settings.LEVITY_LAST_SEEN_FLUSH_SECONDS)
+        try:
+            await flush_last_seen()
+        except Exception:
+            logger.exception("Writing last-seen times failed; will retry")

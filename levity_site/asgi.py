@@ -1,0 +1,24 @@
+"""ASGI entry point: HTTP goes to Django, WebSocket to the OCPP consumer.
+
+The OCPP route is deliberately not wrapped in AllowedHostsOriginValidator:
+charge points send no Origin header.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "levity_site.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from chargepoints.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)

@@ -1,0 +1,242 @@
+"""Levity settings.
+
+Every setting an operator may change is read from the environment here, and only
+here, through the small typed helpers below. A malformed value stops start-up
+with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def envstr(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def envbool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use true or false.")
+
+
+def envint(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
+    return value
+
+
+def envfloat(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
+    return value
+
+
+def envjson(name: str, default):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+
+
+def envsecret(name: str, keep_in: Path) -> str:
+    """Read a secret from NAME, NAME_FILE, or a file generated on first run."""
+    if os.environ.get(name):
+        return os.environ[name]
+    if os.environ.get(f"{name}_FILE"):
+        return Path(os.environ[f"{name}_FILE"]).read_text().strip()
+    if keep_in.exists():
+        return keep_in.read_text().strip()
+    value = secrets.token_urlsafe(50)
+    keep_in.write_text(value)
+    keep_in.chmod(0o600)
+    return value
+
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = envsecret("SECRET_KEY", BASE_DIR / ".secret_key")
+ALLOWED_HOSTS = [h.strip() for h in envstr("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "chargepoints",
+    "transactions",
+    "plugins",
+    *[a.strip() for a in envstr("LEVITY_EXTRA_APPS", "").split(",") if a.strip()],
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "levity_site.urls"
+ASGI_APPLICATION = "levity_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: SQLite file levity.db by default (WAL, immediate transactions so that
+# concurrent writers queue instead of failing); DATABASE_URL selects PostgreSQL.
+DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'levity.db'}")
+
+
+def _database(url: str) -> dict:
+    import dj_database_url
+
+    try:
+        config = dj_database_url.parse(url, conn_max_age=0)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL={url!r} is not usable: {exc}") from None
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["OPTIONS"] = {
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;"
+            ),
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    elif config["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            f"DATABASE_URL={url!r}: Levity supports sqlite:/// and postgres:// URLs."
+        )
+    return config
+
+
+DATABASES = {"default": _database(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer: in-memory for one process; REDIS_URL lets several daphne
+# processes reach each other's charge points.
+REDIS_URL = envstr("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# The admin must render under daphne without DEBUG static serving: WhiteNoise
+# serves collected files, and falls back to the app finders when collectstatic
+# has not been run.
+WHITENOISE_USE_FINDERS = True
+
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+        "ocpp": {"level": "WARNING"},
+    },
+}
+
+# --- Levity -------------------------------------------------------------------
+
+# Register unknown charge point ids on first connect (true) or refuse them (false).
+LEVITY_AUTO_REGISTER = envbool("LEVITY_AUTO_REGISTER", True)
+# Heartbeat interval (seconds) sent in BootNotification.conf.
+LEVITY_HEARTBEAT_INTERVAL = envint("LEVITY_HEARTBEAT_INTERVAL", 300, minimum=1)
+# How long a CS->CP call waits for the charge point's answer, by default.
+LEVITY_CALL_TIMEOUT = envfloat("LEVITY_CALL_TIMEOUT", 30.0, minimum=0.1)
+# Last-seen/last-heartbeat times are kept in memory and written in bulk this often.
+LEVITY_LAST_SEEN_FLUSH_SECONDS = envfloat("LEVITY_LAST_SEEN_FLUSH_SECONDS", 30.0, minimum=0.1)
+# Lenient mode accepts payload fields the 1.6 schemas do not define (dropping
+# them) instead of answering FormationViolation.
+LEVITY_OCPP_LENIENT = envbool("LEVITY_OCPP_LENIENT", False)
+# AFTER hooks still running when a charge point disconnects get this long to finish.
+LEVITY_AFTER_HOOK_GRACE_SECONDS = envfloat("LEVITY_AFTER_HOOK_GRACE_SECONDS", 2.0, minimum=0)
+# A plugin's BEFORE hook delays the answer: one that takes longer than this is
+# cancelled and logged, and the answer goes out without it.
+LEVITY_BEFORE_HOOK_TIMEOUT = envfloat("LEVITY_BEFORE_HOOK_TIMEOUT", 5.0, minimum=0.01)
+# The same bound for AFTER hooks, initialize() and cleanup().
+LEVITY_PLUGIN_HOOK_TIMEOUT = envfloat("LEVITY_PLUGIN_HOOK_TIMEOUT", 30.0, minimum=0.1)
+# Plugins: a list of {"class": ..., "options": {...}, "charge_points": [...]}, or
+# the dotted path of a factory called once per connection.
+LEVITY_PLUGINS = envjson("LEVITY_PLUGINS", [])
+LEVITY_PLUGIN_FACTORY = envstr("LEVITY_PLUGIN_FACTORY", "")
+if not isinstance(LEVITY_PLUGINS, list):
+    raise ImproperlyConfigured("LEVITY_PLUGINS must be a JSON list of plugin entries.")

@@ -1,0 +1,155 @@
+"""Building each connection's plugins from settings, and checking them at start-up."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from .base import ChargePointPlugin
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """One item of LEVITY_PLUGINS."""
+
+    plugin_class: type[ChargePointPlugin]
+    options: dict[str, Any] = field(default_factory=dict)
+    charge_points: frozenset[str] | None = None
+
+    def applies_to(self, charge_point_id: str) -> bool:
+        return self.charge_points is None or charge_point_id in self.charge_points
+
+    def build(self) -> ChargePointPlugin:
+        return self.plugin_class(**self.options)
+
+
+def parse_entries(raw_entries: list[Any]) -> list[PluginEntry]:
+    """Validate LEVITY_PLUGINS, raising ImproperlyConfigured with how to fix it."""
+    entries = []
+    for index, raw in enumerate(raw_entries):
+        where = f"LEVITY_PLUGINS[{index}]"
+        if isinstance(raw, str):
+            raw = {"class": raw}
+        if not isinstance(raw, dict) or "class" not in raw:
+            raise ImproperlyConfigured(
+                f'{where} must be {{"class": "dotted.path", "options": {{...}}}}, got {raw!r}.'
+            )
+        unknown_keys = set(raw) - {"class", "options", "charge_points"}
+        if unknown_keys:
+            raise ImproperlyConfigured(
+                f"{where} has unknown keys {sorted(unknown_keys)}; "
+                "use class, options and charge_points."
+            )
+        plugin_class = _import_plugin_class(raw["class"], where)
+        options = raw.get("options") or {}
+        if not isinstance(options, dict):
+            raise ImproperlyConfigured(f"{where}: options must be an object, got {options!r}.")
+        _check_options(plugin_class, options, where)
+        charge_points = raw.get("charge_points")
+        if charge_points is not None:
+            if not isinstance(charge_points, list) or not all(
+                isinstance(cp, str) for cp in charge_points
+            ):
+                raise ImproperlyConfigured(
+                    f"{where}: charge_points must be a list of charge point ids."
+                )
+            charge_points = frozenset(charge_points)
+        entries.append(PluginEntry(plugin_class, dict(options), charge_points))
+    return entries
+
+
+def _import_plugin_class(path: Any, where: str) -> type[ChargePointPlugin]:
+    if not isinstance(path, str):
+        raise ImproperlyConfigured(f"{where}: class must be a dotted path string.")
+    try:
+        plugin_class = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"{where}: cannot import {path!r} ({exc}). Check the dotted path, e.g. "
+            '"plugins.AutoRemoteStartPlugin".'
+        ) from None
+    if not (inspect.isclass(plugin_class) and issubclass(plugin_class, ChargePointPlugin)):
+        raise ImproperlyConfigured(f"{where}: {path!r} is not a ChargePointPlugin subclass.")
+    module = plugin_class.__module__
+    app_config = apps.get_containing_app_config(module)
+    if app_config is None or (app_config.name == "plugins" and module.count(".") >= 2):
+        # A plugin is a Django app of its own (built-ins: plugins.<name>).
+        app_name = ".".join(module.split(".")[:2]) if module.startswith("plugins.") else module
+        raise ImproperlyConfigured(
+            f"{where}: {path!r} is defined in {module!r}, whose app is not installed. "
+            f"Add {app_name!r} (its Django app) to INSTALLED_APPS or LEVITY_EXTRA_APPS."
+        )
+    return plugin_class
+
+
+def _check_options(plugin_class: type, options: dict, where: str) -> None:
+    signature = inspect.signature(plugin_class.__init__)
+    try:
+        signature.bind(None, **options)
+    except TypeError as exc:
+        accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
+        raise ImproperlyConfigured(
+            f"{where}: bad options for {plugin_class.__name__}: {exc}. "
+            f"It accepts: {', '.join(accepted) or 'no options'}."
+        ) from None
+
+
+def _load_factory(path: str) -> Callable[[], list[ChargePointPlugin]]:
+    try:
+        factory = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"LEVITY_PLUGIN_FACTORY: cannot import {path!r} ({exc})."
+        ) from None
+    if not callable(factory):
+        raise ImproperlyConfigured(f"LEVITY_PLUGIN_FACTORY: {path!r} is not callable.")
+    return factory
+
+
+class PluginConfiguration:
+    """The validated plugin settings; `plugins_for()` runs once per connection."""
+
+    def __init__(self, entries: list[PluginEntry], factory: Callable | None) -> None:
+        self.entries = entries
+        self.factory = factory
+
+    @classmethod
+    def from_settings(cls) -> PluginConfiguration:
+        entries = parse_entries(settings.LEVITY_PLUGINS)
+        factory = None
+        if settings.LEVITY_PLUGIN_FACTORY:
+            factory = _load_factory(settings.LEVITY_PLUGIN_FACTORY)
+        return cls(entries, factory)
+
+    def plugins_for(self, charge_point_id: str) -> list[ChargePointPlugin]:
+        plugins = [entry.build() for entry in self.entries if entry.applies_to(charge_point_id)]
+        if self.factory is not None:
+            plugins.extend(self.factory())
+        return plugins
+
+
+_configuration: PluginConfiguration | None = None
+
+
+def configuration() -> PluginConfiguration:
+    global _configuration
+    if _configuration is None:
+        _configuration = PluginConfiguration.from_settings()
+    return _configuration
+
+
+def reset_configuration() -> None:
+    """Forget the parsed settings (for tests that override LEVITY_PLUGINS)."""
+    global _configuration
+    _configuration = None
+
+
+def plugins_for(charge_point_id: str) -> list[ChargePointPlugin]:
+    return configuration().plugins_for(charge_point_id)

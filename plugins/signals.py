@@ -1,0 +1,56 @@
+"""The hook signals: Levity's public hook API for any Django app.
+
+There is one ``django.dispatch.Signal`` per ``PluginHook``. The OCPP session sends
+each with ``asend_robust``, so an exception in one receiver is logged and never
+reaches the other receivers, the OCPP response, or the session.
+
+Every hook signal is sent with:
+
+- ``sender``: the ``LevityChargePoint`` class (as Django's model signals send the
+  model class), so ``connect(receiver, sender=LevityChargePoint)`` works;
+- ``charge_point``: the ``LevityChargePoint`` session (``.id`` is the charge point id);
+- ``context``: the ``PluginContext`` of this message: ``message_data`` is the request
+  payload in snake_case, ``result`` the call_result object sent back (AFTER hooks).
+
+BEFORE signals are awaited before the core handler runs; a receiver may decide the
+answer with ``context.respond(...)``. AFTER signals are sent once the response is on
+the wire, in a task tracked by the session. The session's own ``ChargePointPlugin``
+instances run through the same signals, from one receiver connected by the plugins
+app (``plugins.dispatch.run_session_plugins``).
+
+Besides the fourteen message hooks:
+
+- ``charge_point_connected(sender, charge_point)``: after the session is registered.
+- ``charge_point_disconnected(sender, charge_point, close_code)``: after it ended.
+"""
+
+from django.dispatch import Signal
+
+from .base import PluginHook
+
+before_boot_notification = Signal()
+after_boot_notification = Signal()
+before_status_notification = Signal()
+after_status_notification = Signal()
+before_start_transaction = Signal()
+after_start_transaction = Signal()
+before_stop_transaction = Signal()
+after_stop_transaction = Signal()
+before_heartbeat = Signal()
+after_heartbeat = Signal()
+before_meter_values = Signal()
+after_meter_values = Signal()
+before_authorize = Signal()
+after_authorize = Signal()
+
+charge_point_connected = Signal()
+charge_point_disconnected = Signal()
+
+#: The signal of each hook.
+HOOK_SIGNALS: dict[PluginHook, Signal] = {hook: globals()[hook.value] for hook in PluginHook}
+
+#: Sent for each DataTransfer from a charge point, with ``charge_point``, ``vendor_id``,
+#: ``message_id`` and ``data``. A receiver that handles the vendor returns
+#: ``{"status": "Accepted"|"Rejected"|"UnknownMessageId", "data": "..."}``; the first
+#: such answer is sent. With no answer the charge point gets ``UnknownVendorId``.
+data_transfer_received = Signal()

@@ -1,0 +1,197 @@
+"""Shared fixtures: a real daphne server on a free port, and real OCPP clients.
+
+The test database is a SQLite file that both the test process (for assertions) and
+the daphne subprocess (the server under test) open. Tests that touch it use
+``@pytest.mark.django_db(transaction=True)`` so their rows are committed and the
+server sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import websockets
+
+from tests.ocpp_client import OCPPClient
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def test_db_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("db") / "levity-test.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(test_db_path):
+    """A file database (not :memory:) so the daphne subprocess shares it."""
+    from django.conf import settings
+
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(test_db_path)
+
+
+class DaphneServer:
+    """A daphne process serving levity_site.asgi on 127.0.0.1:<port>."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, charge_point_id: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ocpp/{charge_point_id}"
+
+    def start(self) -> DaphneServer:
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "levity_site.asgi:application",
+            ],
+            cwd=PROJECT_DIR,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited early:\n{self.log()}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", self.port), timeout=0.2
+            ):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"daphne did not listen on {self.port}:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def server_env(test_db_path: Path, **overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "levity_site.settings",
+            "DATABASE_URL": f"sqlite:///{test_db_path}",
+            "SECRET_KEY": "levity-tests",
+            "LEVITY_LAST_SEEN_FLUSH_SECONDS": "0.5",
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.pop("REDIS_URL", None)
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture(scope="session")
+def daphne_server(django_db_setup, django_db_blocker, test_db_path, tmp_path_factory):
+    """One daphne for the session, with the default settings."""
+    server = DaphneServer(
+        server_env(test_db_path), tmp_path_factory.mktemp("logs") / "daphne.log"
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_daphne(django_db_setup, test_db_path, tmp_path):
+    """Start extra daphne servers with environment overrides (stopped after the test)."""
+    servers = []
+
+    def start(**overrides: str) -> DaphneServer:
+        server = DaphneServer(
+            server_env(test_db_path, **overrides), tmp_path / f"daphne-{len(servers)}.log"
+        ).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def cp_id() -> str:
+    """A fresh charge point id per test, so sessions never collide."""
+    return f"CP-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def connect(daphne_server):
+    """Open OCPP 1.6 client sessions to the server (all closed after the test)."""
+    clients: list[OCPPClient] = []
+
+    async def open_client(charge_point_id: str, server=None, **kwargs) -> OCPPClient:
+        client = await OCPPClient.open((server or daphne_server).ws_url(charge_point_id), **kwargs)
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+def raw_ws(daphne_server):
+    """A raw WebSocket (subprotocol ocpp1.6) for sending frames the ocpp package won't."""
+
+    @contextlib.asynccontextmanager
+    async def open_raw(charge_point_id: str, server=None):
+        url = (server or daphne_server).ws_url(charge_point_id)
+        async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:
+            yield RawSession(ws)
+
+    return open_raw
+
+
+class RawSession:
+    def __init__(self, ws):
+        self.ws = ws
+
+    async def send(self, frame) -> None:
+        await self.ws.send(frame if isinstance(frame, (str, bytes)) else json.dumps(frame))
+
+    async def recv(self, timeout: float = 10):
+        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+
+    async def exchange(self, frame, timeout: float = 10):
+        await self.send(frame)
+        return await self.recv(timeout)

@@ -1,0 +1,55 @@
+"""Async repositories for plugins (`charge_point.tx_repo`, `charge_point.meter_repo`)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from channels.db import database_sync_to_async
+
+from . import services
+from .models import MeterValue, Transaction
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+
+
+class TransactionRepository:
+    async def get_by_id(self, transaction_id: int) -> Transaction | None:
+        return await Transaction.objects.filter(pk=transaction_id).afirst()
+
+    async def get_active(
+        self, charge_point_id: str, connector_id: int | None = None
+    ) -> list[Transaction]:
+        qs = Transaction.objects.active().filter(charge_point__charge_point_id=charge_point_id)
+        if connector_id is not None:
+            qs = qs.filter(connector_id=connector_id)
+        return [tx async for tx in qs.order_by("start_timestamp")]
+
+    async def stop_transaction(
+        self,
+        transaction_id: int,
+        meter_stop: int,
+        reason: str = "Other",
+        timestamp: datetime | None = None,
+    ) -> bool:
+        """Close an active transaction on the server's authority; False if it was not active."""
+        tx = await self.get_by_id(transaction_id)
+        if tx is None:
+            return False
+        return await database_sync_to_async(services.close_transaction)(
+            tx, meter_stop=meter_stop, reason=reason, now=timestamp or datetime.now(timezone.utc)
+        )
+
+
+class MeterValueRepository:
+    async def get_for_transaction(self, transaction_id: int) -> list[MeterValue]:
+        return [mv async for mv in MeterValue.objects.filter(transaction_id=transaction_id)]
+
+    async def get_last_for_transaction(
+        self, transaction_id: int, measurand: str = ENERGY_REGISTER
+    ) -> MeterValue | None:
+        """The latest sample of a measurand (by the charge point's timestamp)."""
+        return (
+            await MeterValue.objects.filter(transaction_id=transaction_id, measurand=measurand)
+            .order_by("-timestamp", "-id")
+            .afirst()
+        )

@@ -1,0 +1,297 @@
+"""Authorization, transactions and meter values: the database side of the OCPP session.
+
+Each public function does one message's work in one database transaction and is
+called from the session through a single hop to the database thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from chargepoints.protocol import format_timestamp, parse_timestamp
+
+from .models import AuthorizationStatus, IdTag, MeterValue, Transaction
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MEASURAND = "Energy.Active.Import.Register"
+# Units 1.6 implies when a sampledValue names none: Wh is the schema's default,
+# which only makes sense for energy; other measurands get their natural unit.
+DEFAULT_UNITS = {
+    "Current": "A",
+    "Voltage": "V",
+    "Power.Active": "W",
+    "Power.Reactive": "var",
+    "Power.Offered": "W",
+    "Power.Factor": "",
+    "SoC": "Percent",
+    "Temperature": "Celsius",
+    "Frequency": "",
+    "RPM": "",
+}
+# unit -> (normalized unit, factor)
+NORMALIZED_UNITS = {
+    "Wh": ("Wh", 1),
+    "kWh": ("Wh", 1000),
+    "varh": ("varh", 1),
+    "kvarh": ("varh", 1000),
+    "W": ("W", 1),
+    "kW": ("W", 1000),
+    "var": ("var", 1),
+    "kvar": ("var", 1000),
+    "VA": ("VA", 1),
+    "kVA": ("VA", 1000),
+    "A": ("A", 1),
+    "V": ("V", 1),
+    "K": ("K", 1),
+    "Celsius": ("Celsius", 1),
+    "Fahrenheit": ("Fahrenheit", 1),
+    "Percent": ("Percent", 1),
+}
+
+
+def _id_tag_info(status: str, tag: IdTag | None) -> dict[str, Any]:
+    info: dict[str, Any] = {"status": status}
+    if tag is not None:
+        if tag.expiry_date is not None:
+            info["expiry_date"] = format_timestamp(tag.expiry_date)
+        if tag.parent_id_tag:
+            info["parent_id_tag"] = tag.parent_id_tag
+    return info
+
+
+def authorize(id_tag: str, now: datetime, *, check_concurrent: bool = True) -> dict[str, Any]:
+    """The idTagInfo (snake_case) for a tag, from the ID tag table."""
+    tag = IdTag.objects.filter(id_tag=id_tag).first()
+    if tag is None:
+        return _id_tag_info(AuthorizationStatus.INVALID, None)
+    if tag.status != AuthorizationStatus.ACCEPTED:
+        return _id_tag_info(tag.status, tag)
+    if tag.is_expired(now):
+        return _id_tag_info(AuthorizationStatus.EXPIRED, tag)
+    if check_concurrent and Transaction.objects.active().filter(id_tag=id_tag).exists():
+        return _id_tag_info(AuthorizationStatus.CONCURRENT_TX, tag)
+    return _id_tag_info(AuthorizationStatus.ACCEPTED, tag)
+
+
+@dataclass
+class StartResult:
+    transaction_id: int
+    id_tag_info: dict[str, Any]
+    duplicate: bool = False
+
+
+def start_transaction(
+    charge_point_pk: int,
+    *,
+    connector_id: int,
+    id_tag: str,
+    meter_start: int,
+    timestamp: datetime,
+    reservation_id: int | None,
+    now: datetime,
+    decided_id_tag_info: dict[str, Any] | None = None,
+) -> StartResult:
+    """Create the transaction, or find the one a retried StartTransaction created."""
+    key = {
+        "charge_point_id": charge_point_pk,
+        "connector_id": connector_id,
+        "id_tag": id_tag,
+        "start_timestamp": timestamp,
+        "meter_start": meter_start,
+    }
+    with transaction.atomic():
+        existing = Transaction.objects.filter(**key).first()
+        if existing is not None:
+            logger.info("Repeated StartTransaction answered with transaction %s", existing.pk)
+            tag = IdTag.objects.filter(id_tag=id_tag).first()
+            return StartResult(existing.pk, _id_tag_info(existing.id_tag_status, tag), True)
+        info = decided_id_tag_info or authorize(id_tag, now)
+        try:
+            with transaction.atomic():
+                tx = Transaction.objects.create(
+                    **key,
+                    id_tag_status=info["status"],
+                    reservation_id=reservation_id,
+                    received_at=now,
+                )
+        except IntegrityError:
+            # A concurrent retry won the race: answer with its transaction.
+            tx = Transaction.objects.get(**key)
+            return StartResult(tx.pk, info, True)
+    return StartResult(tx.pk, info)
+
+
+@dataclass
+class StopResult:
+    transaction: Transaction | None
+    id_tag_info: dict[str, Any] | None
+    outcome: str  # "stopped", "unknown", "already_stopped", "repeated"
+
+
+def stop_transaction(
+    charge_point_pk: int,
+    *,
+    transaction_id: int,
+    meter_stop: int,
+    timestamp: datetime,
+    reason: str | None,
+    id_tag: str | None,
+    transaction_data: list[dict] | None,
+    now: datetime,
+    decided_id_tag_info: dict[str, Any] | None = None,
+) -> StopResult:
+    """Stop a transaction; never overwrite a stored stop, never drop meter values."""
+    with transaction.atomic():
+        tx = (
+            Transaction.objects.select_for_update()
+            .filter(pk=transaction_id, charge_point_id=charge_point_pk)
+            .first()
+        )
+        info = None
+        if id_tag:
+            info = decided_id_tag_info or authorize(id_tag, now, check_concurrent=False)
+        elif decided_id_tag_info:
+            info = decided_id_tag_info
+        if tx is None:
+            logger.warning(
+                "StopTransaction for unknown transaction %s; answered, meter values kept "
+                "without a transaction",
+                transaction_id,
+            )
+            _store_transaction_data(charge_point_pk, 0, None, transaction_data, now)
+            return StopResult(None, info, "unknown")
+        if tx.stop_timestamp is not None:
+            if tx.stop_timestamp == timestamp and tx.meter_stop == meter_stop:
+                logger.info("Repeated StopTransaction for transaction %s", tx.pk)
+                return StopResult(tx, info, "repeated")
+            logger.warning(
+                "StopTransaction for transaction %s, already stopped at %s; stored stop kept",
+                tx.pk,
+                tx.stop_timestamp,
+            )
+            _store_transaction_data(charge_point_pk, tx.connector_id, tx, transaction_data, now)
+            return StopResult(tx, info, "already_stopped")
+        tx.meter_stop = meter_stop
+        tx.stop_timestamp = timestamp
+        tx.stop_reason = reason or "Local"
+        tx.stop_id_tag = id_tag or ""
+        tx.stop_received_at = now
+        if meter_stop < tx.meter_start:
+            logger.warning(
+                "Transaction %s: meterStop %s is below meterStart %s; energy not stored",
+                tx.pk,
+                meter_stop,
+                tx.meter_start,
+            )
+            tx.meter_stop_below_start = True
+            tx.energy_wh = None
+        else:
+            tx.energy_wh = meter_stop - tx.meter_start
+        tx.save()
+        _store_transaction_data(charge_point_pk, tx.connector_id, tx, transaction_data, now)
+    return StopResult(tx, info, "stopped")
+
+
+def close_transaction(tx: Transaction, *, meter_stop: int, reason: str, now: datetime) -> bool:
+    """Close an active transaction on the server's authority (e.g. an orphan)."""
+    updated = Transaction.objects.filter(pk=tx.pk, stop_timestamp__isnull=True).update(
+        meter_stop=meter_stop,
+        stop_timestamp=now,
+        stop_reason=reason,
+        stop_received_at=now,
+        energy_wh=max(meter_stop - tx.meter_start, 0),
+        meter_stop_below_start=meter_stop < tx.meter_start,
+    )
+    return bool(updated)
+
+
+def _store_transaction_data(charge_point_pk, connector_id, tx, transaction_data, now) -> None:
+    if transaction_data:
+        rows = meter_value_rows(charge_point_pk, connector_id, tx, transaction_data, now)
+        MeterValue.objects.bulk_create(rows)
+
+
+def meter_value_rows(
+    charge_point_pk: int,
+    connector_id: int,
+    tx: Transaction | None,
+    meter_values: list[dict],
+    now: datetime,
+    default_context: str = "Sample.Periodic",
+) -> list[MeterValue]:
+    """MeterValue rows (unsaved) for the snake_case meterValue list of a message."""
+    rows = []
+    for meter_value in meter_values:
+        timestamp = parse_timestamp(meter_value["timestamp"])
+        for sampled in meter_value.get("sampled_value", ()):
+            measurand = sampled.get("measurand") or DEFAULT_MEASURAND
+            unit = sampled.get("unit") or _default_unit(measurand)
+            value = sampled["value"]
+            fmt = sampled.get("format") or "Raw"
+            normalized_value, normalized_unit = _normalize(value, unit, fmt)
+            rows.append(
+                MeterValue(
+                    charge_point_id=charge_point_pk,
+                    connector_id=connector_id,
+                    transaction=tx,
+                    timestamp=timestamp,
+                    received_at=now,
+                    value=value[:64],
+                    measurand=measurand,
+                    phase=sampled.get("phase") or "",
+                    unit=unit,
+                    context=sampled.get("context") or default_context,
+                    location=sampled.get("location") or "Outlet",
+                    format=fmt,
+                    normalized_value=normalized_value,
+                    normalized_unit=normalized_unit,
+                )
+            )
+    return rows
+
+
+def _default_unit(measurand: str) -> str:
+    for prefix, unit in DEFAULT_UNITS.items():
+        if measurand.startswith(prefix):
+            return unit
+    return "Wh"
+
+
+def _normalize(value: str, unit: str, fmt: str) -> tuple[float | None, str]:
+    if fmt != "Raw":
+        return None, ""
+    try:
+        number = Decimal(value)
+    except (InvalidOperation, ValueError):
+        return None, ""
+    normalized_unit, factor = NORMALIZED_UNITS.get(unit, (unit, 1))
+    return float(number * factor), normalized_unit
+
+
+def record_meter_values(
+    charge_point_pk: int,
+    *,
+    connector_id: int,
+    transaction_id: int | None,
+    meter_value: list[dict],
+    now: datetime,
+) -> int:
+    """Store every sampled value of a MeterValues message in one bulk insert."""
+    tx = None
+    if transaction_id is not None:
+        tx = Transaction.objects.filter(pk=transaction_id, charge_point_id=charge_point_pk).first()
+        if tx is None:
+            logger.warning(
+                "MeterValues name unknown transaction %s; stored without a transaction",
+                transaction_id,
+            )
+    rows = meter_value_rows(charge_point_pk, connector_id, tx, meter_value, now)
+    MeterValue.objects.bulk_create(rows)
+    return len(rows)
