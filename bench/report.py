@@ -251,13 +251,18 @@ def markdown(results: dict) -> str:
             ]
     lines += ["", "## CPU: load generator and server", ""]
     lines += [
-        "| server | scenario | N | server CPU % | load generator CPU % |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "100% = one core. \"Other\" is the rest of the machine's busy time during the window "
+        "(kernel network processing, and any other process on this shared machine); a run "
+        "with more than 20% other was repeated (at most twice) and the quietest attempt kept.",
+        "",
+        "| server | scenario | N | server CPU % | load generator CPU % | other % | attempts |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {LABELS.get(r['server'], r['server'])} | {r['scenario']} | {r['n']:,} "
-            f"| {_fmt(r['server_cpu_pct'], 0)} | {_fmt(r['loadgen_cpu_pct'], 0)} |"
+            f"| {_fmt(r['server_cpu_pct'], 0)} | {_fmt(r['loadgen_cpu_pct'], 0)} "
+            f"| {_fmt(r.get('other_cpu_pct'), 0)} | {r.get('attempt', 1)} |"
         )
     lines.append("")
     return "\n".join(lines)

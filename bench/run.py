@@ -25,9 +25,11 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+
+import psutil
 
 if __package__ in (None, ""):
     # Run as a script: import the project (and this package) from the project root,
@@ -47,6 +49,24 @@ from bench.servers import (  # noqa: E402
 
 SERVER_CPU = 0
 LOADGEN_CPU = 1
+#: A run during which other processes used more CPU than this (% of one core) is repeated.
+OTHER_CPU_LIMIT = 20.0
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent busy (user, system, interrupts, steal) since boot."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
+
+
+def wait_for_quiet_machine(limit: float = 0.3, timeout: float = 30) -> None:
+    """Wait (bounded) until the machine is mostly idle before a measured run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = machine_busy_seconds()
+        time.sleep(0.5)
+        if (machine_busy_seconds() - before) / 0.5 < limit:
+            return
 
 
 @dataclass
@@ -150,7 +170,7 @@ class Bench:
         log(f"Levity database: {self.db_path} (migrating)")
         dbcheck.setup_django(self.db_path)
         dbcheck.migrate()
-        dbcheck.create_id_tags(max(max(self.plan.ns), self.plan.storm_size))
+        dbcheck.create_id_tags(max(max(self.plan.ns), self.plan.storm_size, self.plan.redis_n))
 
     def cp_ids(self, prefix: str, count: int) -> list[str]:
         self.run_counter += 1
@@ -169,6 +189,25 @@ class Bench:
         loadgen_cpu: int | None = LOADGEN_CPU,
         procs: int | None = None,
     ) -> dict:
+        """One measured run; repeated (at most twice) when other processes took the CPU.
+
+        This machine may be shared: the CPU time of everything that is neither a
+        server under test nor the load generator is measured over the window
+        (``other_cpu_pct``), and a run with more than OTHER_CPU_LIMIT is retried.
+        """
+        best = None
+        for attempt in range(3):
+            wait_for_quiet_machine()
+            row = self._throughput_once(server_name, servers, scenario, n, duration, loadgen_cpu, procs)
+            row["attempt"] = attempt + 1
+            if best is None or row["other_cpu_pct"] < best["other_cpu_pct"]:
+                best = row
+            if row["other_cpu_pct"] <= OTHER_CPU_LIMIT:
+                break
+            log(f"    other processes used {row['other_cpu_pct']}% CPU during that run: repeating it")
+        return best
+
+    def _throughput_once(self, server_name, servers, scenario, n, duration, loadgen_cpu, procs) -> dict:
         plan = self.plan
         duration = duration or plan.duration
         for server in servers:
@@ -191,8 +230,10 @@ class Bench:
             start = t0 + plan.warmup
             time.sleep(max(0.0, start - time.monotonic()))
             cpu_before = [s.cpu_seconds() for s in servers]
+            machine_before = machine_busy_seconds()
             time.sleep(max(0.0, start + duration - time.monotonic()))
             cpu_after = [s.cpu_seconds() for s in servers]
+            machine_after = machine_busy_seconds()
             rss = [s.rss() for s in servers]
             results = group.results(timeout=120)
         except Exception:
@@ -206,6 +247,8 @@ class Bench:
         errors = merge_counts([r["errors"] for r in results])
         completed = sum(r["completed"] for r in results)
         loadgen_cpu_s = sum(r["cpu_seconds"] or 0 for r in results)
+        server_cpu_s = sum(a - b for a, b in zip(cpu_after, cpu_before))
+        other_s = (machine_after - machine_before) - server_cpu_s - loadgen_cpu_s
         row = {
             "server": server_name,
             "scenario": scenario,
@@ -217,9 +260,10 @@ class Bench:
             "error_count": sum(errors.values()),
             "setup_errors": group.setup_errors(),
             "connected": group.connected,
-            "server_cpu_pct": round(100 * sum(a - b for a, b in zip(cpu_after, cpu_before)) / duration, 1),
+            "server_cpu_pct": round(100 * server_cpu_s / duration, 1),
             "servers_cpu_pct": [round(100 * (a - b) / duration, 1) for a, b in zip(cpu_after, cpu_before)],
             "loadgen_cpu_pct": round(100 * loadgen_cpu_s / duration, 1),
+            "other_cpu_pct": round(100 * max(other_s, 0) / duration, 1),
             "loadgen_processes": procs,
             "server_rss_mb": round(sum(rss) / 2**20, 1),
             "drain_s": max(r.get("drain_seconds", 0) for r in results),
@@ -230,7 +274,7 @@ class Bench:
         log(
             f"  {server_name:22s} {scenario:12s} N={n:<5d} {row['msg_per_s']:8.1f} msg/s  "
             f"p50 {row['p50_ms']} p99 {row['p99_ms']} ms  errors {row['error_count']}  "
-            f"cpu server {row['server_cpu_pct']}% loadgen {row['loadgen_cpu_pct']}%"
+            f"cpu server {row['server_cpu_pct']}% loadgen {row['loadgen_cpu_pct']}% other {row['other_cpu_pct']}%"
             + (f"  lost-check {'ok' if row['nothing_lost']['ok'] else 'LOST'}" if row["nothing_lost"] else "")
         )
         return row
@@ -461,8 +505,10 @@ class Bench:
             if name == report.BARE_NO_HOP:
                 continue
             log(f"{report.LABELS[name]}: idle memory, reconnect storm")
-            self.results["idle_memory"].append(self.idle_memory(name))
-            self.results["storm"].append(self.storm(name))
+            if plan.idle_connections:
+                self.results["idle_memory"].append(self.idle_memory(name))
+            if plan.storm_size:
+                self.results["storm"].append(self.storm(name))
         if self.with_redis and report.LEVITY in self.server_names:
             log("Levity with REDIS_URL: one and two processes")
             self.results["redis"] = self.redis_runs()
@@ -530,12 +576,24 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="comma-separated subset of: " + ", ".join(report.LABELS),
     )
+    parser.add_argument("--ns", help="comma-separated N values instead of the plan's (e.g. 100)")
+    parser.add_argument("--scenarios", help="comma-separated subset of: " + ", ".join(report.SCENARIOS))
+    parser.add_argument("--no-idle", action="store_true", help="skip the idle-memory runs")
+    parser.add_argument("--no-storm", action="store_true", help="skip the reconnect storms")
     parser.add_argument("--no-redis", action="store_true", help="skip the REDIS_URL runs")
     parser.add_argument("--profile", action="store_true", help="also profile Levity with py-spy")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, DB)")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
+    if args.ns:
+        plan = replace(plan, ns=tuple(int(n) for n in args.ns.split(",")))
+    if args.scenarios:
+        plan = replace(plan, scenarios=tuple(args.scenarios.split(",")))
+    if args.no_idle:
+        plan = replace(plan, idle_connections=0)
+    if args.no_storm:
+        plan = replace(plan, storm_size=0)
     out_dir = args.out or (PROJECT_DIR / "bench" / "results" / ("tmp" if args.quick else ""))
     default_servers = [report.LEVITY, report.BASELINE_A, report.BASELINE_B]
     if not args.quick:

@@ -43,6 +43,7 @@ from transactions import services as tx_services
 from transactions.repositories import MeterValueRepository, TransactionRepository
 
 from . import protocol, services
+from .batching import GroupCommit
 from .repositories import ChargePointRepository, ConnectorRepository
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,11 @@ logger = logging.getLogger(__name__)
 _deferred_after: contextvars.ContextVar[list | None] = contextvars.ContextVar(
     "levity_deferred_after", default=None
 )
+
+
+#: MeterValues of every session go to the database in shared batches (one thread hop,
+#: one INSERT, one commit for all that queued meanwhile); each answer waits for its batch.
+meter_values_writer = GroupCommit(tx_services.record_meter_values_batch)
 
 
 class ChargePointDisconnected(Exception):
@@ -472,12 +478,14 @@ class LevityChargePoint(OCPP16ChargePoint):
     async def _meter_values(self, context: PluginContext) -> call_result.MeterValues:
         data = context.message_data
         _check_connector_id(data["connector_id"])
-        await self._db(
-            tx_services.record_meter_values,
-            connector_id=data["connector_id"],
-            transaction_id=data.get("transaction_id"),
-            meter_value=data["meter_value"],
-            now=_now(),
+        await meter_values_writer.submit(
+            tx_services.MeterValuesRequest(
+                charge_point_pk=self.charge_point_pk,
+                connector_id=data["connector_id"],
+                transaction_id=data.get("transaction_id"),
+                meter_value=data["meter_value"],
+                now=_now(),
+            )
         )
         return _decided(context, call_result.MeterValues())
 

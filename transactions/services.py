@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from chargepoints.protocol import format_timestamp, parse_timestamp
 
@@ -295,3 +295,121 @@ def record_meter_values(
     rows = meter_value_rows(charge_point_pk, connector_id, tx, meter_value, now)
     MeterValue.objects.bulk_create(rows)
     return len(rows)
+
+
+# --- MeterValues from many sessions at once (chargepoints.batching.GroupCommit) -----
+
+
+@dataclass(frozen=True)
+class MeterValuesRequest:
+    """One MeterValues message (snake_case meterValue list) waiting to be stored."""
+
+    charge_point_pk: int
+    connector_id: int
+    transaction_id: int | None
+    meter_value: list[dict]
+    now: datetime
+
+
+def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | Exception]:
+    """Store the sampled values of many MeterValues messages: one query, one INSERT, one commit.
+
+    Returns, per request, the number of rows stored or the exception that request
+    alone raised. The same rows as record_meter_values(); only the work is shared.
+    """
+    wanted = {r.transaction_id for r in requests if r.transaction_id is not None}
+    owners = dict(
+        Transaction.objects.filter(pk__in=wanted).values_list("pk", "charge_point_id")
+    ) if wanted else {}
+    results: list[int | Exception] = []
+    per_request: list[list[tuple]] = []
+    for request in requests:
+        try:
+            tx_id = request.transaction_id
+            if tx_id is not None and owners.get(tx_id) != request.charge_point_pk:
+                logger.warning(
+                    "MeterValues name unknown transaction %s; stored without a transaction", tx_id
+                )
+                tx_id = None
+            rows = meter_value_rows(
+                request.charge_point_pk, request.connector_id, None, request.meter_value, request.now
+            )
+            for row in rows:
+                row.transaction_id = tx_id
+            params = _insert_params(rows)
+        except Exception as exc:  # e.g. a timestamp that is not one: this message only
+            results.append(exc)
+            per_request.append([])
+            continue
+        results.append(len(params))
+        per_request.append(params)
+    try:
+        with transaction.atomic():
+            _insert_meter_values([p for params in per_request for p in params])
+    except DatabaseError:
+        # Find the request(s) the database refused; store the others.
+        logger.exception("Storing %d MeterValues at once failed; storing them one by one", len(requests))
+        for index, params in enumerate(per_request):
+            if not params:
+                continue
+            try:
+                with transaction.atomic():
+                    _insert_meter_values(params)
+            except DatabaseError as exc:
+                results[index] = exc
+    return results
+
+
+def _meter_value_columns() -> tuple[list, str]:
+    from django.db import connection
+
+    fields = [f for f in MeterValue._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        quote(MeterValue._meta.db_table),
+        ", ".join(quote(f.column) for f in fields),
+        ", ".join(["%s"] * len(fields)),
+    )
+    return fields, sql
+
+
+def _insert_params(rows: list[MeterValue]) -> list[tuple]:
+    """The rows as INSERT parameters, adapted by the backend like bulk_create does.
+
+    Only datetimes need the backend's adaptation (the other fields are str, int,
+    float or None); each distinct datetime is adapted once.
+    """
+    from django.db import connection
+
+    fields, _ = _meter_value_columns()
+    adapt = connection.ops.adapt_datetimefield_value
+    adapted: dict = {}
+    getters = []
+    for f in fields:
+        if f.get_internal_type() == "DateTimeField":
+            getters.append((f.attname, True))
+        else:
+            getters.append((f.attname, False))
+    out = []
+    for row in rows:
+        values = []
+        for attname, is_datetime in getters:
+            value = getattr(row, attname)
+            if is_datetime and value is not None:
+                if value not in adapted:
+                    adapted[value] = adapt(value)
+                value = adapted[value]
+            values.append(value)
+        out.append(tuple(values))
+    return out
+
+
+def _insert_meter_values(params: list[tuple]) -> None:
+    """INSERT prepared rows with executemany: bulk_create's statement without its per-field compiler."""
+    from django.db import connection
+
+    if not params:
+        return
+    _, sql = _meter_value_columns()
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
