@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from channels.db import database_sync_to_async
+from django.db import transaction
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
@@ -29,6 +30,7 @@ class GroupCommit(Generic[Request, Result]):
 
     def __init__(self, batch: Callable[[list[Request]], list], max_batch: int = 500) -> None:
         self.batch = batch
+        self._run_in_db_thread = database_sync_to_async(batch)
         self.max_batch = max_batch
         self._queue: list[tuple[Request, asyncio.Future]] = []
         self._runner: asyncio.Task | None = None
@@ -50,7 +52,7 @@ class GroupCommit(Generic[Request, Result]):
                 taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
                 requests = [request for request, _ in taken]
                 try:
-                    results = await database_sync_to_async(self.batch)(requests)
+                    results = await self._run_in_db_thread(requests)
                 except asyncio.CancelledError:
                     for _, future in taken + self._queue:
                         future.cancel()
@@ -67,3 +69,30 @@ class GroupCommit(Generic[Request, Result]):
                         future.set_result(result)
         finally:
             self._runner = None
+
+
+def _run_each(calls: list[tuple[Callable, tuple, dict]]) -> list:
+    """Each call in its own savepoint, all in one transaction: one commit for the batch."""
+    results: list = []
+    with transaction.atomic():
+        for func, args, kwargs in calls:
+            try:
+                with transaction.atomic():
+                    results.append(func(*args, **kwargs))
+            except Exception as exc:  # this call's work is rolled back; the others' is kept
+                results.append(exc)
+    return results
+
+
+#: The session's database work (one message's worth per call), batched across sessions.
+shared_transactions: GroupCommit = GroupCommit(_run_each)
+
+
+async def run_batched(func: Callable[..., Result], *args, **kwargs) -> Result:
+    """Run a synchronous database function in the next shared batch and return its result.
+
+    Like ``database_sync_to_async(func)(*args, **kwargs)``: the same thread, the same
+    result or exception, and an atomic unit of work (a savepoint); but many sessions'
+    calls share one thread hop and one commit.
+    """
+    return await shared_transactions.submit((func, args, kwargs))

@@ -7,13 +7,13 @@ import re
 import time
 from datetime import datetime, timezone
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from plugins import loading
 from plugins.signals import charge_point_connected, charge_point_disconnected
 
 from . import services, sessions
+from .batching import run_batched
 from .handlers import LevityChargePoint
 from .transport import LeanWebsocketConsumer
 
@@ -49,7 +49,8 @@ class OCPPConsumer(LeanWebsocketConsumer):
             return
         client = self.scope.get("client") or ("", 0)
         remote_address = f"{client[0]}:{client[1]}" if client[0] else ""
-        row = await database_sync_to_async(services.register_connection)(
+        row = await run_batched(
+            services.register_connection,
             charge_point_id,
             remote_address,
             datetime.now(timezone.utc),
@@ -89,7 +90,8 @@ class OCPPConsumer(LeanWebsocketConsumer):
         await session.shutdown(code)
         if sessions.unregister(session):
             now = datetime.now(timezone.utc)
-            await database_sync_to_async(services.record_disconnect)(
+            await run_batched(
+                services.record_disconnect,
                 session.charge_point_pk,
                 now,
                 datetime.fromtimestamp(session.last_seen_at, timezone.utc),

@@ -43,7 +43,7 @@ from transactions import services as tx_services
 from transactions.repositories import MeterValueRepository, TransactionRepository
 
 from . import protocol, services
-from .batching import GroupCommit
+from .batching import GroupCommit, run_batched
 from .repositories import ChargePointRepository, ConnectorRepository
 
 logger = logging.getLogger(__name__)
@@ -305,7 +305,8 @@ class LevityChargePoint(OCPP16ChargePoint):
         return context.result
 
     def _db(self, func: Callable, *args, **kwargs) -> Awaitable[Any]:
-        return database_sync_to_async(func)(self.charge_point_pk, *args, **kwargs)
+        # Shared with other sessions' work: one thread hop and one commit per batch.
+        return run_batched(func, self.charge_point_pk, *args, **kwargs)
 
     # --- CP-initiated actions ---------------------------------------------------
 
@@ -388,9 +389,7 @@ class LevityChargePoint(OCPP16ChargePoint):
     async def _authorize(self, context: PluginContext) -> call_result.Authorize:
         if context.decision is not None:
             return context.decision
-        info = await database_sync_to_async(tx_services.authorize)(
-            context.message_data["id_tag"], _now()
-        )
+        info = await run_batched(tx_services.authorize, context.message_data["id_tag"], _now())
         return call_result.Authorize(id_tag_info=info)
 
     @on(Action.start_transaction)
