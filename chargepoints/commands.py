@@ -265,15 +265,15 @@ def _unknown_error_code(message: str) -> str:
 
 
 def _create(charge_point_id: str, **fields: Any) -> ChargePointCommand:
-    charge_point_pk = (
+    charge_point = (
         ChargePoint.objects.filter(charge_point_id=charge_point_id)
-        .values_list("pk", flat=True)
+        .only("pk", "charge_point_id")
         .first()
     )
-    if charge_point_pk is None:
+    if charge_point is None:
         raise UnknownChargePoint(charge_point_id)
     return ChargePointCommand.objects.create(
-        charge_point_id=charge_point_pk, created_at=datetime.now(timezone.utc), **fields
+        charge_point=charge_point, created_at=datetime.now(timezone.utc), **fields
     )
 
 

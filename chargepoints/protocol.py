@@ -149,7 +149,10 @@ def _validator(schema_name: str, lenient: bool):
     schema = json.loads((SCHEMA_DIR / f"{schema_name}.json").read_text(encoding="utf-8-sig"))
     # multipleOf 0.1 on charging-rate floats fails on binary floats (21.4 / 0.1);
     # the charge point rounds to its own precision anyway.
-    strip = {"multipleOf", "$schema", "id"}
+    # "id" and "$schema" only at the top: ClearChargingProfile has a property named "id".
+    schema.pop("id", None)
+    schema.pop("$schema", None)
+    strip = {"multipleOf"}
     if lenient:
         strip.add("additionalProperties")
     return fastjsonschema.compile(
