@@ -214,6 +214,7 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
         "ocpp": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
     },
 }
 
