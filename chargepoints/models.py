@@ -277,12 +277,20 @@ class ApiToken(models.Model):
         return hashlib.sha256(plaintext.encode()).hexdigest()
 
     @classmethod
+    def generate(cls) -> str:
+        return cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+    def set_token(self, plaintext: str) -> None:
+        self.token_hash = self.hash(plaintext)
+        self.prefix = plaintext[:12]
+
+    @classmethod
     def issue(cls, name: str, **fields) -> tuple[ApiToken, str]:
         """Create a token; return the row and the plaintext, which is not kept anywhere."""
-        plaintext = cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(
-            name=name, token_hash=cls.hash(plaintext), prefix=plaintext[:12], **fields
-        )
+        plaintext = cls.generate()
+        token = cls(name=name, **fields)
+        token.set_token(plaintext)
+        token.save()
         return token, plaintext
 
     @classmethod
