@@ -291,3 +291,39 @@ async def test_stored_commands_are_listed_and_filterable(api, connect, cp_id):
     assert listed["count"] == 1
     assert listed["results"][0]["request"] == {"type": "Soft"}
     assert (await ChargePoint.objects.aget(charge_point_id=cp_id)).is_connected
+
+
+async def test_charge_point_may_send_its_own_messages_before_answering_a_command(api, raw_ws, cp_id):
+    """The session's database work goes on while an API request waits for the answer."""
+    async with raw_ws(cp_id) as cp:
+        request = asyncio.create_task(
+            command(api, cp_id, "RemoteStartTransaction", {"connectorId": 1, "idTag": "T1"})
+        )
+        remote_start = await cp.recv()
+        assert remote_start[2] == "RemoteStartTransaction"
+        answer = await cp.exchange(
+            [2, "sn-1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"}]
+        )
+        assert answer == [3, "sn-1", {}]
+        await cp.send([3, remote_start[1], {"status": "Accepted"}])
+        response = await request
+    assert response.status_code == 201
+    assert response.json()["status"] == "accepted"
+
+
+async def test_body_that_is_not_json_is_400(api, connect, cp_id):
+    await connect(cp_id)
+    response = await api.post(
+        f"/charge-points/{cp_id}/commands", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "parse_error"
+
+
+def test_default_set_up_joins_no_channel_layer_per_connection():
+    from channels.layers import get_channel_layer
+
+    from chargepoints.consumers import OCPPConsumer
+
+    assert OCPPConsumer().channel_layer_alias is None
+    assert get_channel_layer(OCPPConsumer().channel_layer_alias) is None
