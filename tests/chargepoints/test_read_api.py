@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -69,8 +71,9 @@ async def test_openapi_schema_documents_the_command_endpoint(daphne_server):
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 
-async def test_interactive_docs_are_served(daphne_server):
+async def test_interactive_docs_are_served_with_their_own_assets(daphne_server):
     async with httpx.AsyncClient(base_url=daphne_server.http_url) as client:
         response = await client.get("/api/v1/docs/")
-    assert response.status_code == 200
-    assert "swagger-ui" in response.text
+        assert response.status_code == 200
+        bundle = re.search(r'src="(/static/[^"]*swagger-ui-bundle\.js)"', response.text).group(1)
+        assert (await client.get(bundle)).status_code == 200
