@@ -14,6 +14,7 @@ a lock); a command that finds the line busy waits its turn within its timeout.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import re
@@ -159,6 +160,24 @@ async def send_command(
         user_id=user_id,
         api_token_id=api_token_id,
     )
+    # Shielded: a caller that goes away (an HTTP client disconnecting) does not
+    # leave the command pending; it is still delivered and its outcome stored. In
+    # a fresh context, so that its database hop does not depend on the request's
+    # thread-sensitive context, which ends with the request.
+    task = asyncio.get_running_loop().create_task(
+        _deliver(command, payload), context=contextvars.Context()
+    )
+    _delivering.add(task)
+    task.add_done_callback(_delivering.discard)
+    return await asyncio.shield(task)
+
+
+_delivering: set[asyncio.Task] = set()
+
+
+async def _deliver(command: ChargePointCommand, payload: dict) -> ChargePointCommand:
+    charge_point_id = command.charge_point.charge_point_id
+    action, timeout, message_id = command.action, command.timeout, command.message_id
     session = sessions.get(charge_point_id)
     if session is not None:
         outcome = await call_session(session, action, payload, timeout, message_id)
@@ -176,7 +195,7 @@ async def send_command(
         "%s %s by %s: %s %s",
         charge_point_id,
         action,
-        requested_by or "?",
+        command.requested_by or "?",
         command.status,
         command.response_status or command.error_code or command.error_description,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -193,7 +194,7 @@ class ChargePointCommand(models.Model):
         max_length=150, blank=True, help_text="user:<name>, token:<name>, cli:<name> or plugin:<name>"
     )
     user = models.ForeignKey(
-        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     api_token = models.ForeignKey(
         "ApiToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="commands"
@@ -255,7 +256,7 @@ class ApiToken(models.Model):
         max_length=12, editable=False, help_text="The token's first characters, to recognise it."
     )
     created_by = models.ForeignKey(
-        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -327,3 +327,22 @@ def test_default_set_up_joins_no_channel_layer_per_connection():
 
     assert OCPPConsumer().channel_layer_alias is None
     assert get_channel_layer(OCPPConsumer().channel_layer_alias) is None
+
+
+async def test_command_whose_caller_went_away_is_still_stored_with_its_answer(
+    daphne_server, api_token, connect, cp_id
+):
+    import httpx
+
+    client = await connect(cp_id)
+    client.delays["Reset"] = 1
+    async with httpx.AsyncClient(
+        base_url=f"{daphne_server.http_url}/api/v1",
+        headers={"Authorization": f"Bearer {api_token}"},
+        timeout=0.3,
+    ) as impatient:
+        with pytest.raises(httpx.ReadTimeout):
+            await command(impatient, cp_id, "Reset", {"type": "Soft"})
+    await asyncio.sleep(1.5)
+    stored = await ChargePointCommand.objects.aget(charge_point__charge_point_id=cp_id)
+    assert (stored.status, stored.response) == ("accepted", {"status": "Accepted"})
