@@ -144,13 +144,17 @@ TEMPLATES = [
 # Database: SQLite file levity.db by default (WAL, immediate transactions so that
 # concurrent writers queue instead of failing); DATABASE_URL selects PostgreSQL.
 DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'levity.db'}")
+DATABASE_CONN_MAX_AGE = envint("DATABASE_CONN_MAX_AGE", 600, minimum=0)
 
 
 def _database(url: str) -> dict:
     import dj_database_url
 
     try:
-        config = dj_database_url.parse(url, conn_max_age=0)
+        # Persistent connections: the OCPP session reaches the database many times a
+        # second through channels' database_sync_to_async, which would otherwise
+        # reopen the connection on every message.
+        config = dj_database_url.parse(url, conn_max_age=DATABASE_CONN_MAX_AGE)
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL={url!r} is not usable: {exc}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
