@@ -18,8 +18,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def manage(daphne_server, test_db_path):
     """Run `manage.py ARGS...` against the test server; returns (exit code, stdout, stderr)."""
 
-    async def run(*args: str, api_url: str | None = None) -> tuple[int, str, str]:
-        env = server_env(test_db_path, LEVITY_API_URL=api_url or daphne_server.http_url)
+    async def run(*args: str, api_url: str | None = None, **env_overrides: str) -> tuple[int, str, str]:
+        env = server_env(
+            test_db_path, LEVITY_API_URL=api_url or daphne_server.http_url, **env_overrides
+        )
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "manage.py",
@@ -151,3 +153,17 @@ async def test_invalid_payload_exits_2_with_the_validation_message(manage, conne
     code, _, err = await manage("ocpp_call", cp_id, "ChangeAvailability", '{"connectorId": 1}')
     assert code == 2
     assert err == "CommandError: Invalid ChangeAvailability payload: Required field missing: data must contain ['type'] properties\n"
+
+
+async def test_levity_api_token_is_used_instead_of_a_one_off_token(manage, connect, cp_id, api_token):
+    await connect(cp_id)
+    code, _, err = await manage("ocpp_call", cp_id, "ClearCache", LEVITY_API_TOKEN=api_token)
+    assert (code, err) == (0, "")
+    stored = await ChargePointCommand.objects.aget(charge_point__charge_point_id=cp_id)
+    assert stored.requested_by == "token:tests"
+    assert await ApiToken.objects.acount() == 1
+
+
+async def test_refused_token_exits_5(manage, cp_id):
+    code, _, err = await manage("reset", cp_id, LEVITY_API_TOKEN="lvt_wrong")
+    assert (code, err) == (5, "CommandError: Invalid, expired or revoked token.\n")
