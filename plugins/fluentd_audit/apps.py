@@ -8,3 +8,7 @@ class FluentdAuditConfig(AppConfig):
     label = "fluentd_audit"
     verbose_name = "Fluentd audit"
     plugin_classes = ("FluentdAuditPlugin", "FluentdWebSocketAuditPlugin")
+
+    def ready(self) -> None:
+        # Registers levity_fluentd_records_dropped_total, so /metrics lists it from start.
+        from . import senders  # noqa: F401
