@@ -6,11 +6,13 @@ right right after a restart, the same from every process, and a charge point
 deleted from the database has no series at the next scrape (label values stay
 bounded).
 
-A scrape costs a few queries: charge points, connectors, active transactions (each
-with two index lookups for its latest current and energy samples) and one
-``SUM(energy_wh) GROUP BY charge point`` over the transactions. They run on one
-dedicated thread (``metrics_thread``), never on the event loop nor on the thread
-that serves the OCPP sessions' database work.
+A scrape reads the charge points and connectors, the transactions added or stopped
+since the previous scrape (``TransactionTally``: energy totals and open transactions
+are kept per process and brought up to date by primary key, so a scrape does not
+read the whole transactions table) and, for each open transaction, two index
+lookups for its latest current and energy samples. This runs on one dedicated
+thread, never on the event loop nor on the thread that serves the OCPP sessions'
+database work.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import Case, F, Max, OuterRef, Subquery, When
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -66,6 +68,68 @@ def _run(func: Callable[..., T], *args: Any) -> T:
     return func(*args)
 
 
+class TransactionTally:
+    """Energy of each charge point's finished transactions, and the open transactions.
+
+    Transactions up to ``settled_upto`` (by primary key) are tallied once: the
+    finished ones into ``totals``, the open ones into ``open``, which each refresh
+    checks again (one lookup by primary key each). Newer transactions, the last
+    ``margin`` of them included (concurrent writers may commit out of key order),
+    are read at every refresh. The first refresh reads the whole table once. A
+    stopped transaction's energy never changes, so ``totals`` only grow.
+    """
+
+    def __init__(self, margin: int = 1000):
+        self.margin = margin
+        self.settled_upto = 0
+        self.totals: dict[int, int] = {}
+        self.open: set[int] = set()
+
+    def refresh(self) -> tuple[dict[int, int], set[int]]:
+        """The energy totals by charge point pk, and the pks of the open transactions."""
+        newest = Transaction.objects.aggregate(newest=Max("pk"))["newest"] or 0
+        bound = max(newest - self.margin, self.settled_upto)
+        if bound > self.settled_upto:
+            rows = Transaction.objects.filter(pk__gt=self.settled_upto, pk__lte=bound)
+            self._add(self.totals, self.open, rows)
+            self.settled_upto = bound
+        if self.open:
+            self._recheck_open()
+        totals, open_now = dict(self.totals), set(self.open)
+        self._add(totals, open_now, Transaction.objects.filter(pk__gt=self.settled_upto))
+        return totals, open_now
+
+    @staticmethod
+    def _add(totals: dict[int, int], open_pks: set[int], rows) -> None:
+        """Tally ``rows``: finished ones' energy by charge point, open ones' pks.
+
+        One statement per range, so that each row is seen once, open or finished,
+        even while transactions are being stopped.
+        """
+        open_pk = Case(When(stop_timestamp__isnull=True, then=F("pk")), default=None)
+        for charge_point, energy, pk in (
+            rows.order_by()
+            .annotate(open_pk=open_pk)
+            .values_list("charge_point_id", "energy_wh", "open_pk")
+            .iterator(chunk_size=10_000)
+        ):
+            if pk is not None:
+                open_pks.add(pk)
+            elif energy:
+                totals[charge_point] = totals.get(charge_point, 0) + energy
+
+    def _recheck_open(self) -> None:
+        still_open: set[int] = set()
+        pks = sorted(self.open)
+        for start in range(0, len(pks), 500):
+            chunk = Transaction.objects.filter(pk__in=pks[start : start + 500])
+            self._add(self.totals, still_open, chunk)
+        self.open = still_open  # stopped ones are tallied, deleted ones forgotten
+
+
+_tally = TransactionTally()
+
+
 @dataclass
 class State:
     charge_points: list[tuple] = field(default_factory=list)
@@ -85,8 +149,9 @@ def _latest(measurand: str) -> Subquery:
     )
 
 
-def read_state() -> State:
+def read_state(tally: TransactionTally = _tally) -> State:
     close_old_connections()
+    energy, open_pks = tally.refresh()
     return State(
         charge_points=list(
             ChargePoint.objects.values_list(
@@ -101,18 +166,23 @@ def read_state() -> State:
         connectors=list(
             Connector.objects.values_list("charge_point_id", "connector_id", "status", "error_code")
         ),
-        active=list(
+        active=_open_transactions(open_pks),
+        energy=energy,
+    )
+
+
+def _open_transactions(pks: set[int]) -> list[tuple]:
+    """(charge point pk, connector id, meter start, latest current, latest register) each."""
+    found: list[tuple] = []
+    ordered = sorted(pks)
+    for start in range(0, len(ordered), 500):
+        found.extend(
             Transaction.objects.active()
+            .filter(pk__in=ordered[start : start + 500])
             .annotate(current=_latest(CURRENT), register=_latest(ENERGY_REGISTER))
             .values_list("charge_point_id", "connector_id", "meter_start", "current", "register")
-        ),
-        energy=dict(
-            Transaction.objects.filter(energy_wh__isnull=False)
-            .values("charge_point_id")
-            .annotate(total=Sum("energy_wh"))
-            .values_list("charge_point_id", "total")
-        ),
-    )
+        )
+    return found
 
 
 def _families() -> dict[str, GaugeMetricFamily]:
