@@ -259,8 +259,8 @@ if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
     raise ImproperlyConfigured(
         f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory; create it."
     )
-# Fluentd audit records wait in a queue of this many records for the sender thread,
-# and in a buffer of this many bytes while Fluentd is away; beyond that the oldest
-# are dropped (counted and logged).
+# Fluentd audit records wait in a queue of this many records for the sender thread
+# (full: the oldest is dropped), and in a buffer of this many bytes while Fluentd is
+# away (overflowing: the buffer is dropped). Drops are counted and logged.
 LEVITY_FLUENTD_QUEUE_SIZE = envint("LEVITY_FLUENTD_QUEUE_SIZE", 1000, minimum=1)
 LEVITY_FLUENTD_BUFFER_BYTES = envint("LEVITY_FLUENTD_BUFFER_BYTES", 1024 * 1024, minimum=1024)

@@ -60,9 +60,20 @@ def action_label(action: str) -> str:
     return action if action in OCPP16_ACTIONS else UNKNOWN_ACTION
 
 
+# Each action's counter and histogram children, looked up once (labels() costs more
+# than the increment itself).
+_children: dict[str, tuple] = {}
+
+
 def observe_message(action: str, duration: float, error_code: str | None) -> None:
     label = action_label(action)
-    MESSAGES.labels(label).inc()
-    MSG_HANDLING_SECONDS.labels(label).observe(duration)
+    children = _children.get(label)
+    if children is None:
+        children = _children[label] = (
+            MESSAGES.labels(label),
+            MSG_HANDLING_SECONDS.labels(label),
+        )
+    children[0].inc()
+    children[1].observe(duration)
     if error_code:
         MSG_ERRORS.labels(label, error_code).inc()
