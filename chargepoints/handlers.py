@@ -125,6 +125,14 @@ class LevityChargePoint(OCPP16ChargePoint):
         except protocol.FrameError as exc:
             logger.warning("%s: bad frame %.200r: %s", self.id, raw, exc.error.description)
             await self._send(protocol.encode_call_error(exc.unique_id, exc.error))
+            if message_handled.receivers:
+                message_handled.send_robust(
+                    sender=LevityChargePoint,
+                    charge_point=self,
+                    action=None,
+                    duration=None,
+                    error_code=exc.error.code,
+                )
             return
         if isinstance(message, Call):
             self._inbox.append(message)

@@ -60,7 +60,9 @@ data_transfer_received = Signal()
 #: CALLERROR on the wire), with ``charge_point``, ``action`` (the action name as the
 #: charge point sent it, unchecked), ``duration`` (seconds from taking the CALL up to
 #: the answer being sent, BEFORE hooks included, AFTER hooks not) and ``error_code``
-#: (the CALLERROR code sent, or None). ``sender`` is the ``LevityChargePoint`` class.
+#: (the CALLERROR code sent, or None). A frame that could not be read as a message
+#: is reported too, with ``action`` and ``duration`` None. ``sender`` is the
+#: ``LevityChargePoint`` class.
 #: It is sent with ``send_robust`` on the event loop, and only when it has receivers:
 #: receivers must be synchronous and fast (count, don't do I/O).
 message_handled = Signal()

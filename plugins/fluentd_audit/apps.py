@@ -7,7 +7,10 @@ class FluentdAuditConfig(AppConfig):
     name = "plugins.fluentd_audit"
     label = "fluentd_audit"
     verbose_name = "Fluentd audit"
-    plugin_classes = ("FluentdAuditPlugin", "FluentdWebSocketAuditPlugin")
+    plugin_classes = (
+        "plugins.fluentd_audit.plugin.FluentdAuditPlugin",
+        "plugins.fluentd_audit.plugin.FluentdWebSocketAuditPlugin",
+    )
 
     def ready(self) -> None:
         # Registers levity_fluentd_records_dropped_total, so /metrics lists it from start.

@@ -11,7 +11,7 @@ class PrometheusMetricsConfig(AppConfig):
     name = "plugins.prometheus_metrics"
     label = "prometheus_metrics"
     verbose_name = "Prometheus metrics"
-    plugin_classes = ("PrometheusMetricsPlugin",)
+    plugin_classes = ("plugins.prometheus_metrics.plugin.PrometheusMetricsPlugin",)
 
     def ready(self) -> None:
         from .conf import metrics_enabled

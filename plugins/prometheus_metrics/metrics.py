@@ -56,7 +56,7 @@ for _action in CP_ACTIONS:
     MSG_HANDLING_SECONDS.labels(_action)
 
 
-def action_label(action: str) -> str:
+def action_label(action: str | None) -> str:
     return action if action in OCPP16_ACTIONS else UNKNOWN_ACTION
 
 
@@ -65,7 +65,8 @@ def action_label(action: str) -> str:
 _children: dict[str, tuple] = {}
 
 
-def observe_message(action: str, duration: float, error_code: str | None) -> None:
+def observe_message(action: str | None, duration: float | None, error_code: str | None) -> None:
+    """Count a message; ``action`` None is a frame that could not be read (not timed)."""
     label = action_label(action)
     children = _children.get(label)
     if children is None:
@@ -74,6 +75,7 @@ def observe_message(action: str, duration: float, error_code: str | None) -> Non
             MSG_HANDLING_SECONDS.labels(label),
         )
     children[0].inc()
-    children[1].observe(duration)
+    if duration is not None:
+        children[1].observe(duration)
     if error_code:
         MSG_ERRORS.labels(label, error_code).inc()

@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 def observe_message(
     sender: Any,
     charge_point: Any,
-    action: str,
-    duration: float,
+    action: str | None,
+    duration: float | None,
     error_code: str | None,
     **kwargs: Any,
 ) -> None:

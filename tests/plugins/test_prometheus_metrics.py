@@ -138,6 +138,7 @@ async def test_callerrors_are_counted_by_action_and_error_code(metrics_server, r
             "ProtocolError"
         )
         assert (await raw.exchange([2, "b", "Frobnicate", {}]))[2] == "NotImplemented"
+        assert (await raw.exchange("not json"))[2] == "FormationViolation"
 
     after = await metrics_server.scrape()
 
@@ -149,6 +150,10 @@ async def test_callerrors_are_counted_by_action_and_error_code(metrics_server, r
     ) == 1
     # Action names a charge point makes up are counted as "Unknown": labels stay bounded.
     assert errors(after, "Unknown", "NotImplemented") - errors(before, "Unknown", "NotImplemented") == 1
+    # So is a frame that is not a message at all.
+    assert errors(after, "Unknown", "FormationViolation") - errors(
+        before, "Unknown", "FormationViolation"
+    ) == 1
     assert not after.with_label(action="Frobnicate")
 
 
