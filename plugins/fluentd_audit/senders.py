@@ -185,9 +185,7 @@ _senders: dict[tuple[str, int, str], AuditSender] = {}
 _senders_lock = threading.Lock()
 
 
-def get_sender(
-    host: str, port: int, tag_prefix: str, timeout: float | None = None
-) -> AuditSender:
+def get_sender(host: str, port: int, tag_prefix: str, timeout: float | None = None) -> AuditSender:
     """The process's sender for this destination; ``timeout`` given updates it."""
     key = (host, int(port), tag_prefix)
     with _senders_lock:
@@ -223,7 +221,7 @@ def close_all(timeout: float = CLOSE_SECONDS) -> None:
     for thread in closers:
         thread.daemon = True
         thread.start()
-    for thread, sender in zip(closers, senders):
+    for thread, sender in zip(closers, senders, strict=True):
         thread.join(max(deadline - time.monotonic(), 0))
         if thread.is_alive():
             logger.warning(

@@ -21,8 +21,7 @@ def metrics_enabled() -> bool:
     from .plugin import PrometheusMetricsPlugin
 
     return any(
-        issubclass(entry.plugin_class, PrometheusMetricsPlugin)
-        for entry in configuration().entries
+        issubclass(entry.plugin_class, PrometheusMetricsPlugin) for entry in configuration().entries
     )
 
 

@@ -33,9 +33,7 @@ MSG_HANDLING_SECONDS = Histogram(
     ["action"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-MESSAGES = Counter(
-    "ocpp_messages", "CALLs received from charge points, by action.", ["action"]
-)
+MESSAGES = Counter("ocpp_messages", "CALLs received from charge points, by action.", ["action"])
 MSG_ERRORS = Counter(
     "ocpp_msg_errors",
     "CALLERRORs sent in answer to charge points, by action and OCPP error code.",

@@ -161,9 +161,7 @@ async def test_stop_transaction_record_carries_the_energy_delivered(audited, flu
     }
 
 
-async def test_stop_of_an_unknown_transaction_is_recorded_without_energy(
-    audited, fluentd, cp_id
-):
+async def test_stop_of_an_unknown_transaction_is_recorded_without_energy(audited, fluentd, cp_id):
     await audited.stop_transaction(999_999_999, 500)
 
     [event] = await fluentd.wait_for("ocpp.transaction.stop", cp_id)

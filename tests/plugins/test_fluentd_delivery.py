@@ -45,7 +45,8 @@ def padded_heartbeats(session):
     counter = iter(range(10**9))
 
     async def send() -> None:
-        answer = await session.exchange([2, f"hb-{next(counter)}", "Heartbeat", {"padding": PADDING}])
+        frame = [2, f"hb-{next(counter)}", "Heartbeat", {"padding": PADDING}]
+        answer = await session.exchange(frame)
         assert answer[0] == 3, answer  # a CALLRESULT: the message was audited
 
     return send
@@ -148,7 +149,10 @@ async def test_records_beyond_the_buffer_are_dropped_counted_and_logged(
     receiver = FluentdReceiver()
     server = start_daphne(
         LEVITY_PLUGINS=plugins_env(
-            {"class": "plugins.FluentdAuditPlugin", "options": {"host": "127.0.0.1", "port": receiver.port}},
+            {
+                "class": "plugins.FluentdAuditPlugin",
+                "options": {"host": "127.0.0.1", "port": receiver.port},
+            },
             {"class": "plugins.PrometheusMetricsPlugin"},
         ),
         LEVITY_FLUENTD_QUEUE_SIZE="10",
@@ -156,7 +160,7 @@ async def test_records_beyond_the_buffer_are_dropped_counted_and_logged(
     )
     client = await connect(cp_id, server=server)
     await client.boot()
-    for n in range(30):  # 30 records of ~4 kB: most cannot be kept
+    for _ in range(30):  # 30 records of ~4 kB: most cannot be kept
         await client.call(call.MeterValues(connector_id=1, meter_value=BIG_METER_VALUE))
 
     receiver.start()
@@ -176,9 +180,7 @@ async def test_records_beyond_the_buffer_are_dropped_counted_and_logged(
     await wait_for_log(server, rf"\({32 - delivered} dropped in total\)")
 
 
-async def test_records_still_buffered_at_exit_are_counted_as_dropped(
-    connect, start_daphne, cp_id
-):
+async def test_records_still_buffered_at_exit_are_counted_as_dropped(connect, start_daphne, cp_id):
     server = start_daphne(LEVITY_PLUGINS=fluentd_plugins(free_port()))
     client = await connect(cp_id, server=server)
     await client.boot()

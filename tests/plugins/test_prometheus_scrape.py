@@ -69,9 +69,7 @@ async def test_prometheus_scrapes_the_values_of_a_charging_session(
     await prometheus.value(f"ocpp_cp_connected{{{cp}}}", 0)
     await prometheus.value("ocpp_central_up", 1)
     for action in ("BootNotification", "StartTransaction", "MeterValues", "StopTransaction"):
-        [handled] = await prometheus.query(
-            f'ocpp_msg_handling_seconds_count{{action="{action}"}}'
-        )
+        [handled] = await prometheus.query(f'ocpp_msg_handling_seconds_count{{action="{action}"}}')
         assert float(handled["value"][1]) >= 1
 
 
