@@ -186,11 +186,13 @@ async def test_records_still_buffered_at_exit_are_counted_as_dropped(connect, st
     await client.boot()
     await client.call(call.Heartbeat())
     await client.close()
+    await wait_for_log(server, rf"{cp_id} disconnected")
 
     server.stop()  # SIGTERM, as a service manager stops it
 
+    # connect, boot, heartbeat, disconnect
     assert re.search(
-        r"dropped 3 audit records because Fluentd is away at exit", server.log()
+        r"dropped 4 audit records because Fluentd is away at exit", server.log()
     ), server.log()[-2000:]
 
 
