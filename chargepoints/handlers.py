@@ -38,7 +38,7 @@ from ocpp.v16.enums import Action
 
 from plugins import dispatch
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook
-from plugins.signals import HOOK_SIGNALS
+from plugins.signals import HOOK_SIGNALS, message_handled
 from transactions import services as tx_services
 from transactions.repositories import MeterValueRepository, TransactionRepository
 
@@ -125,6 +125,14 @@ class LevityChargePoint(OCPP16ChargePoint):
         except protocol.FrameError as exc:
             logger.warning("%s: bad frame %.200r: %s", self.id, raw, exc.error.description)
             await self._send(protocol.encode_call_error(exc.unique_id, exc.error))
+            if message_handled.receivers:
+                message_handled.send_robust(
+                    sender=LevityChargePoint,
+                    charge_point=self,
+                    action=None,
+                    duration=None,
+                    error_code=exc.error.code,
+                )
             return
         if isinstance(message, Call):
             self._inbox.append(message)
@@ -147,10 +155,24 @@ class LevityChargePoint(OCPP16ChargePoint):
             self._worker = None
 
     async def _handle_call(self, msg: Call) -> None:
+        if not message_handled.receivers:
+            await self._answer_call(msg)
+            return
+        started = time.perf_counter()
+        error_code = await self._answer_call(msg)
+        message_handled.send_robust(
+            sender=LevityChargePoint,
+            charge_point=self,
+            action=msg.action,
+            duration=time.perf_counter() - started,
+            error_code=error_code,
+        )
+
+    async def _answer_call(self, msg: Call) -> str | None:
+        """Answer one CALL; return the CALLERROR code sent, or None for a CALLRESULT."""
         handlers = self.route_map.get(msg.action)
         if not handlers or "_on_action" not in handlers:
-            await self._send_error(msg, protocol.unknown_action_error(msg.action))
-            return
+            return await self._send_error(msg, protocol.unknown_action_error(msg.action))
         deferred: list = []
         token = _deferred_after.set(deferred)
         try:
@@ -159,14 +181,12 @@ class LevityChargePoint(OCPP16ChargePoint):
             payload = protocol.to_payload(result)
         except OCPPError as exc:
             logger.warning("%s: %s %s rejected: %s", self.id, msg.action, msg.unique_id, exc)
-            await self._send_error(msg, exc)
-            return
+            return await self._send_error(msg, exc)
         except Exception:
             logger.exception("%s: %s %s failed", self.id, msg.action, msg.unique_id)
-            await self._send_error(
+            return await self._send_error(
                 msg, InternalError(description=f"{msg.action} could not be processed")
             )
-            return
         finally:
             _deferred_after.reset(token)
         await self._send(protocol.encode_call_result(msg.unique_id, payload))
@@ -174,9 +194,11 @@ class LevityChargePoint(OCPP16ChargePoint):
             task = asyncio.create_task(self._run_hook(hook, context))
             self._after_tasks.add(task)
             task.add_done_callback(self._after_tasks.discard)
+        return None
 
-    async def _send_error(self, msg: Call, error: OCPPError) -> None:
+    async def _send_error(self, msg: Call, error: OCPPError) -> str:
         await self._send(protocol.encode_call_error(msg.unique_id, error))
+        return error.code
 
     async def _send(self, message: str) -> None:
         await self._connection.send(message)

@@ -109,6 +109,8 @@ INSTALLED_APPS = [
     "chargepoints",
     "transactions",
     "plugins",
+    "plugins.fluentd_audit",
+    "plugins.prometheus_metrics",
     *[a.strip() for a in envstr("LEVITY_EXTRA_APPS", "").split(",") if a.strip()],
 ]
 
@@ -299,3 +301,21 @@ SPECTACULAR_SETTINGS = {
         "IdTagStatusEnum": "transactions.models.AuthorizationStatus",
     },
 }
+
+# Observability plugins (docs/observability.md). A separate /metrics listener, the
+# spec's metrics_port: 0 = none. Setting it (or listing PrometheusMetricsPlugin in
+# LEVITY_PLUGINS) turns the metrics on; /metrics is then also on the main port.
+LEVITY_METRICS_PORT = envint("LEVITY_METRICS_PORT", 0, minimum=0)
+LEVITY_METRICS_ADDRESS = envstr("LEVITY_METRICS_ADDRESS", "0.0.0.0")
+# Several daphne processes share their metrics through this directory (prometheus
+# client's multiprocess mode; it reads the variable itself). Empty it before start.
+PROMETHEUS_MULTIPROC_DIR = envstr("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory; create it."
+    )
+# Fluentd audit records wait in a queue of this many records for the sender thread
+# (full: the oldest is dropped), and in a buffer of this many bytes while Fluentd is
+# away (overflowing: the buffer is dropped). Drops are counted and logged.
+LEVITY_FLUENTD_QUEUE_SIZE = envint("LEVITY_FLUENTD_QUEUE_SIZE", 1000, minimum=1)
+LEVITY_FLUENTD_BUFFER_BYTES = envint("LEVITY_FLUENTD_BUFFER_BYTES", 1024 * 1024, minimum=1024)

@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -17,3 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api-v1"))),
 ]
+
+if apps.is_installed("plugins.prometheus_metrics"):
+    # /metrics, when the metrics are on (docs/observability.md).
+    urlpatterns.append(path("", include("plugins.prometheus_metrics.urls")))

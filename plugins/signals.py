@@ -22,6 +22,7 @@ Besides the fourteen message hooks:
 
 - ``charge_point_connected(sender, charge_point)``: after the session is registered.
 - ``charge_point_disconnected(sender, charge_point, close_code)``: after it ended.
+- ``message_handled``, ``server_started``: instrumentation, see below.
 """
 
 from django.dispatch import Signal
@@ -54,3 +55,20 @@ HOOK_SIGNALS: dict[PluginHook, Signal] = {hook: globals()[hook.value] for hook i
 #: ``{"status": "Accepted"|"Rejected"|"UnknownMessageId", "data": "..."}``; the first
 #: such answer is sent. With no answer the charge point gets ``UnknownVendorId``.
 data_transfer_received = Signal()
+
+#: Sent after each CALL from a charge point has been answered (CALLRESULT or
+#: CALLERROR on the wire), with ``charge_point``, ``action`` (the action name as the
+#: charge point sent it, unchecked), ``duration`` (seconds from taking the CALL up to
+#: the answer being sent, BEFORE hooks included, AFTER hooks not) and ``error_code``
+#: (the CALLERROR code sent, or None). A frame that could not be read as a message
+#: is reported too, with ``action`` and ``duration`` None. ``sender`` is the
+#: ``LevityChargePoint`` class.
+#: It is sent with ``send_robust`` on the event loop, and only when it has receivers:
+#: receivers must be synchronous and fast (count, don't do I/O).
+message_handled = Signal()
+
+#: Sent once per server process by ``levity_site/asgi.py`` when the ASGI application
+#: has been built, i.e. in daphne (or another ASGI server), never in ``manage.py``
+#: commands. For receivers that start process-wide services, such as a metrics port.
+#: ``sender`` is the ASGI application.
+server_started = Signal()
