@@ -105,6 +105,9 @@ INSTALLED_APPS = [
     "chargepoints",
     "transactions",
     "plugins",
+    "plugins.auto_remote_start",
+    "plugins.orphaned_transactions",
+    "plugins.transaction_webhook",
     *[a.strip() for a in envstr("LEVITY_EXTRA_APPS", "").split(",") if a.strip()],
 ]
 
