@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 from collections.abc import Callable
@@ -91,12 +92,24 @@ def _check_app_installed(plugin_class: type, where: str) -> None:
     module = plugin_class.__module__
     app_config = apps.get_containing_app_config(module)
     if app_config is None or (app_config.name == "plugins" and module.count(".") >= 2):
-        app_name = ".".join(module.split(".")[:2]) if module.startswith("plugins.") else module
         raise ImproperlyConfigured(
             f"{where}: {plugin_class.__name__} is defined in {module!r}, whose app is not "
-            f"installed. Add its app (e.g. {app_name!r}) to INSTALLED_APPS, or to the "
+            f"installed. Add {_app_of(module)!r} to INSTALLED_APPS, or to the "
             "LEVITY_EXTRA_APPS environment variable."
         )
+
+
+def _app_of(module: str) -> str:
+    """The app a module belongs to: the nearest enclosing package with an apps module."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        package = ".".join(parts[:end])
+        try:
+            if importlib.util.find_spec(f"{package}.apps") is not None:
+                return package
+        except ImportError:  # not a package
+            continue
+    return module.rpartition(".")[0] or module
 
 
 def installed_plugin_classes() -> list[str]:
