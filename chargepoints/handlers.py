@@ -39,7 +39,7 @@ from ocpp.v16.enums import Action
 
 from plugins import decisions, dispatch
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook
-from plugins.signals import HOOK_SIGNALS, charge_point_connected
+from plugins.signals import HOOK_SIGNALS
 from transactions import services as tx_services
 from transactions.repositories import MeterValueRepository, TransactionRepository
 
@@ -133,10 +133,7 @@ class LevityChargePoint(OCPP16ChargePoint):
 
     async def _begin(self) -> None:
         await self.initialize_plugins()
-        if charge_point_connected.receivers:
-            await charge_point_connected.asend_robust(
-                sender=LevityChargePoint, charge_point=self
-            )
+        await dispatch.send_connected(self)
 
     async def receive_frame(self, raw: str | bytes) -> None:
         """Route one frame; returns at once (CALLs are queued for the worker)."""

@@ -20,7 +20,7 @@ from ocpp.exceptions import OCPPError
 from chargepoints import protocol
 
 from .base import ChargePointPlugin, PluginContext, PluginHook, current_plugin
-from .signals import HOOK_SIGNALS, data_transfer_received
+from .signals import HOOK_SIGNALS, charge_point_connected, data_transfer_received
 
 if TYPE_CHECKING:
     from chargepoints.handlers import LevityChargePoint
@@ -160,6 +160,14 @@ async def run_lifecycle(charge_point: LevityChargePoint, method_name: str) -> No
             )
         except Exception:
             plugin.logger.exception("%s failed for %s", method_name, charge_point.id)
+
+
+async def send_connected(charge_point: LevityChargePoint) -> None:
+    """``charge_point_connected``, once the session's plugins are initialized."""
+    if charge_point_connected.receivers:
+        await charge_point_connected.asend_robust(
+            sender=type(charge_point), charge_point=charge_point
+        )
 
 
 async def data_transfer_answer(
