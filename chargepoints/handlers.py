@@ -119,7 +119,8 @@ class LevityChargePoint(OCPP16ChargePoint):
             async for raw in self._connection:
                 await self.receive_frame(raw)
         finally:
-            await self.shutdown()
+            await self.shutdown(getattr(self._connection, "close_code", None))
+            await dispatch.send_disconnected(self)
 
     def begin(self) -> asyncio.Task:
         """Start the session: plugins' ``initialize()``, then ``charge_point_connected``.

@@ -20,7 +20,12 @@ from ocpp.exceptions import OCPPError
 from chargepoints import protocol
 
 from .base import ChargePointPlugin, PluginContext, PluginHook, current_plugin
-from .signals import HOOK_SIGNALS, charge_point_connected, data_transfer_received
+from .signals import (
+    HOOK_SIGNALS,
+    charge_point_connected,
+    charge_point_disconnected,
+    data_transfer_received,
+)
 
 if TYPE_CHECKING:
     from chargepoints.handlers import LevityChargePoint
@@ -167,6 +172,14 @@ async def send_connected(charge_point: LevityChargePoint) -> None:
     if charge_point_connected.receivers:
         await charge_point_connected.asend_robust(
             sender=type(charge_point), charge_point=charge_point
+        )
+
+
+async def send_disconnected(charge_point: LevityChargePoint) -> None:
+    """``charge_point_disconnected``, once the session's plugins are cleaned up."""
+    if charge_point_disconnected.receivers:
+        await charge_point_disconnected.asend_robust(
+            sender=type(charge_point), charge_point=charge_point, close_code=charge_point.close_code
         )
 
 

@@ -948,14 +948,28 @@ async def test_levity_charge_point_serves_a_websockets_connection_with_its_plugi
         sessions.append(cp)
         await cp.start()
 
-    async with serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as server:
-        port = server.sockets[0].getsockname()[1]
-        client = await OCPPClient.open(f"ws://127.0.0.1:{port}/ocpp/{cp_id}")
-        try:
-            boot = await client.boot(vendor="ThirdWay")
-            report = await client.wait_for_command("DataTransfer")
-        finally:
-            await client.close()
+    events = []
+    ended = asyncio.Event()
+
+    async def connected(sender, charge_point, **kwargs):
+        events.append(("connected", charge_point.id))
+
+    async def disconnected(sender, charge_point, close_code, **kwargs):
+        events.append(("disconnected", charge_point.id, close_code))
+        ended.set()
+
+    receivers = [("charge_point_connected", connected), ("charge_point_disconnected", disconnected)]
+    with register_temporarily(receivers):
+        async with serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as server:
+            port = server.sockets[0].getsockname()[1]
+            client = await OCPPClient.open(f"ws://127.0.0.1:{port}/ocpp/{cp_id}")
+            try:
+                boot = await client.boot(vendor="ThirdWay")
+                report = await client.wait_for_command("DataTransfer")
+            finally:
+                await client.close()
+            await asyncio.wait_for(ended.wait(), 5)
+    assert events == [("connected", cp_id), ("disconnected", cp_id, 1000)]
     assert boot.status == "Accepted"
     assert json.loads(report["data"])["boot_status"] == "Accepted"
     row = await ChargePoint.objects.aget(charge_point_id=cp_id)
