@@ -325,7 +325,7 @@ class LevityChargePoint(OCPP16ChargePoint):
         if hooked_before:
             await self._run_hook(before, context)
             if context.decision is not None:
-                logger.info(
+                logger.debug(
                     "%s: %s answered as decided by %s", self.id, before.action, context.decided_by
                 )
         answer = await core(message_data, context)

@@ -102,15 +102,19 @@ async def send_hook(charge_point: LevityChargePoint, hook: PluginHook, context: 
     session.
     """
     context.hook = hook
+    signal = HOOK_SIGNALS[hook]
+    if not has_app_receivers(signal):
+        # Only the plugin runner: call it directly (no gather, no extra tasks), its
+        # per-plugin bounds and isolation are the same.
+        await run_session_plugins(type(charge_point), charge_point, context, hook)
+        return
     own = len(charge_point._plugin_hooks.get(hook, ()))
     bound = hook_timeout(hook) * (own + 1)
     try:
-        await asyncio.wait_for(
-            HOOK_SIGNALS[hook].asend_robust(
+        async with asyncio.timeout(bound):
+            await signal.asend_robust(
                 sender=type(charge_point), charge_point=charge_point, context=context, hook=hook
-            ),
-            bound,
-        )
+            )
     except TimeoutError:
         logger.error(
             "%s: receivers of %s were still running after %ss and were cancelled",
@@ -135,7 +139,8 @@ async def run_session_plugins(
     for plugin, method in plugin_hooks[hook]:
         token = current_plugin.set(type(plugin).__name__)
         try:
-            await asyncio.wait_for(method(context), timeout)
+            async with asyncio.timeout(timeout):
+                await method(context)
         except TimeoutError:
             plugin.logger.error(
                 "%s hook for %s took longer than %ss and was cancelled",
