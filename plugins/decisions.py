@@ -76,9 +76,7 @@ def check(hook: PluginHook | None, decision: Any) -> None:
         )
     if hook.action in ID_TAG_INFO_ACTIONS and _get(decision, "id_tag_info") is None:
         raise ValueError(f"a decision on {hook.action} gives id_tag_info")
-    payload = protocol.to_payload(
-        {k: v for k, v in _items(decision) if k != "transaction_id"}
-    )
+    payload = protocol.to_payload({k: v for k, v in _items(decision) if k != "transaction_id"})
     try:
         protocol.validate(hook.action, payload, response=True, partial=True)
     except OCPPError as exc:

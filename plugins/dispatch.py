@@ -93,7 +93,9 @@ def has_app_receivers(signal: Signal) -> bool:
     return len(signal.receivers) > 1
 
 
-async def send_hook(charge_point: LevityChargePoint, hook: PluginHook, context: PluginContext) -> None:
+async def send_hook(
+    charge_point: LevityChargePoint, hook: PluginHook, context: PluginContext
+) -> None:
     """Send a hook's signal to every receiver, isolated from their errors and hangs.
 
     ``asend_robust`` logs a receiver's exception (logger ``django.dispatch``) and goes
@@ -166,7 +168,10 @@ async def run_lifecycle(charge_point: LevityChargePoint, method_name: str) -> No
             await asyncio.wait_for(getattr(plugin, method_name)(charge_point), timeout)
         except TimeoutError:
             plugin.logger.error(
-                "%s for %s took longer than %ss and was cancelled", method_name, charge_point.id, timeout
+                "%s for %s took longer than %ss and was cancelled",
+                method_name,
+                charge_point.id,
+                timeout,
             )
         except Exception:
             plugin.logger.exception("%s failed for %s", method_name, charge_point.id)

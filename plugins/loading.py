@@ -218,13 +218,19 @@ class PluginConfiguration:
             try:
                 made = list(self.factory())
             except Exception:
-                logger.exception("%s: LEVITY_PLUGIN_FACTORY failed; running without its plugins", charge_point_id)
+                logger.exception(
+                    "%s: LEVITY_PLUGIN_FACTORY failed; running without its plugins", charge_point_id
+                )
                 made = []
             for plugin in made:
                 if isinstance(plugin, ChargePointPlugin):
                     plugins.append(plugin)
                 else:
-                    logger.error("%s: LEVITY_PLUGIN_FACTORY returned %r, not a plugin; skipped", charge_point_id, plugin)
+                    logger.error(
+                        "%s: LEVITY_PLUGIN_FACTORY returned %r, not a plugin; skipped",
+                        charge_point_id,
+                        plugin,
+                    )
         return plugins
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from ocpp.v16 import call, call_result
 
 from chargepoints import protocol
 from chargepoints.handlers import ChargePointDisconnected, LevityChargePoint
-from chargepoints.models import ChargePoint, Connector, StatusNotification
+from chargepoints.models import ChargePoint, StatusNotification
 from plugins import AutoRemoteStartPlugin, OrphanedTransactionPlugin, signals
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook
 from plugins.testing import (
@@ -160,21 +160,48 @@ CASES = [
     Case(
         "StatusNotification",
         {"connectorId": 1, "errorCode": "NoError", "status": "Preparing", "vendorErrorCode": "E0"},
-        {"connector_id": 1, "error_code": "NoError", "status": "Preparing", "vendor_error_code": "E0"},
+        {
+            "connector_id": 1,
+            "error_code": "NoError",
+            "status": "Preparing",
+            "vendor_error_code": "E0",
+        },
         status_stored,
     ),
     Case(
         "StartTransaction",
-        {"connectorId": 1, "idTag": "TAG-1", "meterStart": 100, "timestamp": START_TIME, "reservationId": 7},
-        {"connector_id": 1, "id_tag": "TAG-1", "meter_start": 100, "timestamp": START_TIME, "reservation_id": 7},
+        {
+            "connectorId": 1,
+            "idTag": "TAG-1",
+            "meterStart": 100,
+            "timestamp": START_TIME,
+            "reservationId": 7,
+        },
+        {
+            "connector_id": 1,
+            "id_tag": "TAG-1",
+            "meter_start": 100,
+            "timestamp": START_TIME,
+            "reservation_id": 7,
+        },
         transaction_stored,
     ),
     Case(
         "StopTransaction",
-        {"transactionId": None, "meterStop": 250, "timestamp": STOP_TIME, "reason": "EVDisconnected",
-         "transactionData": SAMPLED},
-        {"transaction_id": None, "meter_stop": 250, "timestamp": STOP_TIME, "reason": "EVDisconnected",
-         "transaction_data": SAMPLED_SNAKE},
+        {
+            "transactionId": None,
+            "meterStop": 250,
+            "timestamp": STOP_TIME,
+            "reason": "EVDisconnected",
+            "transactionData": SAMPLED,
+        },
+        {
+            "transaction_id": None,
+            "meter_stop": 250,
+            "timestamp": STOP_TIME,
+            "reason": "EVDisconnected",
+            "transaction_data": SAMPLED_SNAKE,
+        },
         transaction_stopped,
         needs_transaction=True,
     ),
@@ -544,13 +571,22 @@ async def test_a_rate_limit_plugin_refuses_the_tag_once_it_reached_its_limit():
     cp = await create_test_charge_point(new_id(), plugins=[RateLimitPlugin(max_transactions=2)])
     await IdTag.objects.acreate(id_tag="BUSY")
     for minute in range(2):
-        start = {"connectorId": 1, "idTag": "BUSY", "meterStart": 0,
-                 "timestamp": f"2026-03-01T10:0{minute}:00Z"}
+        start = {
+            "connectorId": 1,
+            "idTag": "BUSY",
+            "meterStart": 0,
+            "timestamp": f"2026-03-01T10:0{minute}:00Z",
+        }
         answer = await cp.connection.call_from_charge_point("StartTransaction", start)
         await cp.on_stop_transaction(5, f"2026-03-01T10:0{minute}:30Z", answer[2]["transactionId"])
         assert answer[2]["idTagInfo"] == {"status": "Accepted"}
     authorize = await cp.connection.call_from_charge_point("Authorize", {"idTag": "BUSY"})
-    start = {"connectorId": 1, "idTag": "BUSY", "meterStart": 0, "timestamp": "2026-03-01T10:05:00Z"}
+    start = {
+        "connectorId": 1,
+        "idTag": "BUSY",
+        "meterStart": 0,
+        "timestamp": "2026-03-01T10:05:00Z",
+    }
     third = await cp.connection.call_from_charge_point("StartTransaction", start)
     assert authorize[2] == {"idTagInfo": {"status": "Blocked"}}
     assert third[2]["idTagInfo"] == {"status": "Blocked"}
@@ -636,13 +672,18 @@ async def test_a_call_result_object_is_a_decision_too():
     "decision, error",
     [
         ({"id_tag_info": {"status": "Maybe"}}, "not a valid Authorize answer"),
-        ({"idTagInfo": {"status": "Blocked"}}, "['idTagInfo'] are not fields of the Authorize answer"),
+        (
+            {"idTagInfo": {"status": "Blocked"}},
+            "['idTagInfo'] are not fields of the Authorize answer",
+        ),
         (call_result.Heartbeat(current_time=START_TIME), "not Heartbeat"),
         ({}, "a decision on Authorize gives id_tag_info"),
     ],
     ids=["bad-status", "camel-case", "wrong-action", "empty"],
 )
-async def test_a_decision_that_cannot_be_sent_is_logged_and_the_answer_unchanged(decision, error, caplog):
+async def test_a_decision_that_cannot_be_sent_is_logged_and_the_answer_unchanged(
+    decision, error, caplog
+):
     class Confused(ChargePointPlugin):
         def hooks(self):
             return {PluginHook.BEFORE_AUTHORIZE: "decide"}
@@ -753,7 +794,9 @@ async def wait_for_log(server: DaphneServer, text: str, timeout: float = 5) -> s
     return server.log()
 
 
-async def test_daphne_an_after_hook_calls_the_charge_point_without_deadlock(connect, sample_server, cp_id):
+async def test_daphne_an_after_hook_calls_the_charge_point_without_deadlock(
+    connect, sample_server, cp_id
+):
     client = await connect(cp_id, server=sample_server)
     boot = await client.boot()
     report = await client.wait_for_command("DataTransfer", timeout=10)
@@ -768,7 +811,9 @@ async def test_daphne_an_after_hook_calls_the_charge_point_without_deadlock(conn
     assert heartbeat.current_time.endswith("Z")
 
 
-async def test_daphne_a_before_hook_calls_the_charge_point_and_decides_with_its_answer(connect, sample_server):
+async def test_daphne_a_before_hook_calls_the_charge_point_and_decides_with_its_answer(
+    connect, sample_server
+):
     client = await connect("CP-INTERVAL", server=sample_server)
     boot = await client.boot()
     assert boot.interval == 60  # the charge point's MeterValueSampleInterval, not 300
@@ -783,7 +828,9 @@ async def test_daphne_initialize_calls_the_charge_point_on_connect(connect, samp
     await wait_for_log(sample_server, "CP-TRIGGER answered TriggerMessage: Accepted")
 
 
-async def test_daphne_maintenance_plugin_refuses_only_its_charge_points(connect, sample_server, cp_id):
+async def test_daphne_maintenance_plugin_refuses_only_its_charge_points(
+    connect, sample_server, cp_id
+):
     await IdTag.objects.acreate(id_tag="GOOD")
     in_maintenance = await connect("CP-MAINTENANCE", server=sample_server)
     other = await connect(cp_id, server=sample_server)
@@ -809,7 +856,9 @@ async def test_daphne_rate_limit_plugin_refuses_a_second_start(connect, sample_s
     assert second.id_tag_info["status"] == "Blocked"
 
 
-async def test_daphne_failing_and_hanging_plugins_leave_answers_and_others_alone(connect, sample_server):
+async def test_daphne_failing_and_hanging_plugins_leave_answers_and_others_alone(
+    connect, sample_server
+):
     await IdTag.objects.acreate(id_tag="GOOD")
     client = await connect("CP-MISBEHAVING", server=sample_server)
     boot = await client.boot()
@@ -822,10 +871,16 @@ async def test_daphne_failing_and_hanging_plugins_leave_answers_and_others_alone
     assert 0.5 <= waited < 3  # the hanging BEFORE hook was cut at 0.5 s
     assert json.loads(report["data"])["boot_status"] == "Accepted"
     log = await wait_for_log(
-        sample_server, "ERROR levity.plugins.HangingPlugin: AFTER_BOOT_NOTIFICATION hook for CP-MISBEHAVING"
+        sample_server,
+        "ERROR levity.plugins.HangingPlugin: AFTER_BOOT_NOTIFICATION hook for CP-MISBEHAVING",
     )
-    assert "ERROR levity.plugins.FailingPlugin: BEFORE_BOOT_NOTIFICATION hook failed for CP-MISBEHAVING" in log
-    assert "ERROR levity.plugins.FailingPlugin: BEFORE_AUTHORIZE hook failed for CP-MISBEHAVING" in log
+    assert (
+        "ERROR levity.plugins.FailingPlugin: BEFORE_BOOT_NOTIFICATION hook failed for CP-MISBEHAVING"
+        in log
+    )
+    assert (
+        "ERROR levity.plugins.FailingPlugin: BEFORE_AUTHORIZE hook failed for CP-MISBEHAVING" in log
+    )
     assert "RuntimeError: FailingPlugin fails before_authorize on purpose" in log
     assert (
         "ERROR levity.plugins.HangingPlugin: BEFORE_AUTHORIZE hook for CP-MISBEHAVING "
@@ -856,18 +911,24 @@ CONFIG_ERRORS = {
     "bad-class-path": (
         {"LEVITY_PLUGINS": plugins_json({"class": "plugins.AutoRemoteStart"})},
         "LEVITY_PLUGINS[0]: cannot import 'plugins.AutoRemoteStart' (Module \"plugins\" does not "
-        "define a \"AutoRemoteStart\" attribute/class). Check the dotted path; installed plugins: "
+        'define a "AutoRemoteStart" attribute/class). Check the dotted path; installed plugins: '
         "plugins.auto_remote_start.plugin.AutoRemoteStartPlugin,",
     ),
     "unknown-option": (
-        {"LEVITY_PLUGINS": plugins_json(
-            {"class": "plugins.AutoRemoteStartPlugin", "options": {"delay": 2}})},
+        {
+            "LEVITY_PLUGINS": plugins_json(
+                {"class": "plugins.AutoRemoteStartPlugin", "options": {"delay": 2}}
+            )
+        },
         "LEVITY_PLUGINS[0]: bad options for AutoRemoteStartPlugin: got an unexpected keyword "
         "argument 'delay'. It accepts: id_tag, delay_seconds.",
     ),
     "bad-option-value": (
-        {"LEVITY_PLUGINS": plugins_json(
-            {"class": "plugins.OrphanedTransactionPlugin", "options": {"scope": "site"}})},
+        {
+            "LEVITY_PLUGINS": plugins_json(
+                {"class": "plugins.OrphanedTransactionPlugin", "options": {"scope": "site"}}
+            )
+        },
         "LEVITY_PLUGINS[0]: OrphanedTransactionPlugin(scope='site') failed: scope must be one of "
         "connector, charge_point; got 'site'",
     ),
@@ -882,8 +943,10 @@ CONFIG_ERRORS = {
         "LEVITY_PLUGINS[0]: 'chargepoints.models.ChargePoint' is not a ChargePointPlugin subclass.",
     ),
     "misspelled-hook": (
-        {"LEVITY_EXTRA_APPS": "tests.sample_plugins",
-         "LEVITY_PLUGINS": plugins_json({"class": f"{SAMPLE}.MisspelledHookPlugin"})},
+        {
+            "LEVITY_EXTRA_APPS": "tests.sample_plugins",
+            "LEVITY_PLUGINS": plugins_json({"class": f"{SAMPLE}.MisspelledHookPlugin"}),
+        },
         "LEVITY_PLUGINS[0]: MisspelledHookPlugin.hooks(): AFTER_HEARTBEAT names 'on_heartbaet', "
         "which is not a method of it",
     ),
@@ -892,15 +955,19 @@ CONFIG_ERRORS = {
         "LEVITY_PLUGIN_FACTORY: cannot import 'tests.sample_plugins.plugins.make_them'",
     ),
     "factory-returns-no-list": (
-        {"LEVITY_EXTRA_APPS": "tests.sample_plugins",
-         "LEVITY_PLUGIN_FACTORY": f"{SAMPLE}.not_a_factory_result"},
+        {
+            "LEVITY_EXTRA_APPS": "tests.sample_plugins",
+            "LEVITY_PLUGIN_FACTORY": f"{SAMPLE}.not_a_factory_result",
+        },
         f"LEVITY_PLUGIN_FACTORY: {SAMPLE}.not_a_factory_result() returned str, not a list of plugins.",
     ),
 }
 
 
 @pytest.mark.parametrize("env, message", CONFIG_ERRORS.values(), ids=CONFIG_ERRORS.keys())
-def test_bad_plugin_configuration_fails_manage_py_check_with_one_clear_line(env, message, test_db_path):
+def test_bad_plugin_configuration_fails_manage_py_check_with_one_clear_line(
+    env, message, test_db_path
+):
     result = manage_check(test_db_path, **env)
     assert result.returncode == 1
     assert result.stderr.startswith(f"Levity configuration error: {message}")
@@ -919,8 +986,11 @@ def test_good_plugin_configuration_passes_manage_py_check(test_db_path):
 
 def test_daphne_does_not_start_with_bad_plugin_configuration(start_daphne):
     with pytest.raises(RuntimeError, match="daphne exited early") as failure:
-        start_daphne(LEVITY_PLUGINS=plugins_json({"class": "plugins.AutoRemoteStartPlugin",
-                                                  "options": {"id_tag": ""}}))
+        start_daphne(
+            LEVITY_PLUGINS=plugins_json(
+                {"class": "plugins.AutoRemoteStartPlugin", "options": {"id_tag": ""}}
+            )
+        )
     assert (
         "Levity configuration error: LEVITY_PLUGINS[0]: AutoRemoteStartPlugin(id_tag='') failed: "
         "id_tag must be 1 to 20 characters" in str(failure.value)
@@ -987,11 +1057,17 @@ async def test_repositories_on_the_charge_point():
     await cp.on_meter_values(
         1,
         [
-            {"timestamp": "2026-03-01T10:10:00Z", "sampled_value": [{"value": "1.5", "unit": "kWh"}]},
-            {"timestamp": "2026-03-01T10:20:00Z", "sampled_value": [
-                {"value": "2.0", "unit": "kWh"},
-                {"value": "16", "measurand": "Current.Import", "unit": "A"},
-            ]},
+            {
+                "timestamp": "2026-03-01T10:10:00Z",
+                "sampled_value": [{"value": "1.5", "unit": "kWh"}],
+            },
+            {
+                "timestamp": "2026-03-01T10:20:00Z",
+                "sampled_value": [
+                    {"value": "2.0", "unit": "kWh"},
+                    {"value": "16", "measurand": "Current.Import", "unit": "A"},
+                ],
+            },
         ],
         transaction_id=tx.pk,
     )

@@ -95,9 +95,7 @@ class AutoRemoteStartPlugin(ChargePointPlugin):
             self.logger.info("%s: remote start for %r accepted", where, self.id_tag)
 
     async def cleanup(self, charge_point: LevityChargePoint) -> None:
-        pending = {
-            key: task for key, task in self._pending.items() if key[0] == charge_point.id
-        }
+        pending = {key: task for key, task in self._pending.items() if key[0] == charge_point.id}
         for (cp_id, connector_id), task in pending.items():
             task.cancel()
             self.logger.info(

@@ -22,7 +22,10 @@ class TransactionNotificationPlugin(ChargePointPlugin):
 
     def __init__(self, webhook_url: str, timeout: float = 10.0) -> None:
         super().__init__()
-        if not isinstance(webhook_url, str) or urlsplit(webhook_url).scheme not in ("http", "https"):
+        if not isinstance(webhook_url, str) or urlsplit(webhook_url).scheme not in (
+            "http",
+            "https",
+        ):
             raise ValueError(f"webhook_url must be an http:// or https:// URL, got {webhook_url!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -63,9 +66,7 @@ class TransactionNotificationPlugin(ChargePointPlugin):
 
     async def _post(self, data: dict[str, Any]) -> None:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout)
-            )
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         try:
             async with self._session.post(self.webhook_url, json=data) as response:
                 if response.status >= 400:

@@ -34,7 +34,9 @@ def energy(value: str, unit: str = "Wh", **fields) -> dict:
     return {"timestamp": now_iso(), "sampledValue": [{"value": value, "unit": unit, **fields}]}
 
 
-async def test_an_orphan_on_the_connector_is_closed_with_its_last_energy_reading(connect, server, cp_id):
+async def test_an_orphan_on_the_connector_is_closed_with_its_last_energy_reading(
+    connect, server, cp_id
+):
     await IdTag.objects.acreate(id_tag="DRIVER")
     client = await connect(cp_id, server=server)
     orphan = await client.start_transaction(1, "DRIVER", 1000)
@@ -104,11 +106,16 @@ def new_id() -> str:
 
 
 async def test_scope_charge_point_closes_the_active_transactions_of_every_connector():
-    cp = await create_test_charge_point(new_id(), plugins=[OrphanedTransactionPlugin(scope="charge_point")])
+    cp = await create_test_charge_point(
+        new_id(), plugins=[OrphanedTransactionPlugin(scope="charge_point")]
+    )
     one = await cp.on_start_transaction(1, "A", 10, "2026-03-01T10:00:00Z")
     two = await cp.on_start_transaction(2, "B", 20, "2026-03-01T10:01:00Z")
     three = await cp.on_start_transaction(3, "C", 30, "2026-03-01T10:02:00Z")
-    stopped = {tx.pk: tx.stop_reason async for tx in Transaction.objects.filter(stop_timestamp__isnull=False)}
+    stopped = {
+        tx.pk: tx.stop_reason
+        async for tx in Transaction.objects.filter(stop_timestamp__isnull=False)
+    }
     assert stopped == {one.transaction_id: "Other", two.transaction_id: "Other"}
     assert (await Transaction.objects.aget(pk=three.transaction_id)).is_active
 
@@ -142,5 +149,3 @@ async def test_other_charge_points_are_never_touched():
 def test_an_unknown_scope_is_refused():
     with pytest.raises(ValueError, match="scope must be one of connector, charge_point"):
         OrphanedTransactionPlugin(scope="site")
-
-

@@ -135,7 +135,9 @@ async def test_start_and_stop_are_posted_as_json(connect, server, receiver):
             },
         ),
     ]
-    await wait_for_log(server, f"Sent transaction_stop notification for tx {started.transaction_id}")
+    await wait_for_log(
+        server, f"Sent transaction_stop notification for tx {started.transaction_id}"
+    )
 
 
 async def test_a_stop_without_reason_is_posted_with_an_empty_reason(connect, server, receiver):

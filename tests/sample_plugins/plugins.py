@@ -118,7 +118,9 @@ class ReportBackPlugin(ChargePointPlugin):
             "keys": {item["key"]: item["value"] for item in configuration.configuration_key},
         }
         await context.charge_point.call(
-            call.DataTransfer(vendor_id="org.levity.test", message_id="report", data=json.dumps(report))
+            call.DataTransfer(
+                vendor_id="org.levity.test", message_id="report", data=json.dumps(report)
+            )
         )
 
 
