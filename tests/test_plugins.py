@@ -797,6 +797,7 @@ async def wait_for_log(server: DaphneServer, text: str, timeout: float = 5) -> s
 async def test_daphne_an_after_hook_calls_the_charge_point_without_deadlock(
     connect, sample_server, cp_id
 ):
+    """ReportBackPlugin comes from LEVITY_PLUGIN_FACTORY here: no entry names this charge point."""
     client = await connect(cp_id, server=sample_server)
     boot = await client.boot()
     report = await client.wait_for_command("DataTransfer", timeout=10)
