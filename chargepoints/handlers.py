@@ -216,12 +216,14 @@ class LevityChargePoint(OCPP16ChargePoint):
         skip_schema_validation: bool = False,
         *,
         timeout: float | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> Any:
         """Send a CS->CP request and return the charge point's call_result.
 
         As in the `ocpp` package: a CALLERROR returns None when ``suppress``, else
         raises the matching OCPPError; no answer in time raises asyncio.TimeoutError.
         One call is in flight per charge point at a time (OCPP-J); others wait.
+        ``on_sent`` is called when the CALL is on the wire (after that wait).
         """
         action = type(payload).__name__
         request = protocol.to_payload(payload)
@@ -239,6 +241,8 @@ class LevityChargePoint(OCPP16ChargePoint):
                 self._pending[unique_id] = future
                 try:
                     await self._send(protocol.encode_call(unique_id, action, request))
+                    if on_sent is not None:
+                        on_sent()
                     response = await asyncio.wait_for(future, max(deadline - loop.time(), 0))
                 finally:
                     self._pending.pop(unique_id, None)

@@ -153,7 +153,10 @@ def _validator(schema_name: str, lenient: bool, partial: bool = False):
         schema.pop("required", None)
     # multipleOf 0.1 on charging-rate floats fails on binary floats (21.4 / 0.1);
     # the charge point rounds to its own precision anyway.
-    strip = {"multipleOf", "$schema", "id"}
+    # "id" and "$schema" only at the top: ClearChargingProfile has a property named "id".
+    schema.pop("id", None)
+    schema.pop("$schema", None)
+    strip = {"multipleOf"}
     if lenient:
         strip.add("additionalProperties")
     return fastjsonschema.compile(
