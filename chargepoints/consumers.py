@@ -13,7 +13,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from plugins import loading
-from plugins.signals import charge_point_connected, charge_point_disconnected
+from plugins.signals import charge_point_disconnected
 
 from . import commands, services, sessions
 from .handlers import LevityChargePoint
@@ -83,11 +83,9 @@ class OCPPConsumer(AsyncWebsocketConsumer):
         logger.info("%s connected from %s", charge_point_id, remote_address)
         if self.channel_layer is not None:
             await self._join_command_group(charge_point_id)
-        await self.charge_point.initialize_plugins()
-        if charge_point_connected.receivers:
-            await charge_point_connected.asend_robust(
-                sender=LevityChargePoint, charge_point=self.charge_point
-            )
+        # Plugins' initialize() and charge_point_connected run as a task: they may
+        # call the charge point, whose answer this consumer must be free to receive.
+        self.charge_point.begin()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.charge_point is not None:

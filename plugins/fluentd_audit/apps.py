@@ -1,7 +1,7 @@
-from django.apps import AppConfig
+from plugins.apps import PluginAppConfig
 
 
-class FluentdAuditConfig(AppConfig):
+class FluentdAuditConfig(PluginAppConfig):
     """Provides FluentdAuditPlugin and FluentdWebSocketAuditPlugin."""
 
     name = "plugins.fluentd_audit"

@@ -1,7 +1,7 @@
-from django.apps import AppConfig
+from plugins.apps import PluginAppConfig
 
 
-class PrometheusMetricsConfig(AppConfig):
+class PrometheusMetricsConfig(PluginAppConfig):
     """Provides PrometheusMetricsPlugin, the /metrics view and the metrics port.
 
     Inert unless metrics are on (see ``conf.metrics_enabled``): then ``ready()``
