@@ -25,23 +25,10 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
-from django.conf import settings
-
-IN_PROCESS_LAYER = "channels.layers.InMemoryChannelLayer"
-
-
-def cross_process_channel_layer() -> bool:
-    """True when the default channel layer reaches other server processes (channels-redis)."""
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
-    return bool(backend) and backend != IN_PROCESS_LAYER
 
 
 class LeanWebsocketConsumer(AsyncWebsocketConsumer):
-    @property
-    def channel_layer_alias(self) -> str | None:  # type: ignore[override]
-        # A channel (and its receive task) per connection only when another process
-        # may have something to say to this connection.
-        return "default" if cross_process_channel_layer() else None
+    """Without a channel layer (``channel_layer_alias`` naming none), a plain receive loop."""
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if get_channel_layer(self.channel_layer_alias) is not None:
