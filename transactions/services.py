@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
@@ -227,7 +228,20 @@ def meter_value_rows(
     default_context: str = "Sample.Periodic",
 ) -> list[MeterValue]:
     """MeterValue rows (unsaved) for the snake_case meterValue list of a message."""
-    rows = []
+    return [
+        MeterValue(
+            charge_point_id=charge_point_pk,
+            connector_id=connector_id,
+            transaction=tx,
+            received_at=now,
+            **sample,
+        )
+        for sample in sampled_values(meter_values, default_context)
+    ]
+
+
+def sampled_values(meter_values: list[dict], default_context: str = "Sample.Periodic"):
+    """Each sampledValue with 1.6's defaults applied, as MeterValue field values."""
     for meter_value in meter_values:
         timestamp = parse_timestamp(meter_value["timestamp"])
         for sampled in meter_value.get("sampled_value", ()):
@@ -236,25 +250,18 @@ def meter_value_rows(
             value = sampled["value"]
             fmt = sampled.get("format") or "Raw"
             normalized_value, normalized_unit = _normalize(value, unit, fmt)
-            rows.append(
-                MeterValue(
-                    charge_point_id=charge_point_pk,
-                    connector_id=connector_id,
-                    transaction=tx,
-                    timestamp=timestamp,
-                    received_at=now,
-                    value=value[:64],
-                    measurand=measurand,
-                    phase=sampled.get("phase") or "",
-                    unit=unit,
-                    context=sampled.get("context") or default_context,
-                    location=sampled.get("location") or "Outlet",
-                    format=fmt,
-                    normalized_value=normalized_value,
-                    normalized_unit=normalized_unit,
-                )
-            )
-    return rows
+            yield {
+                "timestamp": timestamp,
+                "value": value[:64],
+                "measurand": measurand,
+                "phase": sampled.get("phase") or "",
+                "unit": unit,
+                "context": sampled.get("context") or default_context,
+                "location": sampled.get("location") or "Outlet",
+                "format": fmt,
+                "normalized_value": normalized_value,
+                "normalized_unit": normalized_unit,
+            }
 
 
 def _default_unit(measurand: str) -> str:
@@ -318,9 +325,11 @@ def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | 
     alone raised. The same rows as record_meter_values(); only the work is shared.
     """
     wanted = {r.transaction_id for r in requests if r.transaction_id is not None}
-    owners = dict(
-        Transaction.objects.filter(pk__in=wanted).values_list("pk", "charge_point_id")
-    ) if wanted else {}
+    owners = {}
+    if wanted:
+        owners = dict(
+            Transaction.objects.filter(pk__in=wanted).order_by().values_list("pk", "charge_point_id")
+        )
     results: list[int | Exception] = []
     per_request: list[list[tuple]] = []
     for request in requests:
@@ -331,12 +340,15 @@ def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | 
                     "MeterValues name unknown transaction %s; stored without a transaction", tx_id
                 )
                 tx_id = None
-            rows = meter_value_rows(
-                request.charge_point_pk, request.connector_id, None, request.meter_value, request.now
+            params = _insert_params(
+                {
+                    "charge_point_id": request.charge_point_pk,
+                    "connector_id": request.connector_id,
+                    "transaction_id": tx_id,
+                    "received_at": request.now,
+                },
+                sampled_values(request.meter_value),
             )
-            for row in rows:
-                row.transaction_id = tx_id
-            params = _insert_params(rows)
         except Exception as exc:  # e.g. a timestamp that is not one: this message only
             results.append(exc)
             per_request.append([])
@@ -360,7 +372,9 @@ def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | 
     return results
 
 
-def _meter_value_columns() -> tuple[list, str]:
+@lru_cache(maxsize=None)
+def _meter_value_columns(vendor: str) -> tuple[tuple[tuple[str, bool], ...], str]:
+    """(attname, is a datetime) per inserted column, and the INSERT statement."""
     from django.db import connection
 
     fields = [f for f in MeterValue._meta.concrete_fields if not f.primary_key]
@@ -370,31 +384,26 @@ def _meter_value_columns() -> tuple[list, str]:
         ", ".join(quote(f.column) for f in fields),
         ", ".join(["%s"] * len(fields)),
     )
-    return fields, sql
+    columns = tuple((f.attname, f.get_internal_type() == "DateTimeField") for f in fields)
+    return columns, sql
 
 
-def _insert_params(rows: list[MeterValue]) -> list[tuple]:
-    """The rows as INSERT parameters, adapted by the backend like bulk_create does.
+def _insert_params(common: dict, samples) -> list[tuple]:
+    """INSERT parameters in column order, datetimes adapted by the backend as bulk_create does.
 
-    Only datetimes need the backend's adaptation (the other fields are str, int,
-    float or None); each distinct datetime is adapted once.
+    The other fields are already str, int, float or None, which need no adaptation.
     """
     from django.db import connection
 
-    fields, _ = _meter_value_columns()
+    columns, _ = _meter_value_columns(connection.vendor)
     adapt = connection.ops.adapt_datetimefield_value
     adapted: dict = {}
-    getters = []
-    for f in fields:
-        if f.get_internal_type() == "DateTimeField":
-            getters.append((f.attname, True))
-        else:
-            getters.append((f.attname, False))
     out = []
-    for row in rows:
+    for sample in samples:
+        row = {**common, **sample}
         values = []
-        for attname, is_datetime in getters:
-            value = getattr(row, attname)
+        for attname, is_datetime in columns:
+            value = row[attname]
             if is_datetime and value is not None:
                 if value not in adapted:
                     adapted[value] = adapt(value)
@@ -410,6 +419,6 @@ def _insert_meter_values(params: list[tuple]) -> None:
 
     if not params:
         return
-    _, sql = _meter_value_columns()
+    _, sql = _meter_value_columns(connection.vendor)
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
