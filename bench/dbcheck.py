@@ -40,6 +40,15 @@ def create_id_tags(count: int) -> None:
     )
 
 
+def register_charge_points(charge_point_ids: list[str]) -> None:
+    """Known charge points (for the reconnect storm: they were connected before)."""
+    from chargepoints.models import ChargePoint
+
+    ChargePoint.objects.bulk_create(
+        [ChargePoint(charge_point_id=cp) for cp in charge_point_ids], ignore_conflicts=True, batch_size=500
+    )
+
+
 def _chunks(items: list, size: int = _CHUNK):
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -208,7 +208,8 @@ def markdown(results: dict) -> str:
             "## Reconnect storm",
             "",
             "All charge points connect at the same instant and send BootNotification then "
-            "StatusNotification; time per charge point from the start to the second answer.",
+            "StatusNotification; time per charge point from the start to the second answer. "
+            "For Levity the charge points are known (registered before, as after a restart).",
             "",
             "| server | charge points | answered | failures | all answered s | p50 s | p99 s | message p99 ms |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

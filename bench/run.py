@@ -83,6 +83,12 @@ class Plan:
     redis_duration: float
     commands: int
     no_hop_scenarios: tuple[str, ...]
+    #: Repeats of a run disturbed by other processes (see Bench.throughput), and for
+    #: the whole run, so that a busy machine cannot stretch it without bound.
+    retries: int = 2
+    retry_budget: int = 15
+    #: How long to wait for an idle machine before each measured run (seconds).
+    quiet_timeout: float = 20.0
 
     def procs_for(self, n: int) -> int:
         return 1 if n <= 100 else 2
@@ -115,6 +121,9 @@ QUICK = Plan(
     redis_duration=1.0,
     commands=10,
     no_hop_scenarios=(),
+    retries=0,
+    retry_budget=0,
+    quiet_timeout=1.0,
 )
 
 
@@ -134,6 +143,7 @@ class Bench:
         self.log_dir.mkdir()
         self.db_path = self.tmp / "levity.db"
         self.run_counter = 0
+        self.retries_used = 0
         self.results: dict = {
             "throughput": [],
             "idle_memory": [],
@@ -196,14 +206,19 @@ class Bench:
         (``other_cpu_pct``), and a run with more than OTHER_CPU_LIMIT is retried.
         """
         best = None
-        for attempt in range(3):
-            wait_for_quiet_machine()
+        for attempt in range(self.plan.retries + 1):
+            wait_for_quiet_machine(timeout=self.plan.quiet_timeout)
             row = self._throughput_once(server_name, servers, scenario, n, duration, loadgen_cpu, procs)
             row["attempt"] = attempt + 1
             if best is None or row["other_cpu_pct"] < best["other_cpu_pct"]:
                 best = row
-            if row["other_cpu_pct"] <= OTHER_CPU_LIMIT:
+            if (
+                row["other_cpu_pct"] <= OTHER_CPU_LIMIT
+                or attempt == self.plan.retries
+                or self.retries_used >= self.plan.retry_budget
+            ):
                 break
+            self.retries_used += 1
             log(f"    other processes used {row['other_cpu_pct']}% CPU during that run: repeating it")
         return best
 
@@ -326,10 +341,14 @@ class Bench:
 
     def storm(self, name: str) -> dict:
         plan = self.plan
+        cp_ids = self.cp_ids("storm", plan.storm_size)
+        if name == report.LEVITY:
+            # A reconnect storm: the charge points are known (as after a server restart).
+            dbcheck.register_charge_points(cp_ids)
         server = self.make_server(name).start()
         try:
             group = Group.start(
-                urls=[server.ws_base], scenario="storm", cp_ids=self.cp_ids("storm", plan.storm_size),
+                urls=[server.ws_base], scenario="storm", cp_ids=cp_ids,
                 procs=2 if plan.storm_size > 100 else 1, cpu=LOADGEN_CPU,
             )
             group.go(lead=0.5)
