@@ -6,8 +6,14 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "levity_site.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    try:
+        settings.INSTALLED_APPS  # read the environment now: a bad value is one clear line
+    except ImproperlyConfigured as exc:
+        sys.exit(f"Levity configuration error: {exc}")
     execute_from_command_line(sys.argv)
 
 

@@ -9,8 +9,13 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "levity_site.settings")
 
 from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
-django_asgi_app = get_asgi_application()
+try:
+    django_asgi_app = get_asgi_application()
+except ImproperlyConfigured as exc:
+    # A malformed setting stops daphne with one line naming it, not a traceback.
+    raise SystemExit(f"Levity configuration error: {exc}") from None
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
