@@ -26,6 +26,8 @@ from tests.ocpp_client import OCPPClient
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["tests.admin_fixtures"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -84,8 +86,9 @@ class DaphneServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daphne exited early:\n{self.log()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
             ):
                 return self
             time.sleep(0.1)
