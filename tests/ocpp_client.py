@@ -75,9 +75,7 @@ class OCPPClient(ChargePoint):
             )
         )
 
-    async def start_transaction(
-        self, connector_id: int, id_tag: str, meter_start: int, timestamp=None
-    ):
+    async def start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp=None):
         return await self.call(
             call.StartTransaction(
                 connector_id=connector_id,
