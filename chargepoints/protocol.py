@@ -147,9 +147,13 @@ def _strip(schema: Any, keys: set[str]) -> Any:
 @lru_cache(maxsize=None)
 def _validator(schema_name: str, lenient: bool):
     schema = json.loads((SCHEMA_DIR / f"{schema_name}.json").read_text(encoding="utf-8-sig"))
+    # The schema's own "$schema"/"id" only (a payload field may be called "id", as
+    # in ClearChargingProfile).
+    schema.pop("$schema", None)
+    schema.pop("id", None)
     # multipleOf 0.1 on charging-rate floats fails on binary floats (21.4 / 0.1);
     # the charge point rounds to its own precision anyway.
-    strip = {"multipleOf", "$schema", "id"}
+    strip = {"multipleOf"}
     if lenient:
         strip.add("additionalProperties")
     return fastjsonschema.compile(
