@@ -26,7 +26,7 @@ from tests.ocpp_client import OCPPClient
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.admin_fixtures"]
+pytest_plugins = ["tests.admin_fixtures", "tests.postgres_server"]
 
 
 def free_port() -> int:
