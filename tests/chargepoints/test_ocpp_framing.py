@@ -10,6 +10,8 @@ import asyncio
 
 import pytest
 
+from chargepoints.models import Connector
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -220,3 +222,27 @@ async def test_session_survives_client_that_closes_without_waiting(raw_ws, cp_id
     # The server is still serving new sessions of the same charge point.
     client = await connect(cp_id)
     assert (await client.boot()).status == "Accepted"
+
+
+async def test_lenient_mode_accepts_fields_the_schema_does_not_define(start_daphne, raw_ws, cp_id):
+    server = start_daphne(LEVITY_OCPP_LENIENT="true")
+    async with raw_ws(cp_id, server=server) as session:
+        answer = await session.exchange(
+            [
+                2,
+                "l-1",
+                "StatusNotification",
+                {
+                    "connectorId": 1,
+                    "errorCode": "NoError",
+                    "status": "Available",
+                    "vendorUptime": 5,
+                },
+            ]
+        )
+        assert answer == [3, "l-1", {}]
+        connector = await Connector.objects.aget(charge_point__charge_point_id=cp_id)
+        assert connector.status == "Available"
+        # Lenient is about extra fields only: a missing field is still refused.
+        missing = await session.exchange([2, "l-2", "Authorize", {}])
+        assert missing[0:3] == [4, "l-2", "ProtocolError"]
