@@ -194,10 +194,11 @@ class TransactionAdmin(ReportedByChargePointAdmin):
         return super().get_queryset(request).annotate(latest_energy_wh=latest_energy_register())
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        if search_term.strip().lstrip("#").isdigit():
-            queryset |= self.model.objects.filter(pk=int(search_term.strip().lstrip("#")))
-        return queryset, may_have_duplicates
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip().lstrip("#")
+        if term.isdigit():  # a transaction id, within the active filters
+            results |= queryset.filter(pk=int(term))
+        return results, may_have_duplicates
 
     @admin.display(description="transaction id", ordering="pk")
     def transaction_id(self, obj: Transaction) -> int:

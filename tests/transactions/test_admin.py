@@ -111,6 +111,12 @@ def test_transactions_search_by_transaction_id(operator_client, cp):
     assert listed_transactions(operator_client.get(TX_LIST, {"q": str(first.pk)})) == [first.pk]
 
 
+def test_transaction_id_search_keeps_the_active_filters(operator_client, cp):
+    stopped = make_transaction(cp, meter_stop=2000, stop_timestamp=START + timedelta(hours=1))
+    response = operator_client.get(TX_LIST, {"q": str(stopped.pk), "state": "active"})
+    assert listed_transactions(response) == []
+
+
 def test_transactions_date_hierarchy_drills_down_by_start(operator_client, cp):
     march = make_transaction(cp, id_tag="M")
     make_transaction(cp, id_tag="F", start_timestamp=START - timedelta(days=30))
