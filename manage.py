@@ -18,4 +18,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        main()
+    except ImproperlyConfigured as exc:
+        # What start-up finds wrong (e.g. LEVITY_PLUGINS, checked when the apps load).
+        sys.exit(f"Levity configuration error: {exc}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import logging
 import time
 import uuid
@@ -36,9 +37,9 @@ from ocpp.v16 import ChargePoint as OCPP16ChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from plugins import dispatch
+from plugins import decisions, dispatch
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook
-from plugins.signals import HOOK_SIGNALS
+from plugins.signals import HOOK_SIGNALS, message_handled
 from transactions import services as tx_services
 from transactions.repositories import MeterValueRepository, TransactionRepository
 
@@ -97,21 +98,43 @@ class LevityChargePoint(OCPP16ChargePoint):
         self._after_tasks: set[asyncio.Task] = set()
         self._plugin_hooks = dispatch.bind_hooks(self.plugins)
         self._lenient = settings.LEVITY_OCPP_LENIENT
+        self._started: asyncio.Task | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<LevityChargePoint {self.id}>"
+
+    @property
+    def connection(self) -> Any:
+        """What frames are sent to (the consumer, a websockets connection, a test fake)."""
+        return self._connection
 
     # --- receive path ---------------------------------------------------------
 
     async def start(self) -> None:
         """Serve a ``websockets``-style connection (the spec's third way)."""
         await self.ensure_registered()
-        await self.initialize_plugins()
+        self.begin()
         try:
             async for raw in self._connection:
                 await self.receive_frame(raw)
         finally:
-            await self.shutdown()
+            await self.shutdown(getattr(self._connection, "close_code", None))
+            await dispatch.send_disconnected(self)
+
+    def begin(self) -> asyncio.Task:
+        """Start the session: plugins' ``initialize()``, then ``charge_point_connected``.
+
+        It runs as a task, so that the receive path stays free: an ``initialize()``
+        may call the charge point and get its answer. Incoming CALLs wait for it.
+        """
+        if self._started is None:
+            self._started = asyncio.create_task(self._begin())
+        return self._started
+
+    async def _begin(self) -> None:
+        await self.initialize_plugins()
+        await dispatch.send_connected(self)
 
     async def receive_frame(self, raw: str | bytes) -> None:
         """Route one frame; returns at once (CALLs are queued for the worker)."""
@@ -125,6 +148,14 @@ class LevityChargePoint(OCPP16ChargePoint):
         except protocol.FrameError as exc:
             logger.warning("%s: bad frame %.200r: %s", self.id, raw, exc.error.description)
             await self._send(protocol.encode_call_error(exc.unique_id, exc.error))
+            if message_handled.receivers:
+                message_handled.send_robust(
+                    sender=LevityChargePoint,
+                    charge_point=self,
+                    action=None,
+                    duration=None,
+                    error_code=exc.error.code,
+                )
             return
         if isinstance(message, Call):
             self._inbox.append(message)
@@ -141,16 +172,32 @@ class LevityChargePoint(OCPP16ChargePoint):
 
     async def _drain_inbox(self) -> None:
         try:
+            if self._started is not None and not self._started.done():
+                await asyncio.shield(self._started)
             while self._inbox:
                 await self._handle_call(self._inbox.popleft())
         finally:
             self._worker = None
 
     async def _handle_call(self, msg: Call) -> None:
+        if not message_handled.receivers:
+            await self._answer_call(msg)
+            return
+        started = time.perf_counter()
+        error_code = await self._answer_call(msg)
+        message_handled.send_robust(
+            sender=LevityChargePoint,
+            charge_point=self,
+            action=msg.action,
+            duration=time.perf_counter() - started,
+            error_code=error_code,
+        )
+
+    async def _answer_call(self, msg: Call) -> str | None:
+        """Answer one CALL; return the CALLERROR code sent, or None for a CALLRESULT."""
         handlers = self.route_map.get(msg.action)
         if not handlers or "_on_action" not in handlers:
-            await self._send_error(msg, protocol.unknown_action_error(msg.action))
-            return
+            return await self._send_error(msg, protocol.unknown_action_error(msg.action))
         deferred: list = []
         token = _deferred_after.set(deferred)
         try:
@@ -159,14 +206,12 @@ class LevityChargePoint(OCPP16ChargePoint):
             payload = protocol.to_payload(result)
         except OCPPError as exc:
             logger.warning("%s: %s %s rejected: %s", self.id, msg.action, msg.unique_id, exc)
-            await self._send_error(msg, exc)
-            return
+            return await self._send_error(msg, exc)
         except Exception:
             logger.exception("%s: %s %s failed", self.id, msg.action, msg.unique_id)
-            await self._send_error(
+            return await self._send_error(
                 msg, InternalError(description=f"{msg.action} could not be processed")
             )
-            return
         finally:
             _deferred_after.reset(token)
         await self._send(protocol.encode_call_result(msg.unique_id, payload))
@@ -174,9 +219,11 @@ class LevityChargePoint(OCPP16ChargePoint):
             task = asyncio.create_task(self._run_hook(hook, context))
             self._after_tasks.add(task)
             task.add_done_callback(self._after_tasks.discard)
+        return None
 
-    async def _send_error(self, msg: Call, error: OCPPError) -> None:
+    async def _send_error(self, msg: Call, error: OCPPError) -> str:
         await self._send(protocol.encode_call_error(msg.unique_id, error))
+        return error.code
 
     async def _send(self, message: str) -> None:
         await self._connection.send(message)
@@ -191,12 +238,14 @@ class LevityChargePoint(OCPP16ChargePoint):
         skip_schema_validation: bool = False,
         *,
         timeout: float | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> Any:
         """Send a CS->CP request and return the charge point's call_result.
 
         As in the `ocpp` package: a CALLERROR returns None when ``suppress``, else
         raises the matching OCPPError; no answer in time raises asyncio.TimeoutError.
         One call is in flight per charge point at a time (OCPP-J); others wait.
+        ``on_sent`` is called when the CALL is on the wire (after that wait).
         """
         action = type(payload).__name__
         request = protocol.to_payload(payload)
@@ -204,6 +253,8 @@ class LevityChargePoint(OCPP16ChargePoint):
             protocol.validate(action, request)
         unique_id = unique_id or str(uuid.uuid4())
         timeout = self._response_timeout if timeout is None else timeout
+        if self._closed:
+            raise ChargePointDisconnected(self.id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with asyncio.timeout(timeout):
@@ -212,6 +263,8 @@ class LevityChargePoint(OCPP16ChargePoint):
                 self._pending[unique_id] = future
                 try:
                     await self._send(protocol.encode_call(unique_id, action, request))
+                    if on_sent is not None:
+                        on_sent()
                     response = await asyncio.wait_for(future, max(deadline - loop.time(), 0))
                 finally:
                     self._pending.pop(unique_id, None)
@@ -238,33 +291,34 @@ class LevityChargePoint(OCPP16ChargePoint):
             self.charge_point_pk = row.pk
 
     async def initialize_plugins(self) -> None:
-        for plugin in self.plugins:
-            try:
-                await asyncio.wait_for(
-                    plugin.initialize(self), settings.LEVITY_PLUGIN_HOOK_TIMEOUT
-                )
-            except Exception:
-                plugin.logger.exception("initialize failed for %s", self.id)
+        """Each plugin's ``initialize()``, isolated from errors and bounded in time."""
+        await dispatch.run_lifecycle(self, "initialize")
 
     async def shutdown(self, close_code: int | None = None) -> None:
         """End the session: fail pending calls, finish AFTER hooks, clean up plugins."""
+        if self._closed:
+            return
+        self._closed = True
         self.close_code = close_code
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ChargePointDisconnected(self.id))
+        if self._started is not None and not self._started.done():
+            await _cancel({self._started})
         if self._worker is not None:
-            self._worker.cancel()
+            await _cancel({self._worker})
         if self._after_tasks:
             _, pending = await asyncio.wait(
                 set(self._after_tasks), timeout=settings.LEVITY_AFTER_HOOK_GRACE_SECONDS
             )
-            for task in pending:
-                task.cancel()
-        for plugin in self.plugins:
-            try:
-                await asyncio.wait_for(plugin.cleanup(self), settings.LEVITY_PLUGIN_HOOK_TIMEOUT)
-            except Exception:
-                plugin.logger.exception("cleanup failed for %s", self.id)
+            if pending:
+                logger.warning(
+                    "%s: %d AFTER hook(s) still running at disconnect were cancelled",
+                    self.id,
+                    len(pending),
+                )
+                await _cancel(pending)
+        await dispatch.run_lifecycle(self, "cleanup")
 
     async def close(self, code: int = 1000) -> None:
         await self._connection.close(code)
@@ -272,9 +326,7 @@ class LevityChargePoint(OCPP16ChargePoint):
     # --- hooks ----------------------------------------------------------------
 
     async def _run_hook(self, hook: PluginHook, context: PluginContext) -> None:
-        await HOOK_SIGNALS[hook].asend_robust(
-            sender=LevityChargePoint, charge_point=self, context=context, hook=hook
-        )
+        await dispatch.send_hook(self, hook, context)
 
     def _hooked(self, hook: PluginHook) -> bool:
         return hook in self._plugin_hooks or dispatch.has_app_receivers(HOOK_SIGNALS[hook])
@@ -284,13 +336,27 @@ class LevityChargePoint(OCPP16ChargePoint):
         before: PluginHook,
         after: PluginHook,
         message_data: dict[str, Any],
-        core: Callable[[PluginContext], Awaitable[Any]],
+        core: Callable[[dict[str, Any], PluginContext], Awaitable[Any]],
     ) -> Any:
-        context = PluginContext(self, message_data)
-        if self._hooked(before):
+        """BEFORE hook -> core handler -> (answer sent) -> AFTER hook.
+
+        The core works on the validated message; hooks get their own copy of it, so
+        a hook that changes ``message_data`` cannot break what is stored. A decision
+        of a BEFORE hook (``context.respond``) is applied by plugins.decisions.
+        """
+        hooked_before, hooked_after = self._hooked(before), self._hooked(after)
+        if not (hooked_before or hooked_after):
+            return await core(message_data, PluginContext(self, message_data, hook=before))
+        context = PluginContext(self, copy.deepcopy(message_data), hook=before)
+        if hooked_before:
             await self._run_hook(before, context)
-        context.result = await core(context)
-        if self._hooked(after):
+            if context.decision is not None:
+                logger.debug(
+                    "%s: %s answered as decided by %s", self.id, before.action, context.decided_by
+                )
+        answer = await core(message_data, context)
+        context.result = decisions.apply(before, answer, context.decision, context.decided_by)
+        if hooked_after:
             deferred = _deferred_after.get()
             if deferred is None:
                 await self._run_hook(after, context)
@@ -319,15 +385,16 @@ class LevityChargePoint(OCPP16ChargePoint):
             self._boot_notification,
         )
 
-    async def _boot_notification(self, context: PluginContext) -> call_result.BootNotification:
+    async def _boot_notification(
+        self, data: dict, context: PluginContext
+    ) -> call_result.BootNotification:
         now = _now()
-        status = await self._db(services.record_boot, context.message_data, now)
-        result = call_result.BootNotification(
+        status = await self._db(services.record_boot, data, now)
+        return call_result.BootNotification(
             current_time=protocol.format_timestamp(now),
             interval=settings.LEVITY_HEARTBEAT_INTERVAL,
             status=status,
         )
-        return _decided(context, result)
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
@@ -335,11 +402,10 @@ class LevityChargePoint(OCPP16ChargePoint):
             PluginHook.BEFORE_HEARTBEAT, PluginHook.AFTER_HEARTBEAT, kwargs, self._heartbeat
         )
 
-    async def _heartbeat(self, context: PluginContext) -> call_result.Heartbeat:
+    async def _heartbeat(self, data: dict, context: PluginContext) -> call_result.Heartbeat:
         # Kept in memory; chargepoints.sessions writes it in bulk, not per heartbeat.
         self.last_heartbeat_at = time.time()
-        now = protocol.format_timestamp(_now())
-        return _decided(context, call_result.Heartbeat(current_time=now))
+        return call_result.Heartbeat(current_time=protocol.format_timestamp(_now()))
 
     @on(Action.status_notification)
     async def on_status_notification(
@@ -353,8 +419,9 @@ class LevityChargePoint(OCPP16ChargePoint):
             self._status_notification,
         )
 
-    async def _status_notification(self, context: PluginContext) -> call_result.StatusNotification:
-        data = context.message_data
+    async def _status_notification(
+        self, data: dict, context: PluginContext
+    ) -> call_result.StatusNotification:
         _check_connector_id(data["connector_id"])
         timestamp = data.get("timestamp")
         await self._db(
@@ -368,7 +435,7 @@ class LevityChargePoint(OCPP16ChargePoint):
             timestamp=protocol.parse_timestamp(timestamp) if timestamp else None,
             received_at=_now(),
         )
-        return _decided(context, call_result.StatusNotification())
+        return call_result.StatusNotification()
 
     @on(Action.authorize)
     async def on_authorize(self, id_tag: str, **kwargs: Any) -> call_result.Authorize:
@@ -379,12 +446,10 @@ class LevityChargePoint(OCPP16ChargePoint):
             self._authorize,
         )
 
-    async def _authorize(self, context: PluginContext) -> call_result.Authorize:
-        if context.decision is not None:
-            return context.decision
-        info = await database_sync_to_async(tx_services.authorize)(
-            context.message_data["id_tag"], _now()
-        )
+    async def _authorize(self, data: dict, context: PluginContext) -> call_result.Authorize:
+        info = decisions.id_tag_info(context.decision)
+        if info is None:
+            info = await database_sync_to_async(tx_services.authorize)(data["id_tag"], _now())
         return call_result.Authorize(id_tag_info=info)
 
     @on(Action.start_transaction)
@@ -405,10 +470,11 @@ class LevityChargePoint(OCPP16ChargePoint):
             self._start_transaction,
         )
 
-    async def _start_transaction(self, context: PluginContext) -> call_result.StartTransaction:
-        data = context.message_data
+    async def _start_transaction(
+        self, data: dict, context: PluginContext
+    ) -> call_result.StartTransaction:
         _check_connector_id(data["connector_id"], allow_zero=False)
-        decided = _decided_id_tag_info(context)
+        decided = decisions.id_tag_info(context.decision)
         started = await self._db(
             tx_services.start_transaction,
             connector_id=data["connector_id"],
@@ -440,8 +506,9 @@ class LevityChargePoint(OCPP16ChargePoint):
             self._stop_transaction,
         )
 
-    async def _stop_transaction(self, context: PluginContext) -> call_result.StopTransaction:
-        data = context.message_data
+    async def _stop_transaction(
+        self, data: dict, context: PluginContext
+    ) -> call_result.StopTransaction:
         stopped = await self._db(
             tx_services.stop_transaction,
             transaction_id=data["transaction_id"],
@@ -451,8 +518,10 @@ class LevityChargePoint(OCPP16ChargePoint):
             id_tag=data.get("id_tag"),
             transaction_data=data.get("transaction_data"),
             now=_now(),
-            decided_id_tag_info=_decided_id_tag_info(context),
+            decided_id_tag_info=decisions.id_tag_info(context.decision),
         )
+        # For AFTER_STOP_TRANSACTION receivers: "stopped", "unknown", "already_stopped"
+        # or "repeated", and the Transaction row (None when unknown).
         context.stop_outcome = stopped.outcome
         context.transaction = stopped.transaction
         return call_result.StopTransaction(id_tag_info=stopped.id_tag_info)
@@ -469,8 +538,7 @@ class LevityChargePoint(OCPP16ChargePoint):
             self._meter_values,
         )
 
-    async def _meter_values(self, context: PluginContext) -> call_result.MeterValues:
-        data = context.message_data
+    async def _meter_values(self, data: dict, context: PluginContext) -> call_result.MeterValues:
         _check_connector_id(data["connector_id"])
         await self._db(
             tx_services.record_meter_values,
@@ -479,7 +547,7 @@ class LevityChargePoint(OCPP16ChargePoint):
             meter_value=data["meter_value"],
             now=_now(),
         )
-        return _decided(context, call_result.MeterValues())
+        return call_result.MeterValues()
 
     @on(Action.data_transfer)
     async def on_data_transfer(
@@ -518,21 +586,11 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _decided(context: PluginContext, result: Any) -> Any:
-    """A BEFORE hook's decision replaces the answer (the core work is done either way)."""
-    return context.decision if context.decision is not None else result
-
-
-def _decided_id_tag_info(context: PluginContext) -> dict | None:
-    decision = context.decision
-    if decision is None:
-        return None
-    info = getattr(decision, "id_tag_info", None)
-    if isinstance(info, dict):
-        return info
-    if info is not None:
-        return protocol.snake_case(protocol.to_payload(info))
-    return None
+async def _cancel(tasks: set[asyncio.Task]) -> None:
+    """Cancel tasks and wait until they have ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
 
 
 def _check_connector_id(connector_id: int, *, allow_zero: bool = True) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class RegistrationStatus(models.TextChoices):
@@ -148,3 +153,160 @@ class FirmwareStatusNotification(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+
+
+# --- remote operations (CS->CP commands) ---------------------------------------
+
+
+class CommandStatus(models.TextChoices):
+    PENDING = "pending"
+    ACCEPTED = "accepted", "accepted (the charge point said yes)"
+    REJECTED = "rejected", "rejected (the charge point said no)"
+    CALLERROR = "callerror", "CALLERROR"
+    TIMEOUT = "timeout"
+    OFFLINE = "offline", "offline (not connected)"
+    FAILED = "failed"
+
+
+class ChargePointCommand(models.Model):
+    """One CS->CP request sent (or attempted) through the command service, and its answer."""
+
+    charge_point = models.ForeignKey(
+        ChargePoint, on_delete=models.CASCADE, related_name="commands"
+    )
+    action = models.CharField(max_length=40)
+    message_id = models.CharField("OCPP message id", max_length=36, blank=True)
+    request = models.JSONField(default=dict, help_text="The OCPP 1.6 payload sent.")
+    response = models.JSONField(
+        null=True, blank=True, help_text="The charge point's CALLRESULT payload."
+    )
+    response_status = models.CharField(
+        max_length=32, blank=True, help_text="The `status` of the charge point's answer, if any."
+    )
+    status = models.CharField(
+        max_length=16, choices=CommandStatus.choices, default=CommandStatus.PENDING
+    )
+    error_code = models.CharField(max_length=40, blank=True)
+    error_description = models.TextField(blank=True)
+    error_details = models.JSONField(null=True, blank=True)
+    timeout = models.FloatField(help_text="Seconds the sender was prepared to wait.")
+    requested_by = models.CharField(
+        max_length=150, blank=True, help_text="user:<name>, token:<name>, cli:<name> or plugin:<name>"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    api_token = models.ForeignKey(
+        "ApiToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="commands"
+    )
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="When the CALL went out.")
+    answered_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="From sending the CALL to the answer."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["charge_point", "-created_at"]),
+            models.Index(fields=["status", "-created_at"]),
+        ]
+        verbose_name = "charge point command"
+
+    def __str__(self) -> str:
+        return f"{self.action} to {self.charge_point_id}: {self.status}"
+
+
+class ConfigurationKey(models.Model):
+    """A configuration key as the charge point last reported it (GetConfiguration)."""
+
+    charge_point = models.ForeignKey(
+        ChargePoint, on_delete=models.CASCADE, related_name="configuration_keys"
+    )
+    key = models.CharField(max_length=50)
+    value = models.TextField(blank=True, help_text="Empty when the charge point sent none.")
+    readonly = models.BooleanField(default=False)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["charge_point", "key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charge_point", "key"], name="unique_configuration_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+
+class ApiTokenKind(models.TextChoices):
+    API = "api", "API client"
+    CLI = "cli", "manage.py command"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the HTTP API. Only the SHA-256 of the token is stored."""
+
+    name = models.CharField(max_length=100, help_text="Who or what uses this token.")
+    kind = models.CharField(max_length=8, choices=ApiTokenKind.choices, default=ApiTokenKind.API)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(
+        max_length=12, editable=False, help_text="The token's first characters, to recognise it."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    #: Tokens look like ``lvt_<43 url-safe characters>``; the prefix makes them greppable.
+    TOKEN_PREFIX = "lvt_"
+
+    @staticmethod
+    def hash(plaintext: str) -> str:
+        return hashlib.sha256(plaintext.encode()).hexdigest()
+
+    @classmethod
+    def generate(cls) -> str:
+        return cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+    def set_token(self, plaintext: str) -> None:
+        self.token_hash = self.hash(plaintext)
+        self.prefix = plaintext[:12]
+
+    @classmethod
+    def issue(cls, name: str, **fields) -> tuple[ApiToken, str]:
+        """Create a token; return the row and the plaintext, which is not kept anywhere."""
+        plaintext = cls.generate()
+        token = cls(name=name, **fields)
+        token.set_token(plaintext)
+        token.save()
+        return token, plaintext
+
+    @classmethod
+    def find_active(cls, plaintext: str) -> ApiToken | None:
+        """The unrevoked, unexpired token with this plaintext, or None."""
+        token = cls.objects.filter(token_hash=cls.hash(plaintext)).first()
+        if token is None or not token.is_active:
+            return None
+        return token
+
+    @property
+    def is_active(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    @property
+    def requested_by(self) -> str:
+        return f"{self.kind if self.kind == ApiTokenKind.CLI else 'token'}:{self.name}"

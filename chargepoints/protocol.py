@@ -145,14 +145,17 @@ def _strip(schema: Any, keys: set[str]) -> Any:
 
 
 @lru_cache(maxsize=None)
-def _validator(schema_name: str, lenient: bool):
+def _validator(schema_name: str, lenient: bool, partial: bool = False):
     schema = json.loads((SCHEMA_DIR / f"{schema_name}.json").read_text(encoding="utf-8-sig"))
-    # The schema's own "$schema"/"id" only (a payload field may be called "id", as
-    # in ClearChargingProfile).
-    schema.pop("$schema", None)
-    schema.pop("id", None)
+    if partial:
+        # Some of the payload's fields (e.g. a plugin's decision): each is checked
+        # fully, but none of the top-level fields is required.
+        schema.pop("required", None)
     # multipleOf 0.1 on charging-rate floats fails on binary floats (21.4 / 0.1);
     # the charge point rounds to its own precision anyway.
+    # "id" and "$schema" only at the top: ClearChargingProfile has a property named "id".
+    schema.pop("id", None)
+    schema.pop("$schema", None)
     strip = {"multipleOf"}
     if lenient:
         strip.add("additionalProperties")
@@ -165,11 +168,18 @@ def has_schema(action: str) -> bool:
     return (SCHEMA_DIR / f"{action}.json").exists()
 
 
-def validate(action: str, payload: dict, *, response: bool = False, lenient: bool = False) -> None:
+def validate(
+    action: str,
+    payload: dict,
+    *,
+    response: bool = False,
+    lenient: bool = False,
+    partial: bool = False,
+) -> None:
     """Validate a 1.6 payload, raising the OCPP error a CALLERROR should carry."""
     name = f"{action}Response" if response else action
     try:
-        _validator(name, lenient)(payload)
+        _validator(name, lenient, partial)(payload)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise schema_error(exc) from None
 

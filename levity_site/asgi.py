@@ -27,3 +27,9 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
+
+from plugins.signals import server_started  # noqa: E402
+
+# Only a server process imports this module: start process-wide services (e.g. the
+# metrics port) here, never in manage.py commands.
+server_started.send(sender=application)

@@ -102,9 +102,18 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
     "chargepoints",
     "transactions",
     "plugins",
+    "plugins.auto_remote_start",
+    "plugins.orphaned_transactions",
+    "plugins.transaction_webhook",
+    "plugins.fluentd_audit",
+    "plugins.prometheus_metrics",
     *[a.strip() for a in envstr("LEVITY_EXTRA_APPS", "").split(",") if a.strip()],
 ]
 
@@ -215,6 +224,7 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
         "ocpp": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
     },
 }
 
@@ -244,3 +254,71 @@ LEVITY_PLUGINS = envjson("LEVITY_PLUGINS", [])
 LEVITY_PLUGIN_FACTORY = envstr("LEVITY_PLUGIN_FACTORY", "")
 if not isinstance(LEVITY_PLUGINS, list):
     raise ImproperlyConfigured("LEVITY_PLUGINS must be a JSON list of plugin entries.")
+
+# --- Remote operations and the HTTP API -------------------------------------------
+
+# Upper bound of the `timeout` a command may ask for (seconds).
+LEVITY_COMMAND_MAX_TIMEOUT = envfloat("LEVITY_COMMAND_MAX_TIMEOUT", 300.0, minimum=1)
+# With REDIS_URL: how long to wait for the server process holding a charge point
+# to acknowledge a routed command before calling the charge point offline.
+LEVITY_COMMAND_ROUTE_TIMEOUT = envfloat("LEVITY_COMMAND_ROUTE_TIMEOUT", 2.0, minimum=0.1)
+# Where the manage.py remote-operation commands reach the running server.
+LEVITY_API_URL = envstr("LEVITY_API_URL", "http://127.0.0.1:9000").rstrip("/")
+# A token for those commands when they cannot mint their own in the database.
+LEVITY_API_TOKEN = envstr("LEVITY_API_TOKEN", "")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "chargepoints.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["chargepoints.api.permissions.IsTokenOrStaff"],
+    "DEFAULT_PAGINATION_CLASS": "chargepoints.api.pagination.Pagination",
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "chargepoints.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Levity API",
+    "DESCRIPTION": (
+        "Read charge points, connectors, transactions and meter values, and send "
+        "OCPP 1.6 commands to connected charge points. Authenticate with "
+        "`Authorization: Bearer <token>` (tokens are created in the admin)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI served from this server (works on networks without internet access).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ConnectorStatusEnum": "chargepoints.models.ChargePointStatus",
+        "CommandStatusEnum": "chargepoints.models.CommandStatus",
+        "IdTagStatusEnum": "transactions.models.AuthorizationStatus",
+    },
+}
+
+# Observability plugins (docs/observability.md). A separate /metrics listener, the
+# spec's metrics_port: 0 = none. Setting it (or listing PrometheusMetricsPlugin in
+# LEVITY_PLUGINS) turns the metrics on; /metrics is then also on the main port.
+LEVITY_METRICS_PORT = envint("LEVITY_METRICS_PORT", 0, minimum=0)
+LEVITY_METRICS_ADDRESS = envstr("LEVITY_METRICS_ADDRESS", "0.0.0.0")
+# Several daphne processes share their metrics through this directory (prometheus
+# client's multiprocess mode; it reads the variable itself). Empty it before start.
+PROMETHEUS_MULTIPROC_DIR = envstr("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory; create it."
+    )
+# Fluentd audit records wait in a queue of this many records for the sender thread
+# (full: the oldest is dropped), and in a buffer of this many bytes while Fluentd is
+# away (overflowing: the buffer is dropped). Drops are counted and logged.
+LEVITY_FLUENTD_QUEUE_SIZE = envint("LEVITY_FLUENTD_QUEUE_SIZE", 1000, minimum=1)
+LEVITY_FLUENTD_BUFFER_BYTES = envint("LEVITY_FLUENTD_BUFFER_BYTES", 1024 * 1024, minimum=1024)

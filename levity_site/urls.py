@@ -1,10 +1,24 @@
+from django.apps import apps
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 admin.site.site_header = "Levity Central System"
 admin.site.site_title = "Levity"
 admin.site.index_title = "Charging network"
 
+api_v1 = [
+    path("", include("chargepoints.api.urls")),
+    path("", include("transactions.api.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-v1:schema"), name="docs"),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api-v1"))),
 ]
+
+if apps.is_installed("plugins.prometheus_metrics"):
+    # /metrics, when the metrics are on (docs/observability.md).
+    urlpatterns.append(path("", include("plugins.prometheus_metrics.urls")))

@@ -7,7 +7,14 @@ that this package can be an installed app itself.
 
 from importlib import import_module
 
-BUILT_IN = {}
+BUILT_IN = {
+    "AutoRemoteStartPlugin": "plugins.auto_remote_start.plugin",
+    "OrphanedTransactionPlugin": "plugins.orphaned_transactions.plugin",
+    "TransactionNotificationPlugin": "plugins.transaction_webhook.plugin",
+    "FluentdAuditPlugin": "plugins.fluentd_audit.plugin",
+    "FluentdWebSocketAuditPlugin": "plugins.fluentd_audit.plugin",
+    "PrometheusMetricsPlugin": "plugins.prometheus_metrics.plugin",
+}
 
 
 def __getattr__(name: str):

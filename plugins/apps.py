@@ -1,6 +1,27 @@
 from django.apps import AppConfig
 
 
+class PluginAppConfig(AppConfig):
+    """The AppConfig of a plugin app: names the ChargePointPlugin classes it provides.
+
+    Installing the app makes its plugins available; enabling one (with its options)
+    is a LEVITY_PLUGINS entry or a LEVITY_PLUGIN_FACTORY.
+    """
+
+    #: Dotted paths of the plugin classes of this app.
+    plugin_classes: tuple[str, ...] = ()
+
+    # Django picks an app's AppConfig among the AppConfig subclasses its apps module
+    # holds, and this base class is imported there too: it is never the default,
+    # its subclasses are (unless they say otherwise).
+    default = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "default" not in cls.__dict__:
+            cls.default = True
+
+
 class PluginsConfig(AppConfig):
     name = "plugins"
     verbose_name = "Plugins"

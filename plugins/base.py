@@ -6,6 +6,7 @@ levity-plugin-framework.md; keep them stable.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import logging
 from dataclasses import dataclass, field
@@ -13,6 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chargepoints.handlers import LevityChargePoint
+
+logger = logging.getLogger("levity.plugins")
+
+#: The name of the plugin whose hook is running (set by plugins.dispatch), so that
+#: a decision records who took it without the plugin saying so.
+current_plugin: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "levity_current_plugin", default=None
+)
 
 
 class PluginHook(str, enum.Enum):
@@ -35,9 +44,21 @@ class PluginHook(str, enum.Enum):
     def is_before(self) -> bool:
         return self.value.startswith("before_")
 
+    @property
+    def action(self) -> str:
+        """The OCPP action of the hook, e.g. ``"StartTransaction"``."""
+        return _ACTIONS[self.value.split("_", 1)[1]]
 
-class DecisionConflict(Exception):
-    """Raised by PluginContext.respond when an earlier hook already decided."""
+
+_ACTIONS = {
+    "boot_notification": "BootNotification",
+    "status_notification": "StatusNotification",
+    "start_transaction": "StartTransaction",
+    "stop_transaction": "StopTransaction",
+    "heartbeat": "Heartbeat",
+    "meter_values": "MeterValues",
+    "authorize": "Authorize",
+}
 
 
 @dataclass
@@ -45,33 +66,67 @@ class PluginContext:
     """What a hook receives: the session, the message (snake_case), and the result.
 
     `result` is the call_result object sent to the charge point (AFTER hooks only).
-    A BEFORE hook may decide the answer with `respond()`; see docs/plugins.md for
-    how decisions of several plugins combine.
+    A BEFORE hook may decide the answer with `respond()`; `decision` and
+    `decided_by` show the decision that stands (AFTER hooks see it too).
     """
 
     charge_point: LevityChargePoint
     message_data: dict[str, Any]
     result: Any = None
+    hook: PluginHook | None = field(default=None, repr=False)
     decision: Any = field(default=None, repr=False)
     decided_by: str | None = field(default=None, repr=False)
 
-    def respond(self, result: Any, *, by: str | None = None) -> None:
-        """Decide the answer to this message (BEFORE hooks only). The first decision wins."""
-        if self.decision is not None:
-            raise DecisionConflict(
-                f"{self.decided_by} already decided the answer to this message"
+    def respond(self, result: Any, *, by: str | None = None) -> bool:
+        """Decide the answer to this message (BEFORE hooks only).
+
+        ``result`` is the action's call_result object (``call_result.Authorize(...)``)
+        or a dict of some of its fields in snake_case (``{"id_tag_info": {"status":
+        "Blocked"}}``). The first decision stands unless a later one is more
+        restrictive (a refusal beats an acceptance; see docs/plugins.md). Returns
+        True when this decision is now the answer. The core handler still runs.
+        """
+        from . import decisions
+
+        if self.result is not None or (self.hook is not None and not self.hook.is_before):
+            raise RuntimeError("respond() decides the answer, so only BEFORE hooks may call it")
+        decisions.check(self.hook, result)
+        by = by or current_plugin.get() or "a hook receiver"
+        if self.decision is not None and decisions.rank(result) <= decisions.rank(self.decision):
+            logger.info(
+                "%s: decision of %s on %s ignored; %s's decision stands",
+                self.charge_point.id,
+                by,
+                self.hook.action if self.hook else "this message",
+                self.decided_by,
             )
+            return False
         self.decision = result
-        self.decided_by = by or "unknown"
+        self.decided_by = by
+        return True
+
+
+class _PluginLogger:
+    """``self.logger`` even when a subclass forgets to call ``super().__init__()``."""
+
+    def __get__(self, plugin: Any, owner: type) -> logging.Logger:
+        return logging.getLogger(f"levity.plugins.{owner.__name__}")
 
 
 class ChargePointPlugin:
-    """Base class of a plugin: map hooks to method names in `hooks()`."""
+    """Base class of a plugin: map hooks to method names in `hooks()`.
+
+    One instance serves one charge point connection (the factory or the
+    LEVITY_PLUGINS entry builds a fresh one per connection).
+    """
+
+    logger = _PluginLogger()
 
     def __init__(self) -> None:
         self.logger = logging.getLogger(f"levity.plugins.{type(self).__name__}")
 
     def hooks(self) -> dict[PluginHook, str]:
+        """Which hooks this plugin handles: ``{PluginHook.X: "method_name"}``."""
         return {}
 
     async def initialize(self, charge_point: LevityChargePoint) -> None:

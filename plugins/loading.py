@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +14,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from . import dispatch
 from .base import ChargePointPlugin
+
+logger = logging.getLogger("levity.plugins")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ def parse_entries(raw_entries: list[Any]) -> list[PluginEntry]:
         if not isinstance(options, dict):
             raise ImproperlyConfigured(f"{where}: options must be an object, got {options!r}.")
         _check_options(plugin_class, options, where)
+        _check_instance(_build(plugin_class, options, where), where)
         charge_points = raw.get("charge_points")
         if charge_points is not None:
             if not isinstance(charge_points, list) or not all(
@@ -70,23 +76,49 @@ def _import_plugin_class(path: Any, where: str) -> type[ChargePointPlugin]:
         raise ImproperlyConfigured(f"{where}: class must be a dotted path string.")
     try:
         plugin_class = import_string(path)
-    except ImportError as exc:
+    except Exception as exc:
         raise ImproperlyConfigured(
-            f"{where}: cannot import {path!r} ({exc}). Check the dotted path, e.g. "
-            '"plugins.AutoRemoteStartPlugin".'
+            f"{where}: cannot import {path!r} ({exc}). Check the dotted path; "
+            f"installed plugins: {', '.join(installed_plugin_classes()) or 'none'}."
         ) from None
     if not (inspect.isclass(plugin_class) and issubclass(plugin_class, ChargePointPlugin)):
         raise ImproperlyConfigured(f"{where}: {path!r} is not a ChargePointPlugin subclass.")
+    _check_app_installed(plugin_class, where)
+    return plugin_class
+
+
+def _check_app_installed(plugin_class: type, where: str) -> None:
+    """A plugin is a Django app of its own (built-ins: plugins.<name>); it must be installed."""
     module = plugin_class.__module__
     app_config = apps.get_containing_app_config(module)
     if app_config is None or (app_config.name == "plugins" and module.count(".") >= 2):
-        # A plugin is a Django app of its own (built-ins: plugins.<name>).
-        app_name = ".".join(module.split(".")[:2]) if module.startswith("plugins.") else module
         raise ImproperlyConfigured(
-            f"{where}: {path!r} is defined in {module!r}, whose app is not installed. "
-            f"Add {app_name!r} (its Django app) to INSTALLED_APPS or LEVITY_EXTRA_APPS."
+            f"{where}: {plugin_class.__name__} is defined in {module!r}, whose app is not "
+            f"installed. Add {_app_of(module)!r} to INSTALLED_APPS, or to the "
+            "LEVITY_EXTRA_APPS environment variable."
         )
-    return plugin_class
+
+
+def _app_of(module: str) -> str:
+    """The app a module belongs to: the nearest enclosing package with an apps module."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        package = ".".join(parts[:end])
+        try:
+            if importlib.util.find_spec(f"{package}.apps") is not None:
+                return package
+        except ImportError:  # not a package
+            continue
+    return module.rpartition(".")[0] or module
+
+
+def installed_plugin_classes() -> list[str]:
+    """The plugin classes the installed plugin apps name (PluginAppConfig.plugin_classes)."""
+    return [
+        path
+        for app_config in apps.get_app_configs()
+        for path in getattr(app_config, "plugin_classes", ())
+    ]
 
 
 def _check_options(plugin_class: type, options: dict, where: str) -> None:
@@ -101,15 +133,52 @@ def _check_options(plugin_class: type, options: dict, where: str) -> None:
         ) from None
 
 
+def _build(plugin_class: type[ChargePointPlugin], options: dict, where: str) -> ChargePointPlugin:
+    """Build one instance at start-up, so that options the class refuses fail here."""
+    try:
+        return plugin_class(**options)
+    except Exception as exc:
+        raise ImproperlyConfigured(
+            f"{where}: {plugin_class.__name__}({_format_options(options)}) failed: {exc}"
+        ) from None
+
+
+def _format_options(options: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in options.items())
+
+
+def _check_instance(plugin: Any, where: str) -> None:
+    if not isinstance(plugin, ChargePointPlugin):
+        raise ImproperlyConfigured(f"{where}: {plugin!r} is not a ChargePointPlugin.")
+    _check_app_installed(type(plugin), where)
+    try:
+        dispatch.hook_methods(plugin, strict=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{where}: {exc}") from None
+
+
 def _load_factory(path: str) -> Callable[[], list[ChargePointPlugin]]:
+    """Import the factory and call it once, so that a broken factory fails at start-up."""
+    where = "LEVITY_PLUGIN_FACTORY"
     try:
         factory = import_string(path)
-    except ImportError as exc:
+    except Exception as exc:
         raise ImproperlyConfigured(
-            f"LEVITY_PLUGIN_FACTORY: cannot import {path!r} ({exc})."
+            f"{where}: cannot import {path!r} ({exc}). Give the dotted path of a function "
+            "that returns a list of ChargePointPlugin instances."
         ) from None
     if not callable(factory):
-        raise ImproperlyConfigured(f"LEVITY_PLUGIN_FACTORY: {path!r} is not callable.")
+        raise ImproperlyConfigured(f"{where}: {path!r} is not callable.")
+    try:
+        plugins = factory()
+    except Exception as exc:
+        raise ImproperlyConfigured(f"{where}: {path}() failed: {exc!r}") from None
+    if not isinstance(plugins, (list, tuple)):
+        raise ImproperlyConfigured(
+            f"{where}: {path}() returned {type(plugins).__name__}, not a list of plugins."
+        )
+    for index, plugin in enumerate(plugins):
+        _check_instance(plugin, f"{where}: item {index} of {path}()")
     return factory
 
 
@@ -129,9 +198,39 @@ class PluginConfiguration:
         return cls(entries, factory)
 
     def plugins_for(self, charge_point_id: str) -> list[ChargePointPlugin]:
-        plugins = [entry.build() for entry in self.entries if entry.applies_to(charge_point_id)]
+        """Fresh plugin instances for one connection: LEVITY_PLUGINS entries, then the factory's.
+
+        Both were checked at start-up; should one fail now all the same, it is logged
+        and the session runs without it.
+        """
+        plugins = []
+        for entry in self.entries:
+            if entry.applies_to(charge_point_id):
+                try:
+                    plugins.append(entry.build())
+                except Exception:
+                    logger.exception(
+                        "%s: %s could not be built; running without it",
+                        charge_point_id,
+                        entry.plugin_class.__name__,
+                    )
         if self.factory is not None:
-            plugins.extend(self.factory())
+            try:
+                made = list(self.factory())
+            except Exception:
+                logger.exception(
+                    "%s: LEVITY_PLUGIN_FACTORY failed; running without its plugins", charge_point_id
+                )
+                made = []
+            for plugin in made:
+                if isinstance(plugin, ChargePointPlugin):
+                    plugins.append(plugin)
+                else:
+                    logger.error(
+                        "%s: LEVITY_PLUGIN_FACTORY returned %r, not a plugin; skipped",
+                        charge_point_id,
+                        plugin,
+                    )
         return plugins
 
 

@@ -1,27 +1,40 @@
 """The hook signals: Levity's public hook API for any Django app.
 
-There is one ``django.dispatch.Signal`` per ``PluginHook``. The OCPP session sends
-each with ``asend_robust``, so an exception in one receiver is logged and never
-reaches the other receivers, the OCPP response, or the session.
+There is one ``django.dispatch.Signal`` per ``PluginHook``, named after the hook
+(``before_authorize`` for ``PluginHook.BEFORE_AUTHORIZE``...). The OCPP session
+sends each with ``asend_robust``: an exception in one receiver is logged (logger
+``django.dispatch``) and never reaches the other receivers, the OCPP answer, or
+the session. Async receivers run concurrently; sync ones run in a thread.
 
 Every hook signal is sent with:
 
-- ``sender``: the ``LevityChargePoint`` class (as Django's model signals send the
-  model class), so ``connect(receiver, sender=LevityChargePoint)`` works;
-- ``charge_point``: the ``LevityChargePoint`` session (``.id`` is the charge point id);
-- ``context``: the ``PluginContext`` of this message: ``message_data`` is the request
-  payload in snake_case, ``result`` the call_result object sent back (AFTER hooks).
+- ``sender``: the session's class (``LevityChargePoint``), as Django's model
+  signals send the model class;
+- ``charge_point``: the ``LevityChargePoint`` session (``.id`` is the charge point
+  id; ``.call()`` sends it a command; ``.tx_repo`` etc. reach the database);
+- ``context``: the ``PluginContext`` of this message: ``message_data`` is the
+  request payload in snake_case, ``result`` the call_result object that was sent
+  back (AFTER hooks only), ``decision``/``decided_by`` a BEFORE hook's decision;
+- ``hook``: the ``PluginHook``.
 
-BEFORE signals are awaited before the core handler runs; a receiver may decide the
-answer with ``context.respond(...)``. AFTER signals are sent once the response is on
-the wire, in a task tracked by the session. The session's own ``ChargePointPlugin``
-instances run through the same signals, from one receiver connected by the plugins
-app (``plugins.dispatch.run_session_plugins``).
+BEFORE signals are awaited before the core handler runs, bounded in time by
+LEVITY_BEFORE_HOOK_TIMEOUT (per plugin); a receiver may decide the answer with
+``context.respond(...)`` (docs/plugins.md, "Deciding the answer"). AFTER signals
+are sent once the answer is on the wire, in a task tracked by the session, bounded
+by LEVITY_PLUGIN_HOOK_TIMEOUT. The session's own ``ChargePointPlugin`` instances
+run through the same signals, from one receiver connected by the plugins app
+(``plugins.dispatch.run_session_plugins``), in their configured order.
+
+``charge_point_connected`` is sent once the session's plugins are initialized,
+from the session's own task (so a receiver may call the charge point);
+``charge_point_disconnected`` once they are cleaned up. ``data_transfer_received``
+is described below.
 
 Besides the fourteen message hooks:
 
 - ``charge_point_connected(sender, charge_point)``: after the session is registered.
 - ``charge_point_disconnected(sender, charge_point, close_code)``: after it ended.
+- ``message_handled``, ``server_started``: instrumentation, see below.
 """
 
 from django.dispatch import Signal
@@ -54,3 +67,20 @@ HOOK_SIGNALS: dict[PluginHook, Signal] = {hook: globals()[hook.value] for hook i
 #: ``{"status": "Accepted"|"Rejected"|"UnknownMessageId", "data": "..."}``; the first
 #: such answer is sent. With no answer the charge point gets ``UnknownVendorId``.
 data_transfer_received = Signal()
+
+#: Sent after each CALL from a charge point has been answered (CALLRESULT or
+#: CALLERROR on the wire), with ``charge_point``, ``action`` (the action name as the
+#: charge point sent it, unchecked), ``duration`` (seconds from taking the CALL up to
+#: the answer being sent, BEFORE hooks included, AFTER hooks not) and ``error_code``
+#: (the CALLERROR code sent, or None). A frame that could not be read as a message
+#: is reported too, with ``action`` and ``duration`` None. ``sender`` is the
+#: ``LevityChargePoint`` class.
+#: It is sent with ``send_robust`` on the event loop, and only when it has receivers:
+#: receivers must be synchronous and fast (count, don't do I/O).
+message_handled = Signal()
+
+#: Sent once per server process by ``levity_site/asgi.py`` when the ASGI application
+#: has been built, i.e. in daphne (or another ASGI server), never in ``manage.py``
+#: commands. For receivers that start process-wide services, such as a metrics port.
+#: ``sender`` is the ASGI application.
+server_started = Signal()

@@ -197,3 +197,27 @@ class RawSession:
     async def exchange(self, frame, timeout: float = 10):
         await self.send(frame)
         return await self.recv(timeout)
+
+
+# --- the HTTP API ----------------------------------------------------------------
+
+
+@pytest.fixture
+def api_token(transactional_db) -> str:
+    """The plaintext of a fresh API token (committed, so the server sees it)."""
+    from chargepoints.models import ApiToken
+
+    return ApiToken.issue("tests")[1]
+
+
+@pytest.fixture
+async def api(daphne_server, api_token):
+    """An httpx client of the server's /api/v1/, authenticated with `api_token`."""
+    import httpx
+
+    async with httpx.AsyncClient(
+        base_url=f"{daphne_server.http_url}/api/v1",
+        headers={"Authorization": f"Bearer {api_token}"},
+        timeout=30,
+    ) as client:
+        yield client

@@ -11,9 +11,9 @@ import contextlib
 from datetime import datetime, timezone
 
 import websockets
+from ocpp.exceptions import OCPPError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
-from ocpp.v16.enums import Action
 
 
 def now_iso() -> str:
@@ -25,6 +25,8 @@ class OCPPClient(ChargePoint):
         super().__init__(charge_point_id, connection, response_timeout=15)
         self.received: list[tuple[str, dict]] = []
         self.command_received = asyncio.Event()
+        self.answers: dict[str, object] = {}
+        self.delays: dict[str, float] = {}
         self._task: asyncio.Task | None = None
 
     @classmethod
@@ -92,59 +94,79 @@ class OCPPClient(ChargePoint):
         )
 
     # --- answers to CS->CP commands ---------------------------------------------
+    #
+    # Every OCPP 1.6 CS->CP command is answered (see DEFAULT_ANSWERS) and recorded.
+    # A test changes an answer with `client.answers[action] = {...}` (call_result
+    # fields, snake_case), an OCPPError instance (answered as CALLERROR), or a
+    # callable taking the request; `client.delays[action] = seconds` answers late.
 
-    @on(Action.remote_start_transaction)
-    def on_remote_start(self, id_tag, **kwargs):
-        self._record("RemoteStartTransaction", {"id_tag": id_tag, **kwargs})
-        return call_result.RemoteStartTransaction(status="Accepted")
+    async def _answer(self, action: str, request: dict):
+        self._record(action, request)
+        delay = self.delays.get(action)
+        if delay:
+            await asyncio.sleep(delay)
+        answer = self.answers.get(action, DEFAULT_ANSWERS[action])
+        if callable(answer):
+            answer = answer(request)
+        if isinstance(answer, OCPPError):
+            raise answer
+        return getattr(call_result, action)(**answer)
 
-    @on(Action.remote_stop_transaction)
-    def on_remote_stop(self, transaction_id, **kwargs):
-        self._record("RemoteStopTransaction", {"transaction_id": transaction_id})
-        return call_result.RemoteStopTransaction(status="Accepted")
 
-    @on(Action.reset)
-    def on_reset(self, type, **kwargs):
-        self._record("Reset", {"type": type})
-        return call_result.Reset(status="Accepted")
+def _configuration(request: dict) -> dict:
+    keys = [
+        {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
+        {"key": "MeterValueSampleInterval", "readonly": False, "value": "60"},
+        {"key": "NumberOfConnectors", "readonly": True, "value": "2"},
+    ]
+    wanted = request.get("key")
+    if not wanted:
+        return {"configuration_key": keys}
+    known = {k["key"] for k in keys}
+    return {
+        "configuration_key": [k for k in keys if k["key"] in wanted],
+        "unknown_key": [k for k in wanted if k not in known] or None,
+    }
 
-    @on(Action.unlock_connector)
-    def on_unlock(self, connector_id, **kwargs):
-        self._record("UnlockConnector", {"connector_id": connector_id})
-        return call_result.UnlockConnector(status="Unlocked")
 
-    @on(Action.change_availability)
-    def on_change_availability(self, connector_id, type, **kwargs):
-        self._record("ChangeAvailability", {"connector_id": connector_id, "type": type})
-        return call_result.ChangeAvailability(status="Accepted")
+DEFAULT_ANSWERS = {
+    "RemoteStartTransaction": {"status": "Accepted"},
+    "RemoteStopTransaction": {"status": "Accepted"},
+    "Reset": {"status": "Accepted"},
+    "UnlockConnector": {"status": "Unlocked"},
+    "ChangeAvailability": {"status": "Accepted"},
+    "ChangeConfiguration": {"status": "Accepted"},
+    "GetConfiguration": _configuration,
+    "ClearCache": {"status": "Accepted"},
+    "TriggerMessage": {"status": "Accepted"},
+    "DataTransfer": {"status": "Accepted", "data": "pong"},
+    "GetDiagnostics": {"file_name": "diagnostics.zip"},
+    "UpdateFirmware": {},
+    "ReserveNow": {"status": "Accepted"},
+    "CancelReservation": {"status": "Accepted"},
+    "SetChargingProfile": {"status": "Accepted"},
+    "ClearChargingProfile": {"status": "Accepted"},
+    "GetCompositeSchedule": {
+        "status": "Accepted",
+        "connector_id": 1,
+        "schedule_start": "2025-01-01T00:00:00Z",
+        "charging_schedule": {
+            "charging_rate_unit": "W",
+            "charging_schedule_period": [{"start_period": 0, "limit": 11000.0}],
+        },
+    },
+    "SendLocalList": {"status": "Accepted"},
+    "GetLocalListVersion": {"list_version": 1},
+}
 
-    @on(Action.get_configuration)
-    def on_get_configuration(self, key=None, **kwargs):
-        self._record("GetConfiguration", {"key": key})
-        keys = [
-            {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
-            {"key": "MeterValueSampleInterval", "readonly": False, "value": "60"},
-        ]
-        if key:
-            keys = [k for k in keys if k["key"] in key]
-        return call_result.GetConfiguration(configuration_key=keys)
 
-    @on(Action.change_configuration)
-    def on_change_configuration(self, key, value, **kwargs):
-        self._record("ChangeConfiguration", {"key": key, "value": value})
-        return call_result.ChangeConfiguration(status="Accepted")
+def _command_handler(action: str):
+    async def handler(self, **request):
+        return await self._answer(action, request)
 
-    @on(Action.trigger_message)
-    def on_trigger_message(self, requested_message, **kwargs):
-        self._record("TriggerMessage", {"requested_message": requested_message, **kwargs})
-        return call_result.TriggerMessage(status="Accepted")
+    handler.__name__ = f"on_{action}"
+    return on(action)(handler)
 
-    @on(Action.clear_cache)
-    def on_clear_cache(self, **kwargs):
-        self._record("ClearCache", {})
-        return call_result.ClearCache(status="Accepted")
 
-    @on(Action.data_transfer)
-    def on_data_transfer(self, vendor_id, **kwargs):
-        self._record("DataTransfer", {"vendor_id": vendor_id, **kwargs})
-        return call_result.DataTransfer(status="Accepted", data="pong")
+for _action in DEFAULT_ANSWERS:
+    setattr(OCPPClient, f"on_{_action}", _command_handler(_action))

@@ -53,3 +53,19 @@ class MeterValueRepository:
             .order_by("-timestamp", "-id")
             .afirst()
         )
+
+    async def get_last_energy_register(self, transaction_id: int) -> MeterValue | None:
+        """The latest numeric Energy.Active.Import.Register reading in Wh (normalized_value).
+
+        Among readings of the same time, the total (no phase) comes first.
+        """
+        return (
+            await MeterValue.objects.filter(
+                transaction_id=transaction_id,
+                measurand=ENERGY_REGISTER,
+                normalized_unit="Wh",
+                normalized_value__isnull=False,
+            )
+            .order_by("-timestamp", "phase", "-id")
+            .afirst()
+        )

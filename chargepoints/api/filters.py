@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import django_filters
+
+from ..models import ChargePoint, ChargePointCommand, CommandStatus, Connector
+
+
+class ChargePointFilter(django_filters.FilterSet):
+    class Meta:
+        model = ChargePoint
+        fields = [
+            "is_connected",
+            "registration_status",
+            "charge_point_vendor",
+            "charge_point_model",
+            "firmware_version",
+        ]
+
+
+class ConnectorFilter(django_filters.FilterSet):
+    charge_point = django_filters.CharFilter(field_name="charge_point__charge_point_id")
+
+    class Meta:
+        model = Connector
+        fields = ["charge_point", "connector_id", "status", "error_code"]
+
+
+class CommandFilter(django_filters.FilterSet):
+    charge_point = django_filters.CharFilter(field_name="charge_point__charge_point_id")
+    status = django_filters.ChoiceFilter(choices=CommandStatus.choices)
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = ChargePointCommand
+        fields = ["charge_point", "action", "status", "requested_by"]

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from rest_framework.permissions import BasePermission
+
+from ..models import ApiToken
+
+
+class IsTokenOrStaff(BasePermission):
+    """A valid API token, or a staff user logged in to the admin (for the interactive docs)."""
+
+    message = "An API token or a staff login is required."
+
+    def has_permission(self, request, view) -> bool:
+        if isinstance(request.auth, ApiToken):
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff)
+
+
+class CanSendCommands(IsTokenOrStaff):
+    """Tokens may send commands; staff users need the 'add charge point command' permission."""
+
+    message = "Sending commands needs an API token or the 'add charge point command' permission."
+
+    def has_permission(self, request, view) -> bool:
+        if isinstance(request.auth, ApiToken):
+            return True
+        return super().has_permission(request, view) and request.user.has_perm(
+            "chargepoints.add_chargepointcommand"
+        )

@@ -1,0 +1,25 @@
+from chargepoints.management.remote import RemoteCommand
+
+MESSAGES = [
+    "BootNotification",
+    "DiagnosticsStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "StatusNotification",
+]
+
+
+class Command(RemoteCommand):
+    help = "Ask a charge point to send a message now (TriggerMessage)."
+    action = "TriggerMessage"
+
+    def add_command_arguments(self, parser):
+        parser.add_argument("message", metavar="MESSAGE", choices=MESSAGES, help=", ".join(MESSAGES))
+        parser.add_argument("--connector-id", type=int)
+
+    def payload(self, options):
+        payload = {"requestedMessage": options["message"]}
+        if options["connector_id"] is not None:
+            payload["connectorId"] = options["connector_id"]
+        return payload

@@ -1,0 +1,1 @@
+"""AutoRemoteStartPlugin: start charging when a cable is plugged in, without RFID."""

@@ -1,0 +1,1 @@
+"""Audit records of OCPP messages and WebSocket sessions, sent to Fluentd."""

@@ -1,0 +1,1 @@
+"""OrphanedTransactionPlugin: close transactions a charge point never stopped."""

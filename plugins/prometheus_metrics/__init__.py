@@ -1,0 +1,1 @@
+"""Prometheus metrics of the Central System, its charge points and transactions."""

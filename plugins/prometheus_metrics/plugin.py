@@ -1,0 +1,41 @@
+"""PrometheusMetricsPlugin (levity-plugin-framework.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from plugins.base import ChargePointPlugin, PluginContext, PluginHook
+
+from . import metrics
+
+if TYPE_CHECKING:
+    from chargepoints.handlers import LevityChargePoint
+
+
+class PrometheusMetricsPlugin(ChargePointPlugin):
+    """Counts a session's messages, their handling time and errors, boots and statuses.
+
+    Per-charge-point state (connected, transactions, energy, current, connector
+    status) is read from the database when Prometheus scrapes, for every charge
+    point, so it is right after a restart and across processes. See
+    docs/observability.md and examples/prometheus/README.md.
+    """
+
+    def hooks(self) -> dict[PluginHook, str]:
+        return {
+            PluginHook.AFTER_BOOT_NOTIFICATION: "count_boot",
+            PluginHook.AFTER_STATUS_NOTIFICATION: "count_status",
+        }
+
+    async def initialize(self, charge_point: LevityChargePoint) -> None:
+        metrics.CONNECTIONS.inc()
+
+    async def cleanup(self, charge_point: LevityChargePoint) -> None:
+        metrics.DISCONNECTIONS.inc()
+
+    async def count_boot(self, context: PluginContext) -> None:
+        metrics.BOOTS.inc()
+
+    async def count_status(self, context: PluginContext) -> None:
+        data = context.message_data
+        metrics.STATUS_NOTIFICATIONS.labels(data["status"], data["error_code"]).inc()

@@ -1,0 +1,1 @@
+"""TransactionNotificationPlugin: the spec's webhook example, as a working plugin app."""

@@ -1,0 +1,74 @@
+"""API authentication: Bearer tokens stored as SHA-256, 401 otherwise."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from chargepoints.models import ApiToken
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+issue = sync_to_async(ApiToken.issue)
+
+
+@pytest.fixture
+async def anonymous(daphne_server):
+    async with httpx.AsyncClient(base_url=f"{daphne_server.http_url}/api/v1", timeout=10) as client:
+        yield client
+
+
+def test_only_the_sha256_of_a_token_is_stored():
+    token, plaintext = ApiToken.issue("ci")
+    token.refresh_from_db()
+    assert token.token_hash == hashlib.sha256(plaintext.encode()).hexdigest()
+    assert plaintext not in {str(v) for v in ApiToken.objects.values().get(pk=token.pk).values()}
+    assert plaintext.startswith("lvt_") and token.prefix == plaintext[:12]
+
+
+@pytest.mark.parametrize(
+    "path", ["/charge-points", "/transactions", "/charge-points/CP1/commands"]
+)
+async def test_request_without_token_is_401_with_bearer_challenge(anonymous, path):
+    if path.endswith("commands"):
+        response = await anonymous.post(path, json={"action": "ClearCache"})
+    else:
+        response = await anonymous.get(path)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="levity"'
+    assert response.json()["error"] == "not_authenticated"
+
+
+async def test_unknown_token_is_401(anonymous):
+    response = await anonymous.get("/charge-points", headers={"Authorization": "Bearer lvt_nope"})
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "authentication_failed",
+        "detail": "Invalid, expired or revoked token.",
+    }
+
+
+async def test_revoked_token_is_401(anonymous):
+    token, plaintext = await issue("revoked")
+    await ApiToken.objects.filter(pk=token.pk).aupdate(revoked_at=timezone.now())
+    response = await anonymous.get("/charge-points", headers={"Authorization": f"Bearer {plaintext}"})
+    assert response.status_code == 401
+
+
+async def test_expired_token_is_401(anonymous):
+    _, plaintext = await issue("old", expires_at=timezone.now() - timedelta(seconds=1))
+    response = await anonymous.get("/charge-points", headers={"Authorization": f"Bearer {plaintext}"})
+    assert response.status_code == 401
+
+
+async def test_valid_token_is_accepted_and_its_last_use_recorded(anonymous):
+    token, plaintext = await issue("ok")
+    response = await anonymous.get("/charge-points", headers={"Authorization": f"Bearer {plaintext}"})
+    assert response.status_code == 200
+    await token.arefresh_from_db()
+    assert token.last_used_at is not None

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import django_filters
+
+from ..models import MeterValue, Transaction
+
+
+class TransactionFilter(django_filters.FilterSet):
+    charge_point = django_filters.CharFilter(field_name="charge_point__charge_point_id")
+    active = django_filters.BooleanFilter(
+        field_name="stop_timestamp", lookup_expr="isnull", label="Still running"
+    )
+    started_after = django_filters.IsoDateTimeFilter(
+        field_name="start_timestamp", lookup_expr="gte"
+    )
+    started_before = django_filters.IsoDateTimeFilter(
+        field_name="start_timestamp", lookup_expr="lt"
+    )
+
+    class Meta:
+        model = Transaction
+        fields = ["charge_point", "connector_id", "id_tag", "stop_reason", "active"]
+
+
+class MeterValueFilter(django_filters.FilterSet):
+    charge_point = django_filters.CharFilter(field_name="charge_point__charge_point_id")
+    transaction = django_filters.NumberFilter(field_name="transaction_id")
+    timestamp_after = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    timestamp_before = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+
+    class Meta:
+        model = MeterValue
+        fields = ["charge_point", "transaction", "connector_id", "measurand", "phase", "context"]
