@@ -8,15 +8,15 @@ import re
 import time
 from datetime import datetime, timezone
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from plugins import loading
 from plugins.signals import charge_point_disconnected
 
 from . import commands, services, sessions
+from .batching import run_batched
 from .handlers import LevityChargePoint
+from .transport import LeanWebsocketConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +30,12 @@ CLOSE_REPLACED = 4000
 CLOSE_SUBPROTOCOL_REQUIRED = 4001
 
 
-class OCPPConsumer(AsyncWebsocketConsumer):
+class OCPPConsumer(LeanWebsocketConsumer):
     """Accepts `ocpp1.6` only, registers the charge point, drives a LevityChargePoint.
 
-    Subclasses AsyncWebsocketConsumer (not the JSON one) so that invalid JSON and
-    binary frames reach the session and get an OCPP answer.
+    An AsyncWebsocketConsumer (not the JSON one) so that invalid JSON and binary
+    frames reach the session and get an OCPP answer; through LeanWebsocketConsumer,
+    which drops Channels' per-frame costs that the session does not need.
     """
 
     charge_point: LevityChargePoint | None = None
@@ -61,7 +62,8 @@ class OCPPConsumer(AsyncWebsocketConsumer):
             return
         client = self.scope.get("client") or ("", 0)
         remote_address = f"{client[0]}:{client[1]}" if client[0] else ""
-        row = await database_sync_to_async(services.register_connection)(
+        row = await run_batched(
+            services.register_connection,
             charge_point_id,
             remote_address,
             datetime.now(timezone.utc),
@@ -102,7 +104,8 @@ class OCPPConsumer(AsyncWebsocketConsumer):
         await session.shutdown(code)
         if sessions.unregister(session):
             now = datetime.now(timezone.utc)
-            await database_sync_to_async(services.record_disconnect)(
+            await run_batched(
+                services.record_disconnect,
                 session.charge_point_pk,
                 now,
                 datetime.fromtimestamp(session.last_seen_at, timezone.utc),

@@ -44,6 +44,7 @@ from transactions import services as tx_services
 from transactions.repositories import MeterValueRepository, TransactionRepository
 
 from . import protocol, services
+from .batching import GroupCommit, run_batched
 from .repositories import ChargePointRepository, ConnectorRepository
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,11 @@ logger = logging.getLogger(__name__)
 _deferred_after: contextvars.ContextVar[list | None] = contextvars.ContextVar(
     "levity_deferred_after", default=None
 )
+
+
+#: MeterValues of every session go to the database in shared batches (one thread hop,
+#: one INSERT, one commit for all that queued meanwhile); each answer waits for its batch.
+meter_values_writer = GroupCommit(tx_services.record_meter_values_batch)
 
 
 class ChargePointDisconnected(Exception):
@@ -365,7 +371,8 @@ class LevityChargePoint(OCPP16ChargePoint):
         return context.result
 
     def _db(self, func: Callable, *args, **kwargs) -> Awaitable[Any]:
-        return database_sync_to_async(func)(self.charge_point_pk, *args, **kwargs)
+        # Shared with other sessions' work: one thread hop and one commit per batch.
+        return run_batched(func, self.charge_point_pk, *args, **kwargs)
 
     # --- CP-initiated actions ---------------------------------------------------
 
@@ -449,7 +456,7 @@ class LevityChargePoint(OCPP16ChargePoint):
     async def _authorize(self, data: dict, context: PluginContext) -> call_result.Authorize:
         info = decisions.id_tag_info(context.decision)
         if info is None:
-            info = await database_sync_to_async(tx_services.authorize)(data["id_tag"], _now())
+            info = await run_batched(tx_services.authorize, data["id_tag"], _now())
         return call_result.Authorize(id_tag_info=info)
 
     @on(Action.start_transaction)
@@ -540,12 +547,14 @@ class LevityChargePoint(OCPP16ChargePoint):
 
     async def _meter_values(self, data: dict, context: PluginContext) -> call_result.MeterValues:
         _check_connector_id(data["connector_id"])
-        await self._db(
-            tx_services.record_meter_values,
-            connector_id=data["connector_id"],
-            transaction_id=data.get("transaction_id"),
-            meter_value=data["meter_value"],
-            now=_now(),
+        await meter_values_writer.submit(
+            tx_services.MeterValuesRequest(
+                charge_point_pk=self.charge_point_pk,
+                connector_id=data["connector_id"],
+                transaction_id=data.get("transaction_id"),
+                meter_value=data["meter_value"],
+                now=_now(),
+            )
         )
         return call_result.MeterValues()
 

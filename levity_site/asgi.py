@@ -4,6 +4,7 @@ The OCPP route is deliberately not wrapped in AllowedHostsOriginValidator:
 charge points send no Origin header.
 """
 
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "levity_site.settings")
@@ -33,3 +34,10 @@ from plugins.signals import server_started  # noqa: E402
 # Only a server process imports this module: start process-wide services (e.g. the
 # metrics port) here, never in manage.py commands.
 server_started.send(sender=application)
+
+# Everything loaded so far (Django, the apps, their modules and caches) lives as long
+# as the process. Freezing it keeps it out of the garbage collector's full
+# collections, which otherwise rescan it all and stall every connection: bench/
+# measured 200-440 ms pauses at 1,000 charge points, and a heartbeat p99 of 1.1 s
+# that falls to about 0.4 s with this.
+gc.freeze()

@@ -187,7 +187,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # channels-redis waits for messages with a 5 s BZPOPMIN; redis-py's default
+            # socket_timeout is also 5 s, so an idle wait could time out on the client
+            # first and kill a live WebSocket (seen under load by bench/). Read longer.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
         }
     }
 else:

@@ -1,0 +1,94 @@
+"""The benchmark's smoke run (``python bench/run.py --quick``): it keeps working.
+
+Tiny N and one-second windows: this checks that every part of the runner produces
+sane figures and that the nothing-lost check passes, not how fast anything is.
+The full run is not part of CI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+SERVERS = {"levity", "ocpp_websockets", "bare_channels"}
+SCENARIOS = {"heartbeat", "meter_values", "session"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench-results")
+    completed = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--out", str(out)],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return {
+        "results": json.loads((out / "results.json").read_text()),
+        "summary": (out / "summary.md").read_text(),
+        "plot": (out / "throughput_p99.png").read_bytes(),
+    }
+
+
+@pytest.mark.timeout(300)
+def test_every_server_and_scenario_has_sane_throughput_and_latency(quick_run):
+    rows = quick_run["results"]["throughput"]
+    assert {(r["server"], r["scenario"]) for r in rows} == {(s, c) for s in SERVERS for c in SCENARIOS}
+    for row in rows:
+        assert row["msg_per_s"] > 0, row
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"], row
+        assert row["error_count"] == 0 and not row["setup_errors"], row
+        assert row["connected"] == row["n"], row
+        assert row["loadgen_cpu_pct"] > 0 and row["server_cpu_pct"] > 0, row
+
+
+@pytest.mark.timeout(300)
+def test_levity_lost_no_acknowledged_meter_value_or_transaction(quick_run):
+    checked = [r for r in quick_run["results"]["throughput"] if r["nothing_lost"]]
+    assert {r["scenario"] for r in checked} == {"meter_values", "session"}
+    for row in checked:
+        lost = row["nothing_lost"]
+        assert lost["ok"], lost
+        assert lost["samples_acked"] > 0 and lost["samples_stored"] >= lost["samples_acked"]
+        assert lost["transactions_acked"] > 0 and lost["transactions_missing"] == 0
+
+
+@pytest.mark.timeout(300)
+def test_idle_memory_and_storm_are_measured_for_every_server(quick_run):
+    results = quick_run["results"]
+    assert {m["server"] for m in results["idle_memory"]} == SERVERS
+    for m in results["idle_memory"]:
+        assert m["connections"] > 0 and m["rss_after_mb"] > 0 and not m["errors"], m
+    assert {s["server"] for s in results["storm"]} == SERVERS
+    for s in results["storm"]:
+        assert s["answered"] == s["charge_points"] and s["failures"] == 0, s
+        assert 0 < s["p99_s"] <= s["all_answered_s"], s
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_two_processes_with_redis_and_a_command_through_the_other_process(quick_run):
+    redis = quick_run["results"]["redis"]
+    setups = {(r["setup"], r["scenario"]) for r in redis["throughput"]}
+    assert ("2 processes + Redis", "heartbeat") in setups
+    assert all(r["error_count"] == 0 for r in redis["throughput"])
+    command = redis["command_round_trip"]
+    assert command["count"] > 0 and command["failures"] == 0, command
+    assert 0 < command["p50_ms"] <= command["p99_ms"]
+
+
+@pytest.mark.timeout(300)
+def test_summary_table_targets_and_plot_are_written(quick_run):
+    summary = quick_run["summary"]
+    assert "| scenario | N | Levity msg/s | (a) msg/s | (b) msg/s |" in summary
+    assert "## Targets (issue 7)" in summary
+    assert {t["target"] for t in quick_run["results"]["targets"]} >= {"Nothing lost (every Levity run)"}
+    assert quick_run["plot"].startswith(b"\x89PNG")
