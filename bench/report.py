@@ -250,6 +250,14 @@ def markdown(results: dict) -> str:
                 f"p50 {_fmt(command.get('p50_ms'), 1)} ms, p99 {_fmt(command.get('p99_ms'), 1)} ms, "
                 f"failures {command.get('failures', '–')}. {command.get('note', '')}",
             ]
+    profiles = results.get("profiles") or {}
+    if profiles:
+        lines += ["", "## Profile of Levity (py-spy, N=100, measured window)", ""]
+        for scenario, prof in profiles.items():
+            threads = ", ".join(f"{t.split(':')[-1].strip()} {p}%" for p, t in prof.get("threads", [])[:3])
+            lines += [f"{scenario}: {prof.get('samples', 0)} samples ({threads}). Top own time:", ""]
+            lines += [f"- {p}% `{f}`" for p, f in prof.get("own", [])[:12]]
+            lines.append("")
     lines += ["", "## CPU: load generator and server", ""]
     lines += [
         "100% = one core. \"Other\" is the rest of the machine's busy time during the window "

@@ -198,6 +198,7 @@ class Bench:
         duration: float | None = None,
         loadgen_cpu: int | None = LOADGEN_CPU,
         procs: int | None = None,
+        profile_to: Path | None = None,
     ) -> dict:
         """One measured run; repeated (at most twice) when other processes took the CPU.
 
@@ -208,7 +209,9 @@ class Bench:
         best = None
         for attempt in range(self.plan.retries + 1):
             wait_for_quiet_machine(timeout=self.plan.quiet_timeout)
-            row = self._throughput_once(server_name, servers, scenario, n, duration, loadgen_cpu, procs)
+            row = self._throughput_once(
+                server_name, servers, scenario, n, duration, loadgen_cpu, procs, profile_to
+            )
             row["attempt"] = attempt + 1
             if best is None or row["other_cpu_pct"] < best["other_cpu_pct"]:
                 best = row
@@ -222,7 +225,9 @@ class Bench:
             log(f"    other processes used {row['other_cpu_pct']}% CPU during that run: repeating it")
         return best
 
-    def _throughput_once(self, server_name, servers, scenario, n, duration, loadgen_cpu, procs) -> dict:
+    def _throughput_once(
+        self, server_name, servers, scenario, n, duration, loadgen_cpu, procs, profile_to=None
+    ) -> dict:
         plan = self.plan
         duration = duration or plan.duration
         for server in servers:
@@ -240,9 +245,17 @@ class Bench:
             timeout=30,
             use_source_addresses=n > 1000,
         )
+        spy = None
         try:
             t0 = group.go()
             start = t0 + plan.warmup
+            if profile_to is not None:  # py-spy over the measured window only
+                time.sleep(max(0.0, start - time.monotonic()))
+                spy = subprocess.Popen(
+                    ["py-spy", "record", "-p", str(servers[0].process.pid), "-r", "100",
+                     "-d", str(int(duration)), "-f", "raw", "-o", str(profile_to), "--threads"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
             time.sleep(max(0.0, start - time.monotonic()))
             cpu_before = [s.cpu_seconds() for s in servers]
             machine_before = machine_busy_seconds()
@@ -251,6 +264,8 @@ class Bench:
             machine_after = machine_busy_seconds()
             rss = [s.rss() for s in servers]
             results = group.results(timeout=120)
+            if spy is not None:
+                spy.wait(60)
         except Exception:
             group.kill()
             raise
@@ -491,13 +506,7 @@ class Bench:
             server = self.make_server(report.LEVITY).start()
             try:
                 raw = self.tmp / f"profile-{scenario}.txt"
-                spy = subprocess.Popen(
-                    ["py-spy", "record", "-p", str(server.process.pid), "-r", "100", "-d",
-                     str(int(self.plan.warmup + self.plan.duration)), "-f", "raw", "-o", str(raw), "--threads"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )
-                self.throughput(report.LEVITY, [server], scenario, 100)
-                spy.wait(60)
+                self.throughput(report.LEVITY, [server], scenario, 100, profile_to=raw)
                 self.results["profiles"][scenario] = profiling.summarize(raw)
             finally:
                 server.stop()

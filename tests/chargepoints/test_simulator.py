@@ -177,6 +177,61 @@ def test_simulator_refuses_bad_arguments_with_one_line(test_db_path):
     )
 
 
+async def test_simulator_answers_remote_start_and_stop_sent_through_the_api(
+    daphne_server, test_db_path, api, cp_id
+):
+    """--sessions 0: idle until the operator starts a session through the HTTP API."""
+    await IdTag.objects.acreate(id_tag="SIMTAG")
+    simulator = subprocess.Popen(
+        [
+            sys.executable, "manage.py", "simulate_charge_point", cp_id,
+            "--url", f"ws://127.0.0.1:{daphne_server.port}/ocpp",
+            "--sessions", "0", "--meter-interval", "0.2",
+        ],
+        cwd=PROJECT_DIR, env=server_env(test_db_path), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+
+        async def booted():
+            return await Connector.objects.filter(
+                charge_point__charge_point_id=cp_id, connector_id=1
+            ).aexists()
+
+        await eventually(booted, timeout=30)
+        started = await api.post(
+            f"/charge-points/{cp_id}/commands",
+            json={"action": "RemoteStartTransaction", "payload": {"idTag": "SIMTAG"}},
+        )
+        assert started.json()["response_status"] == "Accepted", started.text
+
+        async def charging():
+            return (
+                await Transaction.objects.active()
+                .filter(charge_point__charge_point_id=cp_id)
+                .afirst()
+            )
+
+        tx = await eventually(charging)
+        stopped = await api.post(
+            f"/charge-points/{cp_id}/commands",
+            json={"action": "RemoteStopTransaction", "payload": {"transactionId": tx.pk}},
+        )
+        assert stopped.json()["response_status"] == "Accepted", stopped.text
+
+        async def stopped_remotely():
+            row = await Transaction.objects.aget(pk=tx.pk)
+            return row.stop_reason == "Remote"
+
+        await eventually(stopped_remotely)
+    finally:
+        simulator.terminate()  # SIGTERM: a clean stop, as Ctrl-C
+        out, err = simulator.communicate(timeout=30)
+    assert simulator.returncode == 0, err
+    assert "RemoteStartTransaction SIMTAG: Accepted on connector 1" in out
+    assert out.strip().endswith("0 session(s) completed; disconnected")
+
+
 # --- answers to CS->CP commands -----------------------------------------------------------
 
 
