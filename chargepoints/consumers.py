@@ -25,6 +25,9 @@ SUBPROTOCOL = "ocpp1.6"
 CHARGE_POINT_ID = re.compile(r"^[A-Za-z0-9._:@+~*-]{1,48}$")
 #: Close code sent to a session that a reconnect with the same id replaced.
 CLOSE_REPLACED = 4000
+#: Close code when the client offered no `ocpp1.6` subprotocol. (RFC 6455's 1002
+#: is reserved to the WebSocket layer; daphne only sends 1000 and 3000-4999.)
+CLOSE_SUBPROTOCOL_REQUIRED = 4001
 
 
 class OCPPConsumer(LeanWebsocketConsumer):
@@ -51,7 +54,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
         if SUBPROTOCOL not in self.scope.get("subprotocols", ()):
             logger.warning("%s: refused, no %s subprotocol offered", charge_point_id, SUBPROTOCOL)
             await self.accept()
-            await self.close(code=1002)
+            await self.close(code=CLOSE_SUBPROTOCOL_REQUIRED)
             return
         if not CHARGE_POINT_ID.match(charge_point_id):
             logger.warning("Refused charge point id %r: not 1-48 URL-safe characters", charge_point_id)

@@ -88,7 +88,7 @@ class Connector(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.charge_point_id}/{self.connector_id}"
+        return f"{self.charge_point}/{self.connector_id}"
 
 
 class StatusNotification(models.Model):
@@ -113,7 +113,7 @@ class StatusNotification(models.Model):
         indexes = [models.Index(fields=["charge_point", "connector_id", "-received_at"])]
 
     def __str__(self) -> str:
-        return f"{self.charge_point_id}/{self.connector_id} {self.status}"
+        return f"{self.charge_point}/{self.connector_id} {self.status}"
 
 
 class DataTransfer(models.Model):

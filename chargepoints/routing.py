@@ -3,6 +3,7 @@ from django.urls import re_path
 from .consumers import OCPPConsumer
 
 websocket_urlpatterns = [
-    # The id is validated by the consumer so that a bad id gets a clear refusal.
-    re_path(r"^ocpp/(?P<charge_point_id>[^/]*)/?$", OCPPConsumer.as_asgi()),
+    # Any path under ocpp/ reaches the consumer, which validates the id, so that a
+    # bad id (even one with an encoded "/") gets a clear refusal, not a routing error.
+    re_path(r"^ocpp/(?P<charge_point_id>.*?)/?$", OCPPConsumer.as_asgi()),
 ]

@@ -26,6 +26,8 @@ from tests.ocpp_client import OCPPClient
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["tests.admin_fixtures", "tests.postgres_server"]
+
 
 def free_port() -> int:
     with socket.socket() as s:

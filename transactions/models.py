@@ -90,7 +90,7 @@ class Transaction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.charge_point_id}/{self.connector_id}"
+        return f"#{self.pk} {self.charge_point}/{self.connector_id}"
 
     @property
     def transaction_id(self) -> int:

@@ -3,36 +3,137 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 import pytest
+from ocpp.v16 import call
 
-from chargepoints.models import ChargePoint, Connector, StatusNotification
+from chargepoints.models import (
+    ChargePoint,
+    Connector,
+    DataTransfer,
+    DiagnosticsStatusNotification,
+    FirmwareStatusNotification,
+    StatusNotification,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+# --- BootNotification --------------------------------------------------------------
 
 
 async def test_boot_notification_is_accepted_with_interval_and_records_identity(connect, cp_id):
     client = await connect(cp_id)
     result = await client.boot(
-        vendor="Acme", model="AC-22", firmware_version="1.2.3", charge_point_serial_number="SN1"
+        vendor="Acme",
+        model="AC-22",
+        firmware_version="1.2.3",
+        charge_point_serial_number="SN1",
+        charge_box_serial_number="BOX1",
+        iccid="8931000000000000001",
+        imsi="262010000000001",
+        meter_type="ABB B23",
+        meter_serial_number="M-77",
     )
     assert result.status == "Accepted"
     assert result.interval == 300
     assert result.current_time.endswith("Z")
     cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
     assert (cp.charge_point_vendor, cp.charge_point_model) == ("Acme", "AC-22")
+    assert (cp.charge_point_serial_number, cp.charge_box_serial_number) == ("SN1", "BOX1")
     assert cp.firmware_version == "1.2.3"
-    assert cp.charge_point_serial_number == "SN1"
+    assert (cp.iccid, cp.imsi) == ("8931000000000000001", "262010000000001")
+    assert (cp.meter_type, cp.meter_serial_number) == ("ABB B23", "M-77")
     assert cp.is_connected and cp.last_boot_at is not None
 
 
-async def test_heartbeat_answers_current_time_and_last_seen_is_flushed(connect, cp_id):
+async def test_boot_notification_frame_has_exactly_status_interval_and_time(raw_ws, cp_id):
+    async with raw_ws(cp_id) as session:
+        answer = await session.exchange(
+            [2, "b-1", "BootNotification", {"chargePointVendor": "A", "chargePointModel": "M"}]
+        )
+    assert answer[0:2] == [3, "b-1"]
+    assert set(answer[2]) == {"status", "interval", "currentTime"}
+    assert (answer[2]["status"], answer[2]["interval"]) == ("Accepted", 300)
+    sent = datetime.fromisoformat(answer[2]["currentTime"])
+    assert abs((datetime.now(timezone.utc) - sent).total_seconds()) < 5
+
+
+@pytest.mark.parametrize("registration_status", ["Pending", "Rejected"])
+async def test_boot_notification_answers_the_operators_registration_status(
+    connect, cp_id, registration_status
+):
+    await ChargePoint.objects.acreate(
+        charge_point_id=cp_id, registration_status=registration_status
+    )
     client = await connect(cp_id)
-    result = await client.call(__import__("ocpp.v16.call", fromlist=["Heartbeat"]).Heartbeat())
-    assert result.current_time.endswith("Z")
-    await asyncio.sleep(1.5)  # LEVITY_LAST_SEEN_FLUSH_SECONDS=0.5 in tests
+    result = await client.boot()
+    assert result.status == registration_status
+    assert result.interval == 300
+    cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
+    assert cp.charge_point_vendor == "Acme"  # identity is recorded in any case
+
+
+async def test_heartbeat_interval_comes_from_the_environment(start_daphne, cp_id):
+    from tests.ocpp_client import OCPPClient
+
+    server = start_daphne(LEVITY_HEARTBEAT_INTERVAL="42")
+    client = await OCPPClient.open(server.ws_url(cp_id))
+    try:
+        assert (await client.boot()).interval == 42
+    finally:
+        await client.close()
+
+
+async def test_second_boot_updates_identity(connect, cp_id):
+    client = await connect(cp_id)
+    await client.boot(firmware_version="1.0")
+    await client.boot(firmware_version="2.0")
+    cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
+    assert cp.firmware_version == "2.0"
+
+
+# --- Heartbeat ---------------------------------------------------------------------
+
+
+async def test_heartbeat_answers_current_time_in_utc(raw_ws, cp_id):
+    async with raw_ws(cp_id) as session:
+        answer = await session.exchange([2, "h-1", "Heartbeat", {}])
+    assert answer[0:2] == [3, "h-1"] and list(answer[2]) == ["currentTime"]
+    assert answer[2]["currentTime"].endswith("Z")
+    sent = datetime.fromisoformat(answer[2]["currentTime"])
+    assert abs((datetime.now(timezone.utc) - sent).total_seconds()) < 5
+
+
+async def test_heartbeat_last_seen_is_written_in_bulk_not_per_heartbeat(connect, cp_id):
+    client = await connect(cp_id)
+    before = await ChargePoint.objects.aget(charge_point_id=cp_id)
+    await client.call(call.Heartbeat())
+    # Not written at once...
+    cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
+    assert cp.last_heartbeat_at is None
+    # ...but by the flusher (LEVITY_LAST_SEEN_FLUSH_SECONDS=0.5 in tests).
+    await asyncio.sleep(1.5)
     cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
     assert cp.last_heartbeat_at is not None
+    assert cp.last_seen_at >= before.last_seen_at
+
+
+async def test_last_heartbeat_is_written_at_disconnect(connect, cp_id):
+    client = await connect(cp_id)
+    await client.call(call.Heartbeat())
+    await client.close()
+    await asyncio.sleep(0.3)
+    cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
+    assert cp.last_heartbeat_at is not None and not cp.is_connected
+
+
+# --- StatusNotification ---------------------------------------------------------------
 
 
 async def test_status_notification_updates_connector_and_history(connect, cp_id):
@@ -48,3 +149,193 @@ async def test_status_notification_updates_connector_and_history(connect, cp_id)
         ).order_by("id")
     ]
     assert history == ["Available", "Preparing"]
+
+
+async def test_status_notification_stores_every_field_and_answers_empty(raw_ws, cp_id):
+    payload = {
+        "connectorId": 2,
+        "errorCode": "GroundFailure",
+        "status": "Faulted",
+        "info": "RCD tripped",
+        "timestamp": "2025-03-01T10:00:00Z",
+        "vendorId": "com.acme",
+        "vendorErrorCode": "E42",
+    }
+    async with raw_ws(cp_id) as session:
+        assert await session.exchange([2, "s-1", "StatusNotification", payload]) == [
+            3,
+            "s-1",
+            {},
+        ]
+    connector = await Connector.objects.aget(charge_point__charge_point_id=cp_id, connector_id=2)
+    assert (connector.status, connector.error_code, connector.info) == (
+        "Faulted",
+        "GroundFailure",
+        "RCD tripped",
+    )
+    assert (connector.vendor_id, connector.vendor_error_code) == ("com.acme", "E42")
+    assert connector.status_timestamp == utc("2025-03-01T10:00:00")
+    row = await StatusNotification.objects.aget(charge_point__charge_point_id=cp_id)
+    assert (row.connector_id, row.status, row.error_code, row.vendor_error_code) == (
+        2,
+        "Faulted",
+        "GroundFailure",
+        "E42",
+    )
+    assert row.timestamp == utc("2025-03-01T10:00:00") and row.received_at is not None
+
+
+async def test_status_notification_for_connector_zero_is_the_whole_charge_point(connect, cp_id):
+    client = await connect(cp_id)
+    await client.status(0, "Unavailable")
+    connector = await Connector.objects.aget(charge_point__charge_point_id=cp_id, connector_id=0)
+    assert connector.status == "Unavailable"
+
+
+async def test_status_notification_without_timestamp_uses_server_time(connect, cp_id):
+    client = await connect(cp_id)
+    before = datetime.now(timezone.utc)
+    await client.status(1, "Available")
+    connector = await Connector.objects.aget(charge_point__charge_point_id=cp_id, connector_id=1)
+    assert connector.status_timestamp >= before.replace(microsecond=0)
+    row = await StatusNotification.objects.aget(charge_point__charge_point_id=cp_id)
+    assert row.timestamp is None
+
+
+async def test_late_status_notification_is_kept_in_history_only(connect, cp_id):
+    client = await connect(cp_id)
+    await client.status(1, "Charging", timestamp="2025-03-01T10:05:00Z")
+    await client.status(1, "Preparing", timestamp="2025-03-01T10:00:00Z")  # queued, sent late
+    connector = await Connector.objects.aget(charge_point__charge_point_id=cp_id, connector_id=1)
+    assert connector.status == "Charging"
+    assert (
+        await StatusNotification.objects.filter(charge_point__charge_point_id=cp_id).acount() == 2
+    )
+
+
+async def test_burst_of_status_notifications_after_boot_is_stored(raw_ws, cp_id):
+    async with raw_ws(cp_id) as session:
+        for n in range(4):
+            await session.send(
+                [
+                    2,
+                    f"s-{n}",
+                    "StatusNotification",
+                    {"connectorId": n, "errorCode": "NoError", "status": "Available"},
+                ]
+            )
+        answers = [await session.recv() for _ in range(4)]
+    assert answers == [[3, f"s-{n}", {}] for n in range(4)]
+    ids = [
+        c.connector_id async for c in Connector.objects.filter(charge_point__charge_point_id=cp_id)
+    ]
+    assert ids == [0, 1, 2, 3]
+
+
+async def test_status_notification_with_negative_connector_is_refused(raw_ws, cp_id):
+    async with raw_ws(cp_id) as session:
+        answer = await session.exchange(
+            [
+                2,
+                "s-neg",
+                "StatusNotification",
+                {"connectorId": -1, "errorCode": "NoError", "status": "Available"},
+            ]
+        )
+    assert answer[0:3] == [4, "s-neg", "PropertyConstraintViolation"]
+    assert not await StatusNotification.objects.filter(
+        charge_point__charge_point_id=cp_id
+    ).aexists()
+
+
+# --- DataTransfer ------------------------------------------------------------------
+
+
+async def test_data_transfer_for_unknown_vendor_is_answered_and_logged(raw_ws, cp_id):
+    payload = {"vendorId": "com.example", "messageId": "Hello", "data": '{"a": 1}'}
+    async with raw_ws(cp_id) as session:
+        answer = await session.exchange([2, "d-1", "DataTransfer", payload])
+    assert answer == [3, "d-1", {"status": "UnknownVendorId"}]
+    row = await DataTransfer.objects.aget(charge_point__charge_point_id=cp_id)
+    assert (row.vendor_id, row.message_id, row.data) == ("com.example", "Hello", '{"a": 1}')
+    assert (row.status, row.response_data) == ("UnknownVendorId", "")
+
+
+async def test_data_transfer_with_only_vendor_id_is_logged(raw_ws, cp_id):
+    async with raw_ws(cp_id) as session:
+        answer = await session.exchange([2, "d-2", "DataTransfer", {"vendorId": "x"}])
+    assert answer == [3, "d-2", {"status": "UnknownVendorId"}]
+    row = await DataTransfer.objects.aget(charge_point__charge_point_id=cp_id)
+    assert (row.vendor_id, row.message_id, row.data) == ("x", "", "")
+
+
+@pytest.fixture
+def acme_server(start_daphne):
+    """A server with a Django app that handles the "com.acme" vendor's DataTransfer."""
+    return start_daphne(LEVITY_EXTRA_APPS="tests.acme_vendor")
+
+
+async def test_data_transfer_receiver_answer_is_sent_and_logged(acme_server, raw_ws, cp_id):
+    payload = {"vendorId": "com.acme", "messageId": "Echo", "data": "ping"}
+    async with raw_ws(cp_id, server=acme_server) as session:
+        answer = await session.exchange([2, "d-3", "DataTransfer", payload])
+    assert answer == [3, "d-3", {"status": "Accepted", "data": "PING"}]
+    row = await DataTransfer.objects.aget(charge_point__charge_point_id=cp_id)
+    assert (row.status, row.response_data) == ("Accepted", "PING")
+
+
+async def test_data_transfer_receiver_may_answer_unknown_message_id(acme_server, raw_ws, cp_id):
+    async with raw_ws(cp_id, server=acme_server) as session:
+        answer = await session.exchange(
+            [2, "d-4", "DataTransfer", {"vendorId": "com.acme", "messageId": "Nope"}]
+        )
+        other = await session.exchange([2, "d-5", "DataTransfer", {"vendorId": "com.other"}])
+    assert answer == [3, "d-4", {"status": "UnknownMessageId"}]
+    assert other == [3, "d-5", {"status": "UnknownVendorId"}]
+    statuses = [r.status async for r in DataTransfer.objects.order_by("id")]
+    assert statuses == ["UnknownMessageId", "UnknownVendorId"]
+
+
+# --- Diagnostics and firmware status ---------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["Idle", "Uploading", "Uploaded", "UploadFailed"])
+async def test_diagnostics_status_notification_is_recorded(raw_ws, cp_id, status):
+    async with raw_ws(cp_id) as session:
+        answer = await session.exchange(
+            [2, "g-1", "DiagnosticsStatusNotification", {"status": status}]
+        )
+    assert answer == [3, "g-1", {}]
+    row = await DiagnosticsStatusNotification.objects.aget(charge_point__charge_point_id=cp_id)
+    assert row.status == status and row.received_at is not None
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        "Downloaded",
+        "DownloadFailed",
+        "Downloading",
+        "Idle",
+        "InstallationFailed",
+        "Installing",
+        "Installed",
+    ],
+)
+async def test_firmware_status_notification_is_recorded(raw_ws, cp_id, status):
+    async with raw_ws(cp_id) as session:
+        answer = await session.exchange(
+            [2, "w-1", "FirmwareStatusNotification", {"status": status}]
+        )
+    assert answer == [3, "w-1", {}]
+    row = await FirmwareStatusNotification.objects.aget(charge_point__charge_point_id=cp_id)
+    assert row.status == status
+
+
+async def test_firmware_status_outside_the_enumeration_is_refused(raw_ws, cp_id):
+    async with raw_ws(cp_id) as session:
+        answer = await session.exchange(
+            [2, "w-2", "FirmwareStatusNotification", {"status": "Exploded"}]
+        )
+    assert answer[0:3] == [4, "w-2", "PropertyConstraintViolation"]
+    assert not await FirmwareStatusNotification.objects.aexists()
