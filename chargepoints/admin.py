@@ -42,7 +42,19 @@ from .models import (
     RegistrationStatus,
     StatusNotification,
 )
+from .services import BOOT_IDENTITY_FIELDS
 
+#: What the session records about a charge point's connection (read-only here).
+CONNECTION_FIELDS = [
+    "is_connected",
+    "remote_address",
+    "connected_at",
+    "disconnected_at",
+    "last_seen_at",
+    "last_heartbeat_at",
+    "last_boot_at",
+    "created_at",
+]
 #: The admin permission that allows sending commands.
 SEND_PERMISSION = "chargepoints.add_chargepointcommand"
 #: Status notifications shown on a charge point's page (the rest: "full history").
@@ -253,56 +265,14 @@ class ChargePointAdmin(admin.ModelAdmin):
         (None, {"fields": ["charge_point_id", "registration_status", "activity"]}),
         (
             "Connection",
-            {
-                "fields": [
-                    "is_connected",
-                    "remote_address",
-                    "connected_at",
-                    "disconnected_at",
-                    "last_seen_at",
-                    "last_heartbeat_at",
-                    "last_boot_at",
-                    "created_at",
-                ]
-            },
+            {"fields": CONNECTION_FIELDS},
         ),
         (
             "Identity (from BootNotification)",
-            {
-                "fields": [
-                    "charge_point_vendor",
-                    "charge_point_model",
-                    "charge_point_serial_number",
-                    "charge_box_serial_number",
-                    "firmware_version",
-                    "iccid",
-                    "imsi",
-                    "meter_type",
-                    "meter_serial_number",
-                ]
-            },
+            {"fields": list(BOOT_IDENTITY_FIELDS)},
         ),
     ]
-    protocol_fields = [
-        "activity",
-        "is_connected",
-        "remote_address",
-        "connected_at",
-        "disconnected_at",
-        "last_seen_at",
-        "last_heartbeat_at",
-        "last_boot_at",
-        "created_at",
-        "charge_point_vendor",
-        "charge_point_model",
-        "charge_point_serial_number",
-        "charge_box_serial_number",
-        "firmware_version",
-        "iccid",
-        "imsi",
-        "meter_type",
-        "meter_serial_number",
-    ]
+    protocol_fields = ["activity", *CONNECTION_FIELDS, *BOOT_IDENTITY_FIELDS]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("connectors")

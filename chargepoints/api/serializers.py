@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from ..commands import ACTIONS
 from ..models import ChargePoint, ChargePointCommand, ConfigurationKey, Connector
+from ..services import BOOT_IDENTITY_FIELDS
 
 
 class ConnectorSerializer(serializers.ModelSerializer):
@@ -44,15 +45,7 @@ class ChargePointSerializer(serializers.ModelSerializer):
             "charge_point_id",
             "registration_status",
             "is_connected",
-            "charge_point_vendor",
-            "charge_point_model",
-            "charge_point_serial_number",
-            "charge_box_serial_number",
-            "firmware_version",
-            "iccid",
-            "imsi",
-            "meter_type",
-            "meter_serial_number",
+            *BOOT_IDENTITY_FIELDS,
             "connected_at",
             "disconnected_at",
             "last_seen_at",
