@@ -100,6 +100,17 @@ def timestamp(moment: datetime | None = None) -> str:
     return (moment or now()).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+async def wait_event(event: asyncio.Event, seconds: float) -> None:
+    """Wait until the event is set or the time is up.
+
+    asyncio.timeout, not asyncio.wait_for: before Python 3.12 wait_for drops a
+    cancellation that comes as the event is set, and shutdown relies on cancelling.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 def parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("z", "Z"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
@@ -183,8 +194,19 @@ class SimulatedChargePoint(ChargePoint):
             self.say(f"error: {type(task.exception()).__name__}: {task.exception()}")
 
     async def call(self, payload, suppress=False, unique_id=None, skip_schema_validation=False):
-        """As ChargePoint.call, but a CALLERROR raises (never a silent None)."""
-        return await super().call(payload, suppress, unique_id, skip_schema_validation)
+        """As ChargePoint.call, but a CALLERROR raises (never a silent None), and a task
+        cancelled as the answer arrives stays cancelled.
+
+        ocpp awaits the answer with asyncio.wait_for, which before Python 3.12 returns
+        an answer that arrives together with a cancellation and drops the cancellation
+        (CPython gh-86296). The task would then go on to its next call, whose answer
+        nobody reads any more once serve() has stopped receiving.
+        """
+        result = await super().call(payload, suppress, unique_id, skip_schema_validation)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        return result
 
     def request_shutdown(self) -> None:
         """Stop the sessions (reason Local) and end the run, as on Ctrl-C."""
@@ -242,8 +264,7 @@ class SimulatedChargePoint(ChargePoint):
         return self.completed_sessions
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.shutdown_requested.wait(), seconds)
+        await wait_event(self.shutdown_requested, seconds)
 
     def _free_connector(self) -> Connector | None:
         for _ in self.connectors:
@@ -370,8 +391,7 @@ class SimulatedChargePoint(ChargePoint):
             connector.stop_reason = "Local"
         while connector.stop_reason is None:
             wait = min(self.meter_interval, max(deadline - loop.time(), 0))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(connector.stop_requested.wait(), wait)
+            await wait_event(connector.stop_requested, wait)
             current = loop.time()
             connector.power = self.power_limit(connector.connector_id)
             self.meter_wh += connector.power * (current - last) / 3600
