@@ -16,6 +16,7 @@ from plugins.signals import charge_point_disconnected
 from . import commands, services, sessions
 from .batching import run_batched
 from .handlers import LevityChargePoint
+from .sessions import CLOSE_REPLACED
 from .transport import LeanWebsocketConsumer
 
 logger = logging.getLogger(__name__)
@@ -23,8 +24,6 @@ logger = logging.getLogger(__name__)
 SUBPROTOCOL = "ocpp1.6"
 #: OCPP-J sets no limit; 48 characters of URL-safe text is what we accept.
 CHARGE_POINT_ID = re.compile(r"^[A-Za-z0-9._:@+~*-]{1,48}$")
-#: Close code sent to a session that a reconnect with the same id replaced.
-CLOSE_REPLACED = 4000
 #: Close code when the client offered no `ocpp1.6` subprotocol. (RFC 6455's 1002
 #: is reserved to the WebSocket layer; daphne only sends 1000 and 3000-4999.)
 CLOSE_SUBPROTOCOL_REQUIRED = 4001
@@ -81,10 +80,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
             remote_address=remote_address,
             charge_point_pk=row.pk,
         )
-        previous = sessions.register(self.charge_point)
-        if previous is not None:
-            logger.info("%s reconnected; closing its previous session", charge_point_id)
-            await previous.close(CLOSE_REPLACED)
+        await sessions.open_session(self.charge_point)
         logger.info("%s connected from %s", charge_point_id, remote_address)
         if self.channel_layer is not None:
             await self._join_command_group(charge_point_id)
@@ -102,17 +98,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
             return
         await self._leave_command_group()
         await session.shutdown(code)
-        if sessions.unregister(session):
-            now = datetime.now(timezone.utc)
-            await run_batched(
-                services.record_disconnect,
-                session.charge_point_pk,
-                now,
-                datetime.fromtimestamp(session.last_seen_at, timezone.utc),
-                datetime.fromtimestamp(session.last_heartbeat_at, timezone.utc)
-                if session.last_heartbeat_at
-                else None,
-            )
+        await sessions.close_session(session)
         logger.info(
             "%s disconnected (code %s) after %.0fs", session.id, code, time.time() - session.connected_at
         )

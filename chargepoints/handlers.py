@@ -43,7 +43,7 @@ from plugins.signals import HOOK_SIGNALS, message_handled
 from transactions import services as tx_services
 from transactions.repositories import MeterValueRepository, TransactionRepository
 
-from . import protocol, services
+from . import protocol, services, sessions
 from .batching import GroupCommit, run_batched
 from .repositories import ChargePointRepository, ConnectorRepository
 
@@ -118,14 +118,20 @@ class LevityChargePoint(OCPP16ChargePoint):
     # --- receive path ---------------------------------------------------------
 
     async def start(self) -> None:
-        """Serve a ``websockets``-style connection (the spec's third way)."""
+        """Serve a ``websockets``-style connection (the spec's third way).
+
+        Registered in chargepoints.sessions as the consumer's sessions are, so that
+        commands (admin, API, manage.py) reach it and its last-seen times are written.
+        """
         await self.ensure_registered()
+        await sessions.open_session(self)
         self.begin()
         try:
             async for raw in self._connection:
                 await self.receive_frame(raw)
         finally:
             await self.shutdown(getattr(self._connection, "close_code", None))
+            await sessions.close_session(self)
             await dispatch.send_disconnected(self)
 
     def begin(self) -> asyncio.Task:

@@ -16,11 +16,15 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from . import services
+from .batching import run_batched
 
 if TYPE_CHECKING:
     from .handlers import LevityChargePoint
 
 logger = logging.getLogger(__name__)
+
+#: Close code sent to a session that a reconnect with the same id replaced.
+CLOSE_REPLACED = 4000
 
 _sessions: dict[str, LevityChargePoint] = {}
 _flushed: dict[str, tuple[float, float | None]] = {}
@@ -52,6 +56,31 @@ def unregister(session: LevityChargePoint) -> bool:
     del _sessions[session.id]
     _flushed.pop(session.id, None)
     return True
+
+
+async def open_session(session: LevityChargePoint) -> None:
+    """Register `session` so commands reach it; close the older one it replaces."""
+    previous = register(session)
+    if previous is not None:
+        logger.info("%s reconnected; closing its previous session", session.id)
+        await previous.close(CLOSE_REPLACED)
+
+
+async def close_session(session: LevityChargePoint) -> None:
+    """Unregister `session` and record the charge point offline with its last-seen times.
+
+    Nothing is written when a newer session of the same id replaced it: the row is
+    that session's now.
+    """
+    if not unregister(session):
+        return
+    await run_batched(
+        services.record_disconnect,
+        session.charge_point_pk,
+        datetime.now(timezone.utc),
+        _timestamp(session.last_seen_at),
+        _timestamp(session.last_heartbeat_at),
+    )
 
 
 def _timestamp(value: float | None) -> datetime | None:
