@@ -5,11 +5,10 @@ from rest_framework import serializers
 from ..commands import ACTIONS
 from ..models import ChargePoint, ChargePointCommand, ConfigurationKey, Connector
 from ..services import BOOT_IDENTITY_FIELDS
+from .base import ChargePointRowSerializer
 
 
-class ConnectorSerializer(serializers.ModelSerializer):
-    charge_point = serializers.SlugRelatedField(slug_field="charge_point_id", read_only=True)
-
+class ConnectorSerializer(ChargePointRowSerializer):
     class Meta:
         model = Connector
         fields = [
@@ -64,9 +63,7 @@ class ChargePointDetailSerializer(ChargePointSerializer):
         fields = [*ChargePointSerializer.Meta.fields, "configuration_keys"]
 
 
-class CommandSerializer(serializers.ModelSerializer):
-    charge_point = serializers.SlugRelatedField(slug_field="charge_point_id", read_only=True)
-
+class CommandSerializer(ChargePointRowSerializer):
     class Meta:
         model = ChargePointCommand
         fields = [
