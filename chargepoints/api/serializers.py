@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from ..commands import ACTIONS
 from ..models import ChargePoint, ChargePointCommand, ConfigurationKey, Connector
-from ..services import BOOT_IDENTITY_FIELDS
+from ..services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
 from .base import ChargePointRowSerializer
 
 
@@ -14,11 +14,7 @@ class ConnectorSerializer(ChargePointRowSerializer):
         fields = [
             "charge_point",
             "connector_id",
-            "status",
-            "error_code",
-            "info",
-            "vendor_id",
-            "vendor_error_code",
+            *STATUS_FIELDS,
             "status_timestamp",
             "updated_at",
         ]
