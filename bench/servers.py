@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import psutil
 
@@ -54,7 +55,25 @@ def daphne_argv(port: int, application: str) -> list[str]:
     return [sys.executable, "-m", "daphne", "-e", endpoint, application]
 
 
-class Server(ServerProcess):
+class Watched(ServerProcess):
+    """A server subprocess whose CPU time and memory psutil reads once it is started."""
+
+    ps: psutil.Process | None = None
+
+    def start(self, timeout: float = 60) -> Self:
+        super().start(timeout)
+        self.ps = psutil.Process(self.process.pid)
+        return self
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
+    def rss(self) -> int:
+        return self.ps.memory_info().rss
+
+
+class Server(Watched):
     """A server subprocess pinned to ``cpu``: started, watched (CPU, RSS), stopped."""
 
     def __init__(
@@ -70,7 +89,6 @@ class Server(ServerProcess):
             name, argv, port, log_dir / f"{name}-{port}.log",
             env=env, cwd=PROJECT_DIR, cpu=cpu, stop_timeout=15,
         )  # fmt: skip
-        self.ps: psutil.Process | None = None
 
     @property
     def ws_base(self) -> str:
@@ -79,18 +97,6 @@ class Server(ServerProcess):
     @property
     def http_base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60) -> Server:
-        super().start(timeout)
-        self.ps = psutil.Process(self.process.pid)
-        return self
-
-    def cpu_seconds(self) -> float:
-        times = self.ps.cpu_times()
-        return times.user + times.system
-
-    def rss(self) -> int:
-        return self.ps.memory_info().rss
 
     def wait_quiet(self, threshold: float = 0.15, timeout: float = 30) -> float:
         """Wait until the server's CPU use falls below `threshold` (leftover work done)."""
@@ -105,7 +111,7 @@ class Server(ServerProcess):
         return share
 
 
-class Redis(RedisServer):
+class Redis(RedisServer, Watched):
     """A throwaway redis-server on a free port (for REDIS_URL runs)."""
 
     def __init__(self, log_dir: Path):
@@ -117,14 +123,8 @@ class Redis(RedisServer):
     def available() -> bool:
         return shutil.which("redis-server") is not None
 
-    def start(self, timeout: float = 20) -> Redis:
-        super().start(timeout)
-        self.ps = psutil.Process(self.process.pid)
-        return self
-
-    def cpu_seconds(self) -> float:
-        times = self.ps.cpu_times()
-        return times.user + times.system
+    def start(self, timeout: float = 20) -> Self:
+        return super().start(timeout)
 
     def stop(self) -> None:
         super().stop()
