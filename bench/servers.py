@@ -7,28 +7,21 @@ the kernel's SYN retries (Twisted's default backlog is 50, asyncio's 100).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import psutil
+
+from .processes import RedisServer, ServerProcess, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BACKLOG = 1024
 BENCH_SECRET_KEY = "levity-bench-not-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def base_env() -> dict[str, str]:
@@ -62,8 +55,26 @@ def daphne_argv(port: int, application: str) -> list[str]:
     return [sys.executable, "-m", "daphne", "-e", endpoint, application]
 
 
-class Server:
-    """A server subprocess: started, watched (CPU, RSS), stopped."""
+class Watched(ServerProcess):
+    """A server subprocess whose CPU time and memory psutil reads once it is started."""
+
+    ps: psutil.Process | None = None
+
+    def start(self, timeout: float = 60) -> Self:
+        super().start(timeout)
+        self.ps = psutil.Process(self.process.pid)
+        return self
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
+    def rss(self) -> int:
+        return self.ps.memory_info().rss
+
+
+class Server(Watched):
+    """A server subprocess pinned to ``cpu``: started, watched (CPU, RSS), stopped."""
 
     def __init__(
         self,
@@ -74,14 +85,10 @@ class Server:
         log_dir: Path,
         cpu: int | None = 0,
     ):
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.port = port
-        self.cpu = cpu
-        self.log_path = log_dir / f"{name}-{port}.log"
-        self.process: subprocess.Popen | None = None
-        self.ps: psutil.Process | None = None
+        super().__init__(
+            name, argv, port, log_dir / f"{name}-{port}.log",
+            env=env, cwd=PROJECT_DIR, cpu=cpu, stop_timeout=15,
+        )  # fmt: skip
 
     @property
     def ws_base(self) -> str:
@@ -90,63 +97,6 @@ class Server:
     @property
     def http_base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60) -> Server:
-        cpu = self.cpu
-
-        def pin() -> None:
-            if cpu is not None:
-                os.sched_setaffinity(0, {cpu})
-
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            self.argv,
-            cwd=PROJECT_DIR,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=pin,
-        )
-        self.ps = psutil.Process(self.process.pid)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early; see {self.log_path}:\n{self.tail()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
-            ):
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not listen on {self.port} in {timeout}s")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if getattr(self, "_log", None):
-            self._log.close()
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def cpu_seconds(self) -> float:
-        times = self.ps.cpu_times()
-        return times.user + times.system
-
-    def rss(self) -> int:
-        return self.ps.memory_info().rss
 
     def wait_quiet(self, threshold: float = 0.15, timeout: float = 30) -> float:
         """Wait until the server's CPU use falls below `threshold` (leftover work done)."""
@@ -161,57 +111,21 @@ class Server:
         return share
 
 
-class Redis:
+class Redis(RedisServer, Watched):
     """A throwaway redis-server on a free port (for REDIS_URL runs)."""
 
     def __init__(self, log_dir: Path):
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="levity-bench-redis-"))
-        self.log_dir = log_dir
-        self.process: subprocess.Popen | None = None
+        port = free_port()
+        directory = Path(tempfile.mkdtemp(prefix="levity-bench-redis-"))
+        super().__init__(directory, port, log_dir / f"redis-{port}.log")
 
     @staticmethod
     def available() -> bool:
         return shutil.which("redis-server") is not None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> Redis:
-        self._log = open(self.log_dir / f"redis-{self.port}.log", "ab")
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.dir),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
-            ):
-                self.ps = psutil.Process(self.process.pid)
-                return self
-            time.sleep(0.1)
-        raise RuntimeError("redis-server did not start")
-
-    def cpu_seconds(self) -> float:
-        times = self.ps.cpu_times()
-        return times.user + times.system
+    def start(self, timeout: float = 20) -> Self:
+        return super().start(timeout)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

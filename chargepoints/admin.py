@@ -42,7 +42,7 @@ from .models import (
     RegistrationStatus,
     StatusNotification,
 )
-from .services import BOOT_IDENTITY_FIELDS
+from .services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
 
 #: What the session records about a charge point's connection (read-only here).
 CONNECTION_FIELDS = [
@@ -71,6 +71,22 @@ class ReportedByChargePointAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class ReportedInline(admin.TabularInline):
+    """Rows the charge point reports, listed on its page: never added, edited or deleted here."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -123,36 +139,21 @@ class ConnectorStatusFilter(admin.SimpleListFilter):
 # --- charge points ----------------------------------------------------------------------
 
 
-class ConnectorInline(admin.TabularInline):
+class ConnectorInline(ReportedInline):
     model = Connector
-    extra = 0
     fields = [
         "connector_id",
-        "status",
-        "error_code",
-        "info",
-        "vendor_id",
-        "vendor_error_code",
+        *STATUS_FIELDS,
         "status_timestamp",
         "updated_at",
     ]
-    readonly_fields = fields
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
-class StatusHistoryInline(admin.TabularInline):
+class StatusHistoryInline(ReportedInline):
     """The latest status notifications; ChargePointAdmin limits the rows."""
 
     model = StatusNotification
     verbose_name_plural = f"Recent status notifications (latest {RECENT_STATUS_ROWS})"
-    extra = 0
     fields = [
         "received_at",
         "connector_id",
@@ -162,14 +163,6 @@ class StatusHistoryInline(admin.TabularInline):
         "vendor_error_code",
         "timestamp",
     ]
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     @staticmethod
     def recent(charge_point: ChargePoint) -> QuerySet:
@@ -604,11 +597,7 @@ class StatusNotificationAdmin(ReportedByChargePointAdmin):
         "received_at",
         "charge_point",
         "connector_id",
-        "status",
-        "error_code",
-        "info",
-        "vendor_id",
-        "vendor_error_code",
+        *STATUS_FIELDS,
         "timestamp",
     ]
     list_filter = ["status", "error_code"]

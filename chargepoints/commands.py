@@ -63,6 +63,17 @@ ACTIONS: dict[str, type] = {
     )
 }
 
+#: What a TriggerMessage may request (OCPP 1.6 MessageTrigger; the ocpp package's enum
+#: also has the security extension's values).
+TRIGGERABLE_MESSAGES = [
+    "BootNotification",
+    "DiagnosticsStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "StatusNotification",
+]
+
 #: Answers whose `status` means the charge point does (or will do) what was asked.
 SUCCESS_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired"})
 

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-TRIGGERABLE_MESSAGES = [
-    "BootNotification",
-    "DiagnosticsStatusNotification",
-    "FirmwareStatusNotification",
-    "Heartbeat",
-    "MeterValues",
-    "StatusNotification",
-]
+from .commands import TRIGGERABLE_MESSAGES
 
 
 class CommandForm(forms.Form):

@@ -23,6 +23,9 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
+#: What a StatusNotification reports about a connector (its history row and its Connector).
+STATUS_FIELDS = ("status", "error_code", "info", "vendor_id", "vendor_error_code")
+
 BOOT_IDENTITY_FIELDS = (
     "charge_point_vendor",
     "charge_point_model",

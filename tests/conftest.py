@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -22,17 +20,12 @@ from pathlib import Path
 import pytest
 import websockets
 
+from bench.processes import ServerProcess, free_port
 from tests.ocpp_client import OCPPClient
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 pytest_plugins = ["tests.admin_fixtures", "tests.postgres_server"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +41,14 @@ def django_db_modify_db_settings(test_db_path):
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(test_db_path)
 
 
-class DaphneServer:
+class DaphneServer(ServerProcess):
     """A daphne process serving levity_site.asgi on 127.0.0.1:<port>."""
 
     def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None):
-        self.port = port or free_port()
-        self.log_path = log_path
-        self.env = env
-        self.process: subprocess.Popen | None = None
+        port = port or free_port()
+        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        argv.append("levity_site.asgi:application")
+        super().__init__("daphne", argv, port, log_path, env=env, cwd=PROJECT_DIR)
 
     @property
     def http_url(self) -> str:
@@ -64,46 +57,14 @@ class DaphneServer:
     def ws_url(self, charge_point_id: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ocpp/{charge_point_id}"
 
-    def start(self) -> DaphneServer:
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "levity_site.asgi:application",
-            ],
-            cwd=PROJECT_DIR,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited early:\n{self.log()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
-            ):
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"daphne did not listen on {self.port}:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    async def wait_for_log(self, text: str, timeout: float = 5) -> str:
+        """The server's log, once ``text`` is in it (after-hooks log a moment after the answer)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the server log:\n{self.log()[-3000:]}")
+            await asyncio.sleep(0.05)
+        return self.log()
 
 
 def server_env(test_db_path: Path, **overrides: str) -> dict[str, str]:

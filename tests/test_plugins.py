@@ -785,15 +785,6 @@ def sample_server(django_db_setup, test_db_path, tmp_path_factory):
     server.stop()
 
 
-async def wait_for_log(server: DaphneServer, text: str, timeout: float = 5) -> str:
-    deadline = time.monotonic() + timeout
-    while text not in server.log():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not in the server log:\n{server.log()[-3000:]}")
-        await asyncio.sleep(0.05)
-    return server.log()
-
-
 async def test_daphne_an_after_hook_calls_the_charge_point_without_deadlock(
     connect, sample_server, cp_id
 ):
@@ -828,7 +819,7 @@ async def test_daphne_initialize_calls_the_charge_point_on_connect(connect, samp
     trigger = await client.wait_for_command("TriggerMessage")
     assert trigger == {"requested_message": "StatusNotification"}
     assert (await client.boot()).status == "Accepted"
-    await wait_for_log(sample_server, "CP-TRIGGER answered TriggerMessage: Accepted")
+    await sample_server.wait_for_log("CP-TRIGGER answered TriggerMessage: Accepted")
 
 
 async def test_daphne_maintenance_plugin_refuses_only_its_charge_points(
@@ -873,8 +864,7 @@ async def test_daphne_failing_and_hanging_plugins_leave_answers_and_others_alone
     assert authorize.id_tag_info == {"status": "Accepted"}
     assert 0.5 <= waited < 3  # the hanging BEFORE hook was cut at 0.5 s
     assert json.loads(report["data"])["boot_status"] == "Accepted"
-    log = await wait_for_log(
-        sample_server,
+    log = await sample_server.wait_for_log(
         "ERROR levity.plugins.HangingPlugin: AFTER_BOOT_NOTIFICATION hook for CP-MISBEHAVING",
     )
     assert (

@@ -3,6 +3,7 @@ from __future__ import annotations
 import django_filters
 
 from ..models import ChargePoint, ChargePointCommand, CommandStatus, Connector
+from .base import ChargePointRowFilter
 
 
 class ChargePointFilter(django_filters.FilterSet):
@@ -17,16 +18,13 @@ class ChargePointFilter(django_filters.FilterSet):
         ]
 
 
-class ConnectorFilter(django_filters.FilterSet):
-    charge_point = django_filters.CharFilter(field_name="charge_point__charge_point_id")
-
+class ConnectorFilter(ChargePointRowFilter):
     class Meta:
         model = Connector
         fields = ["charge_point", "connector_id", "status", "error_code"]
 
 
-class CommandFilter(django_filters.FilterSet):
-    charge_point = django_filters.CharFilter(field_name="charge_point__charge_point_id")
+class CommandFilter(ChargePointRowFilter):
     status = django_filters.ChoiceFilter(choices=CommandStatus.choices)
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")

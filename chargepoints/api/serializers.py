@@ -4,22 +4,17 @@ from rest_framework import serializers
 
 from ..commands import ACTIONS
 from ..models import ChargePoint, ChargePointCommand, ConfigurationKey, Connector
-from ..services import BOOT_IDENTITY_FIELDS
+from ..services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
+from .base import ChargePointRowSerializer
 
 
-class ConnectorSerializer(serializers.ModelSerializer):
-    charge_point = serializers.SlugRelatedField(slug_field="charge_point_id", read_only=True)
-
+class ConnectorSerializer(ChargePointRowSerializer):
     class Meta:
         model = Connector
         fields = [
             "charge_point",
             "connector_id",
-            "status",
-            "error_code",
-            "info",
-            "vendor_id",
-            "vendor_error_code",
+            *STATUS_FIELDS,
             "status_timestamp",
             "updated_at",
         ]
@@ -64,9 +59,7 @@ class ChargePointDetailSerializer(ChargePointSerializer):
         fields = [*ChargePointSerializer.Meta.fields, "configuration_keys"]
 
 
-class CommandSerializer(serializers.ModelSerializer):
-    charge_point = serializers.SlugRelatedField(slug_field="charge_point_id", read_only=True)
-
+class CommandSerializer(ChargePointRowSerializer):
     class Meta:
         model = ChargePointCommand
         fields = [

@@ -17,6 +17,7 @@ from rest_framework.reverse import reverse
 
 from .. import commands
 from ..models import ApiToken, ChargePoint, ChargePointCommand, CommandStatus, Connector
+from .base import ChargePointRowViewSet
 from .filters import ChargePointFilter, CommandFilter, ConnectorFilter
 from .permissions import CanSendCommands
 from .serializers import (
@@ -60,19 +61,19 @@ class ChargePointViewSet(viewsets.ReadOnlyModelViewSet):
         return ChargePointDetailSerializer if self.action == "retrieve" else ChargePointSerializer
 
 
-class ConnectorViewSet(viewsets.ReadOnlyModelViewSet):
+class ConnectorViewSet(ChargePointRowViewSet):
     """Connectors and their last reported status (connector 0 is the charge point as a whole)."""
 
-    queryset = Connector.objects.select_related("charge_point")
+    model = Connector
     serializer_class = ConnectorSerializer
     filterset_class = ConnectorFilter
     ordering_fields = ["connector_id", "updated_at", "status_timestamp"]
 
 
-class CommandViewSet(viewsets.ReadOnlyModelViewSet):
+class CommandViewSet(ChargePointRowViewSet):
     """Commands sent to charge points, newest first, with their answers."""
 
-    queryset = ChargePointCommand.objects.select_related("charge_point")
+    model = ChargePointCommand
     serializer_class = CommandSerializer
     filterset_class = CommandFilter
     ordering_fields = ["created_at", "duration_ms"]

@@ -9,16 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
-import subprocess
-import time
 
 import httpx
 import pytest
 import websockets
 
+from bench.processes import RedisServer
 from chargepoints.models import ChargePoint, ChargePointCommand
-from tests.conftest import DaphneServer, free_port, server_env
+from tests.conftest import DaphneServer, server_env
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -28,25 +26,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    port = free_port()
-    directory = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            break
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError("redis-server did not start")
-        time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(10)
+    redis = RedisServer(tmp_path_factory.mktemp("redis")).start(timeout=10)
+    yield redis.url
+    redis.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,76 +9,54 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import PROJECT_DIR, free_port
+from bench.processes import ServerProcess, free_port
+from tests.conftest import PROJECT_DIR
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 RULES = PROJECT_DIR / "examples" / "prometheus" / "levity-alerts.yml"
 
 
-class PrometheusServer:
+class PrometheusServer(ServerProcess):
     def __init__(self, workdir: Path, targets: list[str]):
-        self.port = free_port()
+        port = free_port()
+        argv = [
+            PROMETHEUS,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ]
+        super().__init__("prometheus", argv, port, workdir / "prometheus.log")
         self.workdir = workdir
         self.targets = targets
-        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> PrometheusServer:
+    def start(self, timeout: float = 30) -> PrometheusServer:
         shutil.copy(RULES, self.workdir / RULES.name)
         targets = ", ".join(f'"{t}"' for t in self.targets)
-        config = self.workdir / "prometheus.yml"
-        config.write_text(
+        (self.workdir / "prometheus.yml").write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             f"rule_files:\n  - {RULES.name}\n"
             "scrape_configs:\n  - job_name: levity\n"
             f"    static_configs:\n      - targets: [{targets}]\n"
         )
-        self._log = open(self.workdir / "prometheus.log", "wb")
-        self.process = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"prometheus not ready:\n{self.log()}")
+        return super().start(timeout)
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._log.close()
-
-    def log(self) -> str:
-        return (self.workdir / "prometheus.log").read_text(errors="replace")
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     async def api(self, path: str, **params: Any) -> Any:
         async with httpx.AsyncClient(base_url=self.url, timeout=10) as http:

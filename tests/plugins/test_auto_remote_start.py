@@ -33,15 +33,6 @@ def server(django_db_setup, test_db_path, tmp_path_factory):
     daphne.stop()
 
 
-async def wait_for_log(server: DaphneServer, text: str, timeout: float = 5) -> str:
-    deadline = time.monotonic() + timeout
-    while text not in server.log():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not in the server log:\n{server.log()[-3000:]}")
-        await asyncio.sleep(0.05)
-    return server.log()
-
-
 async def test_remote_start_is_sent_after_the_delay_with_the_configured_tag(connect, server, cp_id):
     client = await connect(cp_id, server=server)
     await client.boot()
@@ -51,7 +42,7 @@ async def test_remote_start_is_sent_after_the_delay_with_the_configured_tag(conn
     command = await client.wait_for_command("RemoteStartTransaction")
     assert time.monotonic() - plugged_in >= DELAY
     assert command == {"id_tag": "FREE-1", "connector_id": 1}
-    await wait_for_log(server, f"{cp_id}/1: remote start for 'FREE-1' accepted")
+    await server.wait_for_log(f"{cp_id}/1: remote start for 'FREE-1' accepted")
 
 
 async def test_each_connector_gets_its_own_remote_start(connect, server, cp_id):
@@ -65,7 +56,7 @@ async def test_no_remote_start_when_the_connector_left_preparing(connect, server
     client = await connect(cp_id, server=server)
     await client.status(1, "Preparing")
     await client.status(1, "Available")  # cable pulled out again
-    await wait_for_log(server, f"{cp_id}/1 left Preparing (now Available); no remote start")
+    await server.wait_for_log(f"{cp_id}/1 left Preparing (now Available); no remote start")
     assert client.received == []
 
 
@@ -73,7 +64,7 @@ async def test_no_remote_start_when_the_connector_has_an_active_transaction(conn
     client = await connect(cp_id, server=server)
     await client.start_transaction(1, "RFID-7", 0)  # the driver used a card meanwhile
     await client.status(1, "Preparing")
-    await wait_for_log(server, f"{cp_id}/1 already has an active transaction; no remote start")
+    await server.wait_for_log(f"{cp_id}/1 already has an active transaction; no remote start")
     assert client.received == []
 
 
@@ -81,8 +72,8 @@ async def test_no_remote_start_after_the_charge_point_disconnected(connect, serv
     client = await connect(cp_id, server=server)
     await client.status(1, "Preparing")
     await client.close()
-    await wait_for_log(
-        server, f"{cp_id}/1: pending remote start cancelled (charge point disconnected)"
+    await server.wait_for_log(
+        f"{cp_id}/1: pending remote start cancelled (charge point disconnected)"
     )
     await asyncio.sleep(DELAY + 0.3)
     plugin_lines = [

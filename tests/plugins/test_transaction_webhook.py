@@ -96,15 +96,6 @@ def fresh_receiver(receiver):
     receiver.received.clear()
 
 
-async def wait_for_log(server: DaphneServer, text: str, timeout: float = 5) -> str:
-    deadline = time.monotonic() + timeout
-    while text not in server.log():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not in the server log:\n{server.log()[-3000:]}")
-        await asyncio.sleep(0.05)
-    return server.log()
-
-
 async def test_start_and_stop_are_posted_as_json(connect, server, receiver):
     client = await connect("CP-WEBHOOK", server=server)
     started = await client.start_transaction(2, "DRIVER-1", 1500)
@@ -135,8 +126,8 @@ async def test_start_and_stop_are_posted_as_json(connect, server, receiver):
             },
         ),
     ]
-    await wait_for_log(
-        server, f"Sent transaction_stop notification for tx {started.transaction_id}"
+    await server.wait_for_log(
+        f"Sent transaction_stop notification for tx {started.transaction_id}"
     )
 
 
@@ -154,8 +145,7 @@ async def test_a_slow_webhook_delays_no_answer_and_its_timeout_is_logged(connect
     started = await client.start_transaction(1, "DRIVER-2", 0)
     assert time.monotonic() - sent < 0.3  # the webhook runs after the answer
     await receiver.wait_for(1)
-    await wait_for_log(
-        server,
+    await server.wait_for_log(
         "ERROR levity.plugins.TransactionNotificationPlugin: Failed to send transaction_start "
         f"notification for tx {started.transaction_id}",
     )
@@ -165,8 +155,7 @@ async def test_a_slow_webhook_delays_no_answer_and_its_timeout_is_logged(connect
 async def test_a_webhook_error_status_is_logged(connect, server, receiver):
     client = await connect("CP-FAILING-WEBHOOK", server=server)
     started = await client.start_transaction(1, "DRIVER-3", 0)
-    await wait_for_log(
-        server,
+    await server.wait_for_log(
         "ERROR levity.plugins.TransactionNotificationPlugin: Webhook answered 500 to "
         f"transaction_start notification for tx {started.transaction_id}",
     )

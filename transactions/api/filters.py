@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import django_filters
 
+from chargepoints.api.base import ChargePointRowFilter
+
 from ..models import MeterValue, Transaction
 
 
-class TransactionFilter(django_filters.FilterSet):
-    charge_point = django_filters.CharFilter(field_name="charge_point__charge_point_id")
+class TransactionFilter(ChargePointRowFilter):
     active = django_filters.BooleanFilter(
         field_name="stop_timestamp", lookup_expr="isnull", label="Still running"
     )
@@ -22,8 +23,7 @@ class TransactionFilter(django_filters.FilterSet):
         fields = ["charge_point", "connector_id", "id_tag", "stop_reason", "active"]
 
 
-class MeterValueFilter(django_filters.FilterSet):
-    charge_point = django_filters.CharFilter(field_name="charge_point__charge_point_id")
+class MeterValueFilter(ChargePointRowFilter):
     transaction = django_filters.NumberFilter(field_name="transaction_id")
     timestamp_after = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
     timestamp_before = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from chargepoints.api.base import ChargePointRowSerializer
+
 from ..models import MeterValue, Transaction
 
 
-class TransactionSerializer(serializers.ModelSerializer):
+class TransactionSerializer(ChargePointRowSerializer):
     transaction_id = serializers.IntegerField(source="pk", read_only=True)
-    charge_point = serializers.SlugRelatedField(slug_field="charge_point_id", read_only=True)
     is_active = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -33,8 +34,7 @@ class TransactionSerializer(serializers.ModelSerializer):
         ]
 
 
-class MeterValueSerializer(serializers.ModelSerializer):
-    charge_point = serializers.SlugRelatedField(slug_field="charge_point_id", read_only=True)
+class MeterValueSerializer(ChargePointRowSerializer):
     transaction_id = serializers.IntegerField(read_only=True, allow_null=True)
 
     class Meta:

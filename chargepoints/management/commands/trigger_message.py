@@ -1,13 +1,5 @@
+from chargepoints.commands import TRIGGERABLE_MESSAGES
 from chargepoints.management.remote import RemoteCommand
-
-MESSAGES = [
-    "BootNotification",
-    "DiagnosticsStatusNotification",
-    "FirmwareStatusNotification",
-    "Heartbeat",
-    "MeterValues",
-    "StatusNotification",
-]
 
 
 class Command(RemoteCommand):
@@ -15,7 +7,10 @@ class Command(RemoteCommand):
     action = "TriggerMessage"
 
     def add_command_arguments(self, parser):
-        parser.add_argument("message", metavar="MESSAGE", choices=MESSAGES, help=", ".join(MESSAGES))
+        parser.add_argument(
+            "message", metavar="MESSAGE", choices=TRIGGERABLE_MESSAGES,
+            help=", ".join(TRIGGERABLE_MESSAGES),
+        )
         parser.add_argument("--connector-id", type=int)
 
     def payload(self, options):

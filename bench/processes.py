@@ -1,0 +1,140 @@
+"""A server subprocess on 127.0.0.1: started, waited for, logged to a file, stopped.
+
+The one way the benchmark (bench/servers.py) and the tests (daphne, Prometheus and
+redis-server in tests/) run the servers they talk to. Standard library only, so the
+tests can import it without the benchmark's dependencies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Self
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """One server subprocess listening on 127.0.0.1:``port``, stdout and stderr in ``log_path``.
+
+    ``start()`` returns once ``ready()`` (by default: the port accepts a connection);
+    if the process exits first or is not ready in time, it is stopped and the error
+    carries the end of its log. ``cpu`` pins the process to one CPU.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        cpu: int | None = None,
+        stop_timeout: float = 10,
+    ):
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.log_path = log_path
+        self.env = env
+        self.cwd = cwd
+        self.cpu = cpu
+        self.stop_timeout = stop_timeout
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self, timeout: float = 30) -> Self:
+        cpu = self.cpu
+
+        def pin() -> None:
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})
+
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=pin if cpu is not None else None,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError(
+                    f"{self.name} exited early; see {self.log_path}:\n{self.tail()}"
+                )
+            if self.ready():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(
+            f"{self.name} was not ready on port {self.port} in {timeout:.0f}s; "
+            f"see {self.log_path}:\n{self.tail()}"
+        )
+
+    def ready(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(
+            ("127.0.0.1", self.port), timeout=0.2
+        ):
+            return True
+        return False
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``stop_timeout``."""
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self._log is not None:
+            self._log.close()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, lines: int = 50) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+
+class RedisServer(ServerProcess):
+    """A throwaway redis-server on a free port: no persistence, its files in ``directory``."""
+
+    def __init__(self, directory: Path, port: int | None = None, log_path: Path | None = None):
+        port = port or free_port()
+        argv = [
+            "redis-server",
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(directory),
+        ]  # fmt: skip
+        super().__init__("redis-server", argv, port, log_path or directory / "redis.log")
+        self.directory = directory
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
