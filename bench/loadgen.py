@@ -343,9 +343,11 @@ async def main(config: dict) -> None:
         emit("ready", connected=0)
         t0 = float((await control.expect("go")).split()[1])
         results: list = []
+        cpu_start = time.process_time()
         await asyncio.gather(*(storm_one(cp, t0, results) for cp in cps))
         emit(
             "result",
+            cpu_seconds=time.process_time() - cpu_start,
             storm=[r[0] for r in results],
             connect_ms=[r[1] for r in results],
             latencies_ms=stats.latencies_ms,

@@ -252,7 +252,7 @@ def markdown(results: dict) -> str:
             ]
     profiles = results.get("profiles") or {}
     if profiles:
-        lines += ["", "## Profile of Levity (py-spy, N=100, measured window)", ""]
+        lines += ["", "## Profiles (py-spy; throughput scenarios at N=100 over the measured window, storms over the whole storm)", ""]
         for scenario, prof in profiles.items():
             threads = ", ".join(f"{t.split(':')[-1].strip()} {p}%" for p, t in prof.get("threads", [])[:3])
             lines += [f"{scenario}: {prof.get('samples', 0)} samples ({threads}). Top own time:", ""]

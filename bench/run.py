@@ -36,7 +36,7 @@ if __package__ in (None, ""):
     # not from bench/ (whose module names must not shadow anything).
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import dbcheck, report  # noqa: E402
+from bench import dbcheck, profiling, report  # noqa: E402
 from bench.driver import Group, latency_summary, merge_counts  # noqa: E402
 from bench.servers import (  # noqa: E402
     PROJECT_DIR,
@@ -366,8 +366,21 @@ class Bench:
                 urls=[server.ws_base], scenario="storm", cp_ids=cp_ids,
                 procs=2 if plan.storm_size > 100 else 1, cpu=LOADGEN_CPU,
             )
+            spy = None
+            profile_key = "storm" if name == report.LEVITY else f"storm ({report.LABELS[name]})"
+            if self.profile and shutil.which("py-spy"):
+                spy = subprocess.Popen(
+                    ["py-spy", "record", "-p", str(server.process.pid), "-r", "100", "-d", "15",
+                     "-f", "raw", "-o", str(self.tmp / f"profile-storm-{name}.txt"), "--threads"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            cpu_before = server.cpu_seconds()
             group.go(lead=0.5)
             results = group.results(timeout=180)
+            server_cpu_s = server.cpu_seconds() - cpu_before
+            if spy is not None:
+                spy.wait(60)
+                self.results["profiles"][profile_key] = profiling.summarize(self.tmp / f"profile-storm-{name}.txt")
         finally:
             server.stop()
         totals = sorted(x for r in results for x in r["storm"])
@@ -384,9 +397,12 @@ class Bench:
             "p50_s": round(summary["p50_ms"] / 1000, 3) if totals else None,
             "p99_s": round(summary["p99_ms"] / 1000, 3) if totals else None,
             "message_p99_ms": messages["p99_ms"],
+            "server_cpu_s": round(server_cpu_s, 2),
+            "loadgen_cpu_s": round(sum(r.get("cpu_seconds") or 0 for r in results), 2),
         }
         log(f"  {name:22s} storm {plan.storm_size}: answered {row['answered']}, "
-            f"all in {row['all_answered_s']} s, p99 {row['p99_s']} s, errors {errors}")
+            f"all in {row['all_answered_s']} s, p99 {row['p99_s']} s, errors {errors}, "
+            f"CPU server {row['server_cpu_s']} s, load generator {row['loadgen_cpu_s']} s")
         return row
 
     def redis_runs(self) -> dict:
@@ -496,13 +512,11 @@ class Bench:
         return result
 
     def profile_levity(self) -> None:
-        """py-spy on Levity under heartbeat and meter_values load (N=100): top entries."""
-        from bench import profiling
-
+        """py-spy on Levity under each scenario's load (N=100): top entries."""
         if not shutil.which("py-spy"):
             log("py-spy not installed: no profile")
             return
-        for scenario in ("heartbeat", "meter_values"):
+        for scenario in self.plan.scenarios:
             server = self.make_server(report.LEVITY).start()
             try:
                 raw = self.tmp / f"profile-{scenario}.txt"
@@ -616,8 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.ns:
         plan = replace(plan, ns=tuple(int(n) for n in args.ns.split(",")))
-    if args.scenarios:
-        plan = replace(plan, scenarios=tuple(args.scenarios.split(",")))
+    if args.scenarios is not None:
+        plan = replace(plan, scenarios=tuple(s for s in args.scenarios.split(",") if s))
     if args.no_idle:
         plan = replace(plan, idle_connections=0)
     if args.no_storm:

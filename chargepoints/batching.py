@@ -10,14 +10,17 @@ only after its batch has committed, so an acknowledged message is always stored.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
+
+logger = logging.getLogger(__name__)
 
 
 class GroupCommit(Generic[Request, Result]):
@@ -71,17 +74,72 @@ class GroupCommit(Generic[Request, Result]):
             self._runner = None
 
 
+class BulkWrite(GroupCommit[Request, Result]):
+    """A GroupCommit whose requests are written together in a few bulk queries.
+
+    ``bulk(requests)`` does the work of every request at once (one INSERT for all
+    history rows, one query to read what they update, ...) and returns a result per
+    request. If that transaction fails -- a row the database refuses, a unique
+    constraint raced by another server process, a value one request got wrong --
+    each request is redone alone with ``single(request)`` in a transaction of its
+    own, so one request's failure stays its own.
+    """
+
+    def __init__(
+        self,
+        bulk: Callable[[list[Request]], list[Result]],
+        single: Callable[[Request], Result],
+        max_batch: int = 500,
+    ) -> None:
+        self.bulk = bulk
+        self.single = single
+        super().__init__(self._write, max_batch)
+
+    def _write(self, requests: list[Request]) -> list:
+        try:
+            with transaction.atomic():
+                return self.bulk(requests)
+        except Exception:  # noqa: BLE001 - retried alone below; each request gets its own outcome
+            if len(requests) == 1:
+                raise
+            logger.warning(
+                "Writing %d requests with %s at once failed; writing them one by one",
+                len(requests),
+                self.bulk.__qualname__,
+                exc_info=True,
+            )
+        return [_alone(self.single, (request,), {}) for request in requests]
+
+
 def _run_each(calls: list[tuple[Callable, tuple, dict]]) -> list:
     """Each call in its own savepoint, all in one transaction: one commit for the batch."""
     results: list = []
-    with transaction.atomic():
-        for func, args, kwargs in calls:
-            try:
-                with transaction.atomic():
-                    results.append(func(*args, **kwargs))
-            except Exception as exc:  # this call's work is rolled back; the others' is kept
-                results.append(exc)
+    try:
+        with transaction.atomic():
+            for func, args, kwargs in calls:
+                try:
+                    with transaction.atomic():
+                        results.append(func(*args, **kwargs))
+                except Exception as exc:  # this call's work is rolled back; the others' is kept
+                    results.append(exc)
+    except DatabaseError:
+        # The commit itself failed: a deferred constraint (SQLite checks foreign keys
+        # at commit), so some call wrote a row whose charge point was deleted
+        # meanwhile. Which one only its own commit can tell.
+        if len(calls) == 1:
+            raise
+        logger.warning("A batch of %d failed at commit; redoing each alone", len(calls), exc_info=True)
+        return [_alone(func, args, kwargs) for func, args, kwargs in calls]
     return results
+
+
+def _alone(func: Callable, args: tuple, kwargs: dict):
+    """``func`` in a transaction of its own; its exception, if any, as its result."""
+    try:
+        with transaction.atomic():
+            return func(*args, **kwargs)
+    except Exception as exc:
+        return exc
 
 
 #: The session's database work (one message's worth per call), batched across sessions.

@@ -14,8 +14,7 @@ from plugins import loading
 from plugins.signals import charge_point_disconnected
 
 from . import commands, services, sessions
-from .batching import run_batched
-from .handlers import LevityChargePoint
+from .handlers import LevityChargePoint, connections_writer
 from .sessions import CLOSE_REPLACED
 from .transport import LeanWebsocketConsumer
 
@@ -61,12 +60,13 @@ class OCPPConsumer(LeanWebsocketConsumer):
             return
         client = self.scope.get("client") or ("", 0)
         remote_address = f"{client[0]}:{client[1]}" if client[0] else ""
-        row = await run_batched(
-            services.register_connection,
-            charge_point_id,
-            remote_address,
-            datetime.now(timezone.utc),
-            auto_register=settings.LEVITY_AUTO_REGISTER,
+        row = await connections_writer.submit(
+            services.Connection(
+                charge_point_id,
+                remote_address,
+                datetime.now(timezone.utc),
+                auto_register=settings.LEVITY_AUTO_REGISTER,
+            )
         )
         if row is None:
             logger.warning("Refused unknown charge point %s (LEVITY_AUTO_REGISTER=false)", charge_point_id)

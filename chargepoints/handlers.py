@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from ocpp.exceptions import (
     FormationViolationError,
@@ -44,7 +43,7 @@ from transactions import services as tx_services
 from transactions.repositories import MeterValueRepository, TransactionRepository
 
 from . import protocol, services, sessions
-from .batching import GroupCommit, run_batched
+from .batching import BulkWrite, GroupCommit, run_batched
 from .repositories import ChargePointRepository, ConnectorRepository
 
 logger = logging.getLogger(__name__)
@@ -60,6 +59,13 @@ _deferred_after: contextvars.ContextVar[list | None] = contextvars.ContextVar(
 #: MeterValues of every session go to the database in shared batches (one thread hop,
 #: one INSERT, one commit for all that queued meanwhile); each answer waits for its batch.
 meter_values_writer = GroupCommit(tx_services.record_meter_values_batch)
+#: What every charge point sends at once when a server restarts -- its connect,
+#: BootNotification and StatusNotifications -- is written in bulk the same way.
+connections_writer = BulkWrite(services.register_connections, services.register_connection)
+boots_writer = BulkWrite(services.record_boots, services.record_boot)
+status_notifications_writer = BulkWrite(
+    services.record_status_notifications, services.record_status_notification
+)
 
 
 class ChargePointDisconnected(Exception):
@@ -297,8 +303,8 @@ class LevityChargePoint(OCPP16ChargePoint):
     async def ensure_registered(self) -> None:
         """Find or register the charge point row (for sessions not made by the consumer)."""
         if self.charge_point_pk is None:
-            row = await database_sync_to_async(services.register_connection)(
-                self.id, self.remote_address, _now(), auto_register=True
+            row = await connections_writer.submit(
+                services.Connection(self.id, self.remote_address, _now(), auto_register=True)
             )
             self.charge_point_pk = row.pk
 
@@ -402,7 +408,7 @@ class LevityChargePoint(OCPP16ChargePoint):
         self, data: dict, context: PluginContext
     ) -> call_result.BootNotification:
         now = _now()
-        status = await self._db(services.record_boot, data, now)
+        status = await boots_writer.submit(services.Boot(self.charge_point_pk, data, now))
         return call_result.BootNotification(
             current_time=protocol.format_timestamp(now),
             interval=settings.LEVITY_HEARTBEAT_INTERVAL,
@@ -437,16 +443,18 @@ class LevityChargePoint(OCPP16ChargePoint):
     ) -> call_result.StatusNotification:
         _check_connector_id(data["connector_id"])
         timestamp = data.get("timestamp")
-        await self._db(
-            services.record_status_notification,
-            connector_id=data["connector_id"],
-            status=data["status"],
-            error_code=data["error_code"],
-            info=data.get("info") or "",
-            vendor_id=data.get("vendor_id") or "",
-            vendor_error_code=data.get("vendor_error_code") or "",
-            timestamp=protocol.parse_timestamp(timestamp) if timestamp else None,
-            received_at=_now(),
+        await status_notifications_writer.submit(
+            services.StatusReport(
+                self.charge_point_pk,
+                connector_id=data["connector_id"],
+                status=data["status"],
+                error_code=data["error_code"],
+                info=data.get("info") or "",
+                vendor_id=data.get("vendor_id") or "",
+                vendor_error_code=data.get("vendor_error_code") or "",
+                timestamp=protocol.parse_timestamp(timestamp) if timestamp else None,
+                received_at=_now(),
+            )
         )
         return call_result.StatusNotification()
 

@@ -2,12 +2,16 @@
 
 Each function is synchronous and does one message's worth of work in one
 transaction, so that the session makes a single hop to the database thread per
-message (see chargepoints.handlers).
+message (see chargepoints.handlers). The messages that every charge point sends
+at once after a restart -- connect, BootNotification, StatusNotification -- also
+have a bulk form that does the work of many sessions in a few queries
+(chargepoints.batching.BulkWrite); the one-message form is the bulk form of one.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -39,22 +43,49 @@ BOOT_IDENTITY_FIELDS = (
 )
 
 
-def register_connection(
-    charge_point_id: str, remote_address: str, now: datetime, *, auto_register: bool
-) -> ChargePoint | None:
+@dataclass(frozen=True)
+class Connection:
+    """A charge point that opened its WebSocket."""
+
+    charge_point_id: str
+    remote_address: str
+    now: datetime
+    auto_register: bool
+
+
+def register_connection(connection: Connection) -> ChargePoint | None:
     """Mark a charge point online; None when it is unknown and auto-registration is off."""
     with transaction.atomic():
-        charge_point = ChargePoint.objects.filter(charge_point_id=charge_point_id).first()
+        return register_connections([connection])[0]
+
+
+def register_connections(connections: list[Connection]) -> list[ChargePoint | None]:
+    """Many connects at once (a reconnect storm): one query to find them, one to mark them."""
+    ids = {c.charge_point_id for c in connections}
+    known = {cp.charge_point_id: cp for cp in ChargePoint.objects.filter(charge_point_id__in=ids)}
+    created: dict[str, ChargePoint] = {}
+    results: list[ChargePoint | None] = []
+    for connection in connections:
+        charge_point = known.get(connection.charge_point_id)
         if charge_point is None:
-            if not auto_register:
-                return None
-            charge_point = ChargePoint(charge_point_id=charge_point_id)
+            if not connection.auto_register:
+                results.append(None)
+                continue
+            charge_point = created.setdefault(
+                connection.charge_point_id, ChargePoint(charge_point_id=connection.charge_point_id)
+            )
         charge_point.is_connected = True
-        charge_point.connected_at = now
-        charge_point.last_seen_at = now
-        charge_point.remote_address = remote_address[:64]
-        charge_point.save()
-    return charge_point
+        charge_point.connected_at = connection.now
+        charge_point.last_seen_at = connection.now
+        charge_point.remote_address = connection.remote_address[:64]
+        results.append(charge_point)
+    if known:
+        ChargePoint.objects.bulk_update(
+            known.values(), ["is_connected", "connected_at", "last_seen_at", "remote_address"]
+        )
+    if created:
+        ChargePoint.objects.bulk_create(created.values())
+    return results
 
 
 def record_disconnect(
@@ -83,68 +114,131 @@ def record_last_seen(rows: dict[int, tuple[datetime, datetime | None]]) -> None:
             ChargePoint.objects.bulk_update(without, ["last_seen_at"], batch_size=500)
 
 
-def record_boot(charge_point_pk: int, identity: dict, now: datetime) -> str:
+@dataclass(frozen=True)
+class Boot:
+    """A BootNotification: the identity the charge point reports."""
+
+    charge_point_pk: int
+    identity: dict
+    now: datetime
+
+
+def record_boot(boot: Boot) -> str:
     """Store what BootNotification says; return the registration status to answer."""
-    fields = {name: (identity.get(name) or "") for name in BOOT_IDENTITY_FIELDS}
     with transaction.atomic():
-        ChargePoint.objects.filter(pk=charge_point_pk).update(
-            last_boot_at=now, last_seen_at=now, **fields
-        )
-        return ChargePoint.objects.values_list("registration_status", flat=True).get(
-            pk=charge_point_pk
-        )
+        status = record_boots([boot])[0]
+    if isinstance(status, Exception):
+        raise status
+    return status
 
 
-def record_status_notification(
-    charge_point_pk: int,
-    *,
-    connector_id: int,
-    status: str,
-    error_code: str,
-    info: str,
-    vendor_id: str,
-    vendor_error_code: str,
-    timestamp: datetime | None,
-    received_at: datetime,
-) -> None:
+def record_boots(boots: list[Boot]) -> list[str | Exception]:
+    """Many BootNotifications at once: one UPDATE for all identities, one query for the answers."""
+    rows = {}
+    for boot in boots:
+        fields = {name: (boot.identity.get(name) or "") for name in BOOT_IDENTITY_FIELDS}
+        rows[boot.charge_point_pk] = ChargePoint(
+            pk=boot.charge_point_pk, last_boot_at=boot.now, last_seen_at=boot.now, **fields
+        )
+    ChargePoint.objects.bulk_update(
+        rows.values(), ["last_boot_at", "last_seen_at", *BOOT_IDENTITY_FIELDS]
+    )
+    statuses = dict(
+        ChargePoint.objects.filter(pk__in=rows).values_list("pk", "registration_status")
+    )
+    # A charge point deleted meanwhile has no status: that boot alone fails.
+    return [statuses.get(boot.charge_point_pk) or _deleted(boot.charge_point_pk) for boot in boots]
+
+
+def _deleted(charge_point_pk: int) -> Exception:
+    return ChargePoint.DoesNotExist(f"Charge point {charge_point_pk} no longer exists")
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A StatusNotification, as stored."""
+
+    charge_point_pk: int
+    connector_id: int
+    status: str
+    error_code: str
+    info: str
+    vendor_id: str
+    vendor_error_code: str
+    timestamp: datetime | None
+    received_at: datetime
+
+    @property
+    def values(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in STATUS_FIELDS}
+
+    @property
+    def effective_at(self) -> datetime:
+        return self.timestamp or self.received_at
+
+
+def record_status_notification(report: StatusReport) -> None:
     """Keep the history row, and the connector's current state unless this one is older."""
-    values = {
-        "status": status,
-        "error_code": error_code,
-        "info": info,
-        "vendor_id": vendor_id,
-        "vendor_error_code": vendor_error_code,
-    }
     with transaction.atomic():
-        StatusNotification.objects.create(
-            charge_point_id=charge_point_pk,
-            connector_id=connector_id,
-            timestamp=timestamp,
-            received_at=received_at,
-            **values,
+        record_status_notifications([report])
+
+
+def record_status_notifications(reports: list[StatusReport]) -> list[None]:
+    """Many StatusNotifications at once: one INSERT for the history, one query for the
+    connectors, then one INSERT for new connectors and one UPDATE for changed ones."""
+    StatusNotification.objects.bulk_create(
+        StatusNotification(
+            charge_point_id=r.charge_point_pk,
+            connector_id=r.connector_id,
+            timestamp=r.timestamp,
+            received_at=r.received_at,
+            **r.values,
         )
-        connector, created = Connector.objects.get_or_create(
-            charge_point_id=charge_point_pk,
-            connector_id=connector_id,
-            defaults={**values, "status_timestamp": timestamp or received_at},
+        for r in reports
+    )
+    connectors = {
+        (c.charge_point_id, c.connector_id): c
+        for c in Connector.objects.filter(
+            charge_point_id__in={r.charge_point_pk for r in reports},
+            connector_id__in={r.connector_id for r in reports},
         )
-        if created:
-            return
-        effective = timestamp or received_at
+    }
+    created: dict[tuple[int, int], Connector] = {}
+    changed: dict[tuple[int, int], Connector] = {}
+    for report in reports:
+        key = (report.charge_point_pk, report.connector_id)
+        connector = connectors.get(key)
+        if connector is None:
+            connectors[key] = created[key] = Connector(
+                charge_point_id=report.charge_point_pk,
+                connector_id=report.connector_id,
+                status_timestamp=report.effective_at,
+                **report.values,
+            )
+            continue
         # Queued notifications arrive late: order by the charge point's clock.
-        if connector.status_timestamp and effective < connector.status_timestamp:
+        if connector.status_timestamp and report.effective_at < connector.status_timestamp:
             logger.info(
                 "StatusNotification for connector %s dated %s is older than the stored "
                 "state (%s); kept in history only",
-                connector_id,
-                effective,
+                report.connector_id,
+                report.effective_at,
                 connector.status_timestamp,
             )
-            return
-        for name, value in values.items():
+            continue
+        for name, value in report.values.items():
             setattr(connector, name, value)
-        connector.status_timestamp = effective
-        connector.save()
+        connector.status_timestamp = report.effective_at
+        connector.updated_at = report.received_at
+        if key not in created:
+            changed[key] = connector
+    if created:
+        Connector.objects.bulk_create(created.values())
+    if changed:
+        Connector.objects.bulk_update(
+            changed.values(), [*STATUS_FIELDS, "status_timestamp", "updated_at"]
+        )
+    return [None] * len(reports)
 
 
 def record_data_transfer(

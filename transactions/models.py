@@ -48,7 +48,11 @@ class Transaction(models.Model):
     """A charging session; its primary key is the OCPP transactionId."""
 
     charge_point = models.ForeignKey(
-        "chargepoints.ChargePoint", on_delete=models.PROTECT, related_name="transactions"
+        "chargepoints.ChargePoint",
+        on_delete=models.PROTECT,
+        related_name="transactions",
+        # The unique constraint and the first index below lead with it.
+        db_index=False,
     )
     connector_id = models.PositiveIntegerField()
     id_tag = models.CharField("ID tag", max_length=20)
@@ -111,7 +115,12 @@ class MeterValue(models.Model):
     """One sampledValue of a MeterValues (or StopTransaction transactionData)."""
 
     charge_point = models.ForeignKey(
-        "chargepoints.ChargePoint", on_delete=models.CASCADE, related_name="meter_values"
+        "chargepoints.ChargePoint",
+        on_delete=models.CASCADE,
+        related_name="meter_values",
+        # Both foreign keys lead a composite index (Meta.indexes); their own indexes
+        # would only slow down the hottest insert of all.
+        db_index=False,
     )
     connector_id = models.PositiveIntegerField()
     transaction = models.ForeignKey(
@@ -120,6 +129,7 @@ class MeterValue(models.Model):
         null=True,
         blank=True,
         related_name="meter_values",
+        db_index=False,
     )
     timestamp = models.DateTimeField(help_text="As the charge point reported it.")
     received_at = models.DateTimeField()

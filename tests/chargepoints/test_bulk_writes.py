@@ -1,0 +1,168 @@
+"""Connects, BootNotifications and StatusNotifications of many charge points, written in bulk.
+
+Over a real daphne server, charge points that send at once (as after a restart)
+each get their own answer and their own rows; and in the database layer, one
+request that the database refuses never costs the others of its batch their rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from chargepoints import services
+from chargepoints.batching import BulkWrite, _run_each
+from chargepoints.models import ChargePoint, Connector, RegistrationStatus, StatusNotification
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = datetime(2026, 1, 1, 10, 0, tzinfo=timezone.utc)
+
+
+@contextlib.asynccontextmanager
+async def sessions_of(raw_ws, charge_point_ids: list[str]):
+    async with contextlib.AsyncExitStack() as stack:
+        yield await asyncio.gather(*(stack.enter_async_context(raw_ws(cp)) for cp in charge_point_ids))
+
+
+def status_frame(unique_id: str, connector_id: int, status: str, timestamp: str) -> list:
+    return [
+        2,
+        unique_id,
+        "StatusNotification",
+        {"connectorId": connector_id, "errorCode": "NoError", "status": status, "timestamp": timestamp},
+    ]
+
+
+def report(charge_point_pk: int, status: str, at: datetime, connector_id: int = 1) -> services.StatusReport:
+    return services.StatusReport(
+        charge_point_pk,
+        connector_id=connector_id,
+        status=status,
+        error_code="NoError",
+        info="",
+        vendor_id="",
+        vendor_error_code="",
+        timestamp=at,
+        received_at=at,
+    )
+
+
+# --- over the wire ------------------------------------------------------------------------
+
+
+async def test_charge_points_connecting_at_once_are_all_registered_online(raw_ws, cp_id):
+    ids = [f"{cp_id}-{i}" for i in range(20)]
+    async with sessions_of(raw_ws, ids) as sessions:
+        answers = await asyncio.gather(*(s.exchange([2, "hb", "Heartbeat", {}]) for s in sessions))
+        online = {cp.charge_point_id async for cp in ChargePoint.objects.filter(is_connected=True)}
+    assert all(a[:2] == [3, "hb"] for a in answers)
+    assert online >= set(ids)
+    assert await ChargePoint.objects.filter(charge_point_id__in=ids).acount() == len(ids)
+
+
+async def test_boot_notifications_sent_at_once_each_store_their_identity_and_get_their_own_status(
+    raw_ws, cp_id
+):
+    ids = [f"{cp_id}-{i}" for i in range(12)]
+    await ChargePoint.objects.abulk_create(
+        [ChargePoint(charge_point_id=ids[0], registration_status=RegistrationStatus.REJECTED),
+         ChargePoint(charge_point_id=ids[1], registration_status=RegistrationStatus.PENDING)]
+    )
+    async with sessions_of(raw_ws, ids) as sessions:
+        answers = await asyncio.gather(
+            *(
+                s.exchange(
+                    [2, "boot", "BootNotification",
+                     {"chargePointVendor": "V", "chargePointModel": f"M{i}", "chargePointSerialNumber": f"S{i}"}]
+                )
+                for i, s in enumerate(sessions)
+            )
+        )
+    assert [a[2]["status"] for a in answers] == ["Rejected", "Pending"] + ["Accepted"] * 10
+    rows = {
+        cp.charge_point_id: (cp.charge_point_model, cp.charge_point_serial_number, cp.last_boot_at is not None)
+        async for cp in ChargePoint.objects.filter(charge_point_id__in=ids)
+    }
+    assert rows == {cp: (f"M{i}", f"S{i}", True) for i, cp in enumerate(ids)}
+
+
+async def test_status_notifications_sent_at_once_are_all_in_history_and_connector_state(raw_ws, cp_id):
+    ids = [f"{cp_id}-{i}" for i in range(15)]
+    async with sessions_of(raw_ws, ids) as sessions:
+        first = await asyncio.gather(
+            *(s.exchange(status_frame("s1", 1, "Preparing", "2026-01-01T10:00:00Z")) for s in sessions)
+        )
+        second = await asyncio.gather(
+            *(s.exchange(status_frame("s2", 1, "Charging", "2026-01-01T10:01:00Z")) for s in sessions)
+        )
+    assert first == [[3, "s1", {}]] * len(ids)
+    assert second == [[3, "s2", {}]] * len(ids)
+    states = {
+        c.charge_point.charge_point_id: c.status
+        async for c in Connector.objects.filter(charge_point__charge_point_id__in=ids).select_related("charge_point")
+    }
+    assert states == {cp: "Charging" for cp in ids}
+    assert await StatusNotification.objects.filter(charge_point__charge_point_id__in=ids).acount() == 2 * len(ids)
+
+
+# --- in the database layer -------------------------------------------------------------------
+
+
+def test_an_older_status_notification_in_the_same_batch_goes_to_history_only():
+    cp = ChargePoint.objects.create(charge_point_id="bulk-order")
+    services.record_status_notifications(
+        [report(cp.pk, "Charging", T0 + timedelta(minutes=5)), report(cp.pk, "Preparing", T0)]
+    )
+    assert Connector.objects.get(charge_point=cp, connector_id=1).status == "Charging"
+    assert list(
+        StatusNotification.objects.filter(charge_point=cp).order_by("id").values_list("status", flat=True)
+    ) == ["Charging", "Preparing"]
+
+
+def test_a_status_notification_for_a_deleted_charge_point_fails_alone_in_its_batch():
+    kept = ChargePoint.objects.create(charge_point_id="bulk-kept")
+    gone = ChargePoint.objects.create(charge_point_id="bulk-gone")
+    gone_pk = gone.pk
+    gone.delete()
+    writer = BulkWrite(services.record_status_notifications, services.record_status_notification)
+    results = writer.batch([report(kept.pk, "Available", T0), report(gone_pk, "Available", T0)])
+    assert results[0] is None
+    assert isinstance(results[1], Exception)
+    assert Connector.objects.get(charge_point=kept).status == "Available"
+    assert StatusNotification.objects.filter(charge_point=kept).count() == 1
+    assert not StatusNotification.objects.filter(charge_point_id=gone_pk).exists()
+
+
+def test_a_boot_of_a_deleted_charge_point_fails_alone_in_its_batch():
+    kept = ChargePoint.objects.create(charge_point_id="boot-kept")
+    gone = ChargePoint.objects.create(charge_point_id="boot-gone")
+    gone_pk = gone.pk
+    gone.delete()
+    writer = BulkWrite(services.record_boots, services.record_boot)
+    identity = {"charge_point_vendor": "V", "charge_point_model": "M"}
+    results = writer.batch([services.Boot(kept.pk, identity, T0), services.Boot(gone_pk, identity, T0)])
+    assert results[0] == "Accepted"
+    assert isinstance(results[1], ChargePoint.DoesNotExist)
+    kept.refresh_from_db()
+    assert (kept.charge_point_model, kept.last_boot_at) == ("M", T0)
+
+
+def test_a_shared_batch_whose_commit_fails_keeps_the_work_of_the_other_calls():
+    kept = ChargePoint.objects.create(charge_point_id="shared-kept")
+    gone = ChargePoint.objects.create(charge_point_id="shared-gone")
+    gone_pk = gone.pk
+    gone.delete()
+
+    def store(charge_point_pk: int) -> int:
+        return StatusNotification.objects.create(
+            charge_point_id=charge_point_pk, connector_id=1, status="Available", received_at=T0
+        ).pk
+
+    results = _run_each([(store, (kept.pk,), {}), (store, (gone_pk,), {})])
+    assert isinstance(results[0], int)
+    assert isinstance(results[1], Exception)
+    assert StatusNotification.objects.filter(charge_point=kept).count() == 1
