@@ -16,6 +16,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from .batching import update_rows
 from .models import (
     ChargePoint,
     Connector,
@@ -79,10 +80,9 @@ def register_connections(connections: list[Connection]) -> list[ChargePoint | No
         charge_point.last_seen_at = connection.now
         charge_point.remote_address = connection.remote_address[:64]
         results.append(charge_point)
-    if known:
-        ChargePoint.objects.bulk_update(
-            known.values(), ["is_connected", "connected_at", "last_seen_at", "remote_address"]
-        )
+    update_rows(
+        ChargePoint, ["is_connected", "connected_at", "last_seen_at", "remote_address"], known.values()
+    )
     if created:
         ChargePoint.objects.bulk_create(created.values())
     return results
@@ -106,12 +106,8 @@ def record_last_seen(rows: dict[int, tuple[datetime, datetime | None]]) -> None:
     with transaction.atomic():
         with_heartbeat = [cp for cp in charge_points if cp.last_heartbeat_at is not None]
         without = [cp for cp in charge_points if cp.last_heartbeat_at is None]
-        if with_heartbeat:
-            ChargePoint.objects.bulk_update(
-                with_heartbeat, ["last_seen_at", "last_heartbeat_at"], batch_size=500
-            )
-        if without:
-            ChargePoint.objects.bulk_update(without, ["last_seen_at"], batch_size=500)
+        update_rows(ChargePoint, ["last_seen_at", "last_heartbeat_at"], with_heartbeat)
+        update_rows(ChargePoint, ["last_seen_at"], without)
 
 
 @dataclass(frozen=True)
@@ -140,9 +136,7 @@ def record_boots(boots: list[Boot]) -> list[str | Exception]:
         rows[boot.charge_point_pk] = ChargePoint(
             pk=boot.charge_point_pk, last_boot_at=boot.now, last_seen_at=boot.now, **fields
         )
-    ChargePoint.objects.bulk_update(
-        rows.values(), ["last_boot_at", "last_seen_at", *BOOT_IDENTITY_FIELDS]
-    )
+    update_rows(ChargePoint, ["last_boot_at", "last_seen_at", *BOOT_IDENTITY_FIELDS], rows.values())
     statuses = dict(
         ChargePoint.objects.filter(pk__in=rows).values_list("pk", "registration_status")
     )
@@ -234,10 +228,7 @@ def record_status_notifications(reports: list[StatusReport]) -> list[None]:
             changed[key] = connector
     if created:
         Connector.objects.bulk_create(created.values())
-    if changed:
-        Connector.objects.bulk_update(
-            changed.values(), [*STATUS_FIELDS, "status_timestamp", "updated_at"]
-        )
+    update_rows(Connector, [*STATUS_FIELDS, "status_timestamp", "updated_at"], changed.values())
     return [None] * len(reports)
 
 
