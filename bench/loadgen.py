@@ -60,6 +60,8 @@ class Stats:
 
     completed: int = 0  # answers received inside the measured window
     latencies_ms: list[float] = field(default_factory=list)
+    # The same latencies by action, for the session script's breakdown.
+    by_action: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     # Nothing-lost ledger: transaction id -> [acked MeterValues messages, acked stop meter or None]
     transactions: dict[int, list] = field(default_factory=dict)
@@ -133,7 +135,7 @@ class SimulatedChargePoint:
         self.seq += 1
         return str(self.seq)
 
-    async def request(self, uid: str, frame: str, window: Window | None = None) -> dict:
+    async def request(self, uid: str, action: str, frame: str, window: Window | None = None) -> dict:
         """Send one CALL, wait for its answer; count it when it lands in the window."""
         ws = self.ws
         started = time.perf_counter()
@@ -161,7 +163,9 @@ class SimulatedChargePoint:
             now = time.monotonic()
             if window.start <= now < window.end:
                 self.stats.completed += 1
-                self.stats.latencies_ms.append(round((finished - started) * 1000, 3))
+                latency = round((finished - started) * 1000, 3)
+                self.stats.latencies_ms.append(latency)
+                self.stats.by_action.setdefault(action, []).append(latency)
         if reply[0] == 4:
             raise CallFailed(f"callerror:{reply[2]}")
         return reply[2]
@@ -170,11 +174,12 @@ class SimulatedChargePoint:
 
     async def boot(self, window: Window | None = None) -> None:
         uid = self.next_id()
-        await self.request(uid, frames.boot_notification(uid), window)
+        await self.request(uid, "BootNotification", frames.boot_notification(uid), window)
 
     async def start_transaction(self, window: Window | None = None) -> int:
         uid = self.next_id()
-        answer = await self.request(uid, frames.start_transaction(uid, self.tag, self.energy), window)
+        frame = frames.start_transaction(uid, self.tag, self.energy)
+        answer = await self.request(uid, "StartTransaction", frame, window)
         tx_id = int(answer["transactionId"])
         self.stats.transactions[tx_id] = [0, None]
         return tx_id
@@ -182,25 +187,26 @@ class SimulatedChargePoint:
     async def meter_values(self, tx_id: int, window: Window | None = None) -> None:
         uid = self.next_id()
         self.energy += 10
-        await self.request(uid, frames.meter_values(uid, tx_id, self.energy), window)
+        await self.request(uid, "MeterValues", frames.meter_values(uid, tx_id, self.energy), window)
         self.stats.transactions[tx_id][0] += 1
 
     async def stop_transaction(self, tx_id: int, window: Window | None = None) -> None:
         uid = self.next_id()
-        await self.request(uid, frames.stop_transaction(uid, tx_id, self.tag, self.energy), window)
+        frame = frames.stop_transaction(uid, tx_id, self.tag, self.energy)
+        await self.request(uid, "StopTransaction", frame, window)
         self.stats.transactions[tx_id][1] = self.energy
 
     async def status(self, status: str, window: Window | None = None, connector_id: int = 1) -> None:
         uid = self.next_id()
-        await self.request(uid, frames.status_notification(uid, connector_id, status), window)
+        await self.request(uid, "StatusNotification", frames.status_notification(uid, connector_id, status), window)
 
     async def authorize(self, window: Window | None = None) -> None:
         uid = self.next_id()
-        await self.request(uid, frames.authorize(uid, self.tag), window)
+        await self.request(uid, "Authorize", frames.authorize(uid, self.tag), window)
 
     async def heartbeat(self, window: Window | None = None) -> None:
         uid = self.next_id()
-        await self.request(uid, frames.heartbeat(uid), window)
+        await self.request(uid, "Heartbeat", frames.heartbeat(uid), window)
 
 
 # --- scenarios ---------------------------------------------------------------------
@@ -386,6 +392,7 @@ async def main(config: dict) -> None:
         "result",
         completed=stats.completed,
         latencies_ms=stats.latencies_ms,
+        by_action=stats.by_action,
         errors=stats.errors,
         transactions={str(k): v for k, v in stats.transactions.items()},
         sent_total=stats.sent_total,

@@ -270,9 +270,12 @@ class Bench:
             group.kill()
             raise
         latencies: list[float] = []
+        by_action: dict[str, list[float]] = {}
         ledger: dict[str, list] = {}
         for r in results:
             latencies.extend(r["latencies_ms"])
+            for action, values in r.get("by_action", {}).items():
+                by_action.setdefault(action, []).extend(values)
             ledger.update(r["transactions"])
         errors = merge_counts([r["errors"] for r in results])
         completed = sum(r["completed"] for r in results)
@@ -297,6 +300,10 @@ class Bench:
             "loadgen_processes": procs,
             "server_rss_mb": round(sum(rss) / 2**20, 1),
             "drain_s": max(r.get("drain_seconds", 0) for r in results),
+            "by_action": {
+                action: {k: v for k, v in latency_summary(values).items() if k in ("p50_ms", "p99_ms")}
+                for action, values in sorted(by_action.items())
+            } if len(by_action) > 1 else {},
             "nothing_lost": None,
         }
         if server_name == report.LEVITY and scenario in ("meter_values", "session"):
@@ -307,6 +314,9 @@ class Bench:
             f"cpu server {row['server_cpu_pct']}% loadgen {row['loadgen_cpu_pct']}% other {row['other_cpu_pct']}%"
             + (f"  lost-check {'ok' if row['nothing_lost']['ok'] else 'LOST'}" if row["nothing_lost"] else "")
         )
+        if row["by_action"]:
+            log("    p50/p99 ms by action: " + ", ".join(
+                f"{a} {v['p50_ms']}/{v['p99_ms']}" for a, v in row["by_action"].items()))
         return row
 
     def idle_memory(self, name: str) -> dict:

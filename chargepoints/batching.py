@@ -87,7 +87,8 @@ class BulkWrite(GroupCommit[Request, Result]):
     request. If that transaction fails -- a row the database refuses, a unique
     constraint raced by another server process, a value one request got wrong --
     each request is redone alone with ``single(request)`` in a transaction of its
-    own, so one request's failure stays its own.
+    own, so one request's failure stays its own. (``single`` also handles what the
+    bulk form leaves to it, such as a retried StartTransaction's unique key.)
     """
 
     def __init__(
@@ -104,13 +105,11 @@ class BulkWrite(GroupCommit[Request, Result]):
         try:
             with transaction.atomic():
                 return self.bulk(requests)
-        except Exception:  # noqa: BLE001 - retried alone below; each request gets its own outcome
-            if len(requests) == 1:
-                raise
-            logger.warning(
-                "Writing %d requests with %s at once failed; writing them one by one",
-                len(requests),
+        except Exception:  # noqa: BLE001 - redone alone below; each request gets its own outcome
+            logger.debug(
+                "%s of %d requests failed; doing them one by one",
                 self.bulk.__qualname__,
+                len(requests),
                 exc_info=True,
             )
         return [_alone(self.single, (request,), {}) for request in requests]

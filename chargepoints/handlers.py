@@ -66,6 +66,10 @@ boots_writer = BulkWrite(services.record_boots, services.record_boot)
 status_notifications_writer = BulkWrite(
     services.record_status_notifications, services.record_status_notification
 )
+#: Authorize only reads, but many at once read faster together too.
+authorizations = BulkWrite(tx_services.authorize_many, tx_services.authorize_one)
+transaction_starts = BulkWrite(tx_services.start_transactions, tx_services.start_transaction)
+transaction_stops = BulkWrite(tx_services.stop_transactions, tx_services.stop_transaction)
 
 
 class ChargePointDisconnected(Exception):
@@ -470,7 +474,7 @@ class LevityChargePoint(OCPP16ChargePoint):
     async def _authorize(self, data: dict, context: PluginContext) -> call_result.Authorize:
         info = decisions.id_tag_info(context.decision)
         if info is None:
-            info = await run_batched(tx_services.authorize, data["id_tag"], _now())
+            info = await authorizations.submit(tx_services.Authorization(data["id_tag"], _now()))
         return call_result.Authorize(id_tag_info=info)
 
     @on(Action.start_transaction)
@@ -496,15 +500,17 @@ class LevityChargePoint(OCPP16ChargePoint):
     ) -> call_result.StartTransaction:
         _check_connector_id(data["connector_id"], allow_zero=False)
         decided = decisions.id_tag_info(context.decision)
-        started = await self._db(
-            tx_services.start_transaction,
-            connector_id=data["connector_id"],
-            id_tag=data["id_tag"],
-            meter_start=data["meter_start"],
-            timestamp=protocol.parse_timestamp(data["timestamp"]),
-            reservation_id=data.get("reservation_id"),
-            now=_now(),
-            decided_id_tag_info=decided,
+        started = await transaction_starts.submit(
+            tx_services.TransactionStart(
+                self.charge_point_pk,
+                connector_id=data["connector_id"],
+                id_tag=data["id_tag"],
+                meter_start=data["meter_start"],
+                timestamp=protocol.parse_timestamp(data["timestamp"]),
+                reservation_id=data.get("reservation_id"),
+                now=_now(),
+                decided_id_tag_info=decided,
+            )
         )
         return call_result.StartTransaction(
             transaction_id=started.transaction_id, id_tag_info=started.id_tag_info
@@ -530,16 +536,18 @@ class LevityChargePoint(OCPP16ChargePoint):
     async def _stop_transaction(
         self, data: dict, context: PluginContext
     ) -> call_result.StopTransaction:
-        stopped = await self._db(
-            tx_services.stop_transaction,
-            transaction_id=data["transaction_id"],
-            meter_stop=data["meter_stop"],
-            timestamp=protocol.parse_timestamp(data["timestamp"]),
-            reason=data.get("reason"),
-            id_tag=data.get("id_tag"),
-            transaction_data=data.get("transaction_data"),
-            now=_now(),
-            decided_id_tag_info=decisions.id_tag_info(context.decision),
+        stopped = await transaction_stops.submit(
+            tx_services.TransactionStop(
+                self.charge_point_pk,
+                transaction_id=data["transaction_id"],
+                meter_stop=data["meter_stop"],
+                timestamp=protocol.parse_timestamp(data["timestamp"]),
+                reason=data.get("reason"),
+                id_tag=data.get("id_tag"),
+                transaction_data=data.get("transaction_data"),
+                now=_now(),
+                decided_id_tag_info=decisions.id_tag_info(context.decision),
+            )
         )
         # For AFTER_STOP_TRANSACTION receivers: "stopped", "unknown", "already_stopped"
         # or "repeated", and the Transaction row (None when unknown).

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
 
+from chargepoints.batching import update_rows
 from chargepoints.protocol import format_timestamp, parse_timestamp
 
 from .models import AuthorizationStatus, IdTag, MeterValue, Transaction
@@ -67,18 +68,55 @@ def _id_tag_info(status: str, tag: IdTag | None) -> dict[str, Any]:
     return info
 
 
+@dataclass(frozen=True)
+class Authorization:
+    """An ID tag to check; ``check_concurrent`` also refuses one already charging."""
+
+    id_tag: str
+    now: datetime
+    check_concurrent: bool = True
+
+
 def authorize(id_tag: str, now: datetime, *, check_concurrent: bool = True) -> dict[str, Any]:
     """The idTagInfo (snake_case) for a tag, from the ID tag table."""
-    tag = IdTag.objects.filter(id_tag=id_tag).first()
-    if tag is None:
-        return _id_tag_info(AuthorizationStatus.INVALID, None)
-    if tag.status != AuthorizationStatus.ACCEPTED:
-        return _id_tag_info(tag.status, tag)
-    if tag.is_expired(now):
-        return _id_tag_info(AuthorizationStatus.EXPIRED, tag)
-    if check_concurrent and Transaction.objects.active().filter(id_tag=id_tag).exists():
-        return _id_tag_info(AuthorizationStatus.CONCURRENT_TX, tag)
-    return _id_tag_info(AuthorizationStatus.ACCEPTED, tag)
+    return authorize_many([Authorization(id_tag, now, check_concurrent)])[0]
+
+
+def authorize_one(authorization: Authorization) -> dict[str, Any]:
+    return authorize_many([authorization])[0]
+
+
+def authorize_many(authorizations: list[Authorization]) -> list[dict[str, Any]]:
+    """idTagInfo for many Authorize messages at once: one query for the tags, one for
+    those already charging."""
+    tags = {tag.id_tag: tag for tag in IdTag.objects.filter(id_tag__in={a.id_tag for a in authorizations})}
+
+    def status(authorization: Authorization) -> str:
+        tag = tags.get(authorization.id_tag)
+        if tag is None:
+            return AuthorizationStatus.INVALID
+        if tag.status != AuthorizationStatus.ACCEPTED:
+            return tag.status
+        if tag.is_expired(authorization.now):
+            return AuthorizationStatus.EXPIRED
+        return AuthorizationStatus.ACCEPTED
+
+    statuses = [status(a) for a in authorizations]
+    to_check = {
+        index
+        for index, (a, s) in enumerate(zip(authorizations, statuses))
+        if a.check_concurrent and s == AuthorizationStatus.ACCEPTED
+    }
+    if to_check:
+        charging = set(
+            Transaction.objects.active()
+            .filter(id_tag__in={authorizations[index].id_tag for index in to_check})
+            .values_list("id_tag", flat=True)
+        )
+        for index in to_check:
+            if authorizations[index].id_tag in charging:
+                statuses[index] = AuthorizationStatus.CONCURRENT_TX
+    return [_id_tag_info(s, tags.get(a.id_tag)) for a, s in zip(authorizations, statuses)]
 
 
 @dataclass
@@ -88,45 +126,81 @@ class StartResult:
     duplicate: bool = False
 
 
-def start_transaction(
-    charge_point_pk: int,
-    *,
-    connector_id: int,
-    id_tag: str,
-    meter_start: int,
-    timestamp: datetime,
-    reservation_id: int | None,
-    now: datetime,
-    decided_id_tag_info: dict[str, Any] | None = None,
-) -> StartResult:
+@dataclass(frozen=True)
+class TransactionStart:
+    """A StartTransaction, as stored."""
+
+    charge_point_pk: int
+    connector_id: int
+    id_tag: str
+    meter_start: int
+    timestamp: datetime
+    reservation_id: int | None
+    now: datetime
+    #: The idTagInfo a plugin decided (context.respond); None: look the tag up.
+    decided_id_tag_info: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """What makes a retried StartTransaction the same transaction (a unique constraint)."""
+        return {
+            "charge_point_id": self.charge_point_pk,
+            "connector_id": self.connector_id,
+            "id_tag": self.id_tag,
+            "start_timestamp": self.timestamp,
+            "meter_start": self.meter_start,
+        }
+
+    def row(self, id_tag_status: str) -> Transaction:
+        return Transaction(
+            **self.key,
+            id_tag_status=id_tag_status,
+            reservation_id=self.reservation_id,
+            received_at=self.now,
+        )
+
+
+def start_transaction(start: TransactionStart) -> StartResult:
     """Create the transaction, or find the one a retried StartTransaction created."""
-    key = {
-        "charge_point_id": charge_point_pk,
-        "connector_id": connector_id,
-        "id_tag": id_tag,
-        "start_timestamp": timestamp,
-        "meter_start": meter_start,
-    }
     with transaction.atomic():
-        existing = Transaction.objects.filter(**key).first()
-        if existing is not None:
-            logger.info("Repeated StartTransaction answered with transaction %s", existing.pk)
-            tag = IdTag.objects.filter(id_tag=id_tag).first()
-            return StartResult(existing.pk, _id_tag_info(existing.id_tag_status, tag), True)
-        info = decided_id_tag_info or authorize(id_tag, now)
+        info = start.decided_id_tag_info or authorize(start.id_tag, start.now)
         try:
             with transaction.atomic():
-                tx = Transaction.objects.create(
-                    **key,
-                    id_tag_status=info["status"],
-                    reservation_id=reservation_id,
-                    received_at=now,
-                )
+                tx = start.row(info["status"])
+                tx.save(force_insert=True)
         except IntegrityError:
-            # A concurrent retry won the race: answer with its transaction.
-            tx = Transaction.objects.get(**key)
-            return StartResult(tx.pk, info, True)
+            # A retry (its answer was lost) or a concurrent twin: the same transaction,
+            # answered as it was the first time.
+            existing = Transaction.objects.get(**start.key)
+            logger.info("Repeated StartTransaction answered with transaction %s", existing.pk)
+            tag = IdTag.objects.filter(id_tag=start.id_tag).first()
+            return StartResult(existing.pk, _id_tag_info(existing.id_tag_status, tag), True)
     return StartResult(tx.pk, info)
+
+
+def start_transactions(starts: list[TransactionStart]) -> list[StartResult]:
+    """Many StartTransactions at once: the tags looked up together, one INSERT.
+
+    A retried StartTransaction collides with its unique constraint and fails the
+    bulk INSERT; the batch is then redone one by one (chargepoints.batching.BulkWrite),
+    where start_transaction() finds the first one's row.
+    """
+    looked_up = iter(
+        authorize_many([Authorization(s.id_tag, s.now) for s in starts if s.decided_id_tag_info is None])
+    )
+    infos = [s.decided_id_tag_info if s.decided_id_tag_info is not None else next(looked_up) for s in starts]
+    # Two charge points starting with one tag in the same batch: as if one after the
+    # other, the second is told the tag is already charging.
+    accepted: set[str] = set()
+    for index, (start, info) in enumerate(zip(starts, infos)):
+        if start.decided_id_tag_info is None and info["status"] == AuthorizationStatus.ACCEPTED:
+            if start.id_tag in accepted:
+                infos[index] = {**info, "status": AuthorizationStatus.CONCURRENT_TX}
+            accepted.add(start.id_tag)
+    rows = Transaction.objects.bulk_create(
+        [start.row(info["status"]) for start, info in zip(starts, infos)]
+    )
+    return [StartResult(row.pk, info) for row, info in zip(rows, infos)]
 
 
 @dataclass
@@ -136,68 +210,111 @@ class StopResult:
     outcome: str  # "stopped", "unknown", "already_stopped", "repeated"
 
 
-def stop_transaction(
-    charge_point_pk: int,
-    *,
-    transaction_id: int,
-    meter_stop: int,
-    timestamp: datetime,
-    reason: str | None,
-    id_tag: str | None,
-    transaction_data: list[dict] | None,
-    now: datetime,
-    decided_id_tag_info: dict[str, Any] | None = None,
-) -> StopResult:
+@dataclass(frozen=True)
+class TransactionStop:
+    """A StopTransaction, as stored."""
+
+    charge_point_pk: int
+    transaction_id: int
+    meter_stop: int
+    timestamp: datetime
+    reason: str | None
+    id_tag: str | None
+    transaction_data: list[dict] | None
+    now: datetime
+    #: The idTagInfo a plugin decided (context.respond); None: look the tag up.
+    decided_id_tag_info: dict[str, Any] | None = None
+
+
+#: What a stop writes on its Transaction row.
+STOP_FIELDS = (
+    "meter_stop",
+    "stop_timestamp",
+    "stop_reason",
+    "stop_id_tag",
+    "stop_received_at",
+    "meter_stop_below_start",
+    "energy_wh",
+)
+
+
+def stop_transaction(stop: TransactionStop) -> StopResult:
     """Stop a transaction; never overwrite a stored stop, never drop meter values."""
     with transaction.atomic():
-        tx = (
-            Transaction.objects.select_for_update()
-            .filter(pk=transaction_id, charge_point_id=charge_point_pk)
-            .first()
-        )
-        info = None
-        if id_tag:
-            info = decided_id_tag_info or authorize(id_tag, now, check_concurrent=False)
-        elif decided_id_tag_info:
-            info = decided_id_tag_info
-        if tx is None:
-            logger.warning(
-                "StopTransaction for unknown transaction %s; answered, meter values kept "
-                "without a transaction",
-                transaction_id,
-            )
-            _store_transaction_data(charge_point_pk, 0, None, transaction_data, now)
-            return StopResult(None, info, "unknown")
-        if tx.stop_timestamp is not None:
-            if tx.stop_timestamp == timestamp and tx.meter_stop == meter_stop:
-                logger.info("Repeated StopTransaction for transaction %s", tx.pk)
-                return StopResult(tx, info, "repeated")
-            logger.warning(
-                "StopTransaction for transaction %s, already stopped at %s; stored stop kept",
-                tx.pk,
-                tx.stop_timestamp,
-            )
-            _store_transaction_data(charge_point_pk, tx.connector_id, tx, transaction_data, now)
-            return StopResult(tx, info, "already_stopped")
-        tx.meter_stop = meter_stop
-        tx.stop_timestamp = timestamp
-        tx.stop_reason = reason or "Local"
-        tx.stop_id_tag = id_tag or ""
-        tx.stop_received_at = now
-        if meter_stop < tx.meter_start:
-            logger.warning(
-                "Transaction %s: meterStop %s is below meterStart %s; energy not stored",
-                tx.pk,
-                meter_stop,
-                tx.meter_start,
-            )
-            tx.meter_stop_below_start = True
-            tx.energy_wh = None
+        return stop_transactions([stop])[0]
+
+
+def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
+    """Many StopTransactions at once: one query for the transactions, one for the tags,
+    one UPDATE for the stopped ones, one INSERT for their transactionData."""
+    txs = {
+        tx.pk: tx
+        for tx in Transaction.objects.select_for_update().filter(pk__in={s.transaction_id for s in stops})
+    }
+    to_authorize = [s for s in stops if s.id_tag and s.decided_id_tag_info is None]
+    looked_up = iter(
+        authorize_many([Authorization(s.id_tag, s.now, check_concurrent=False) for s in to_authorize])
+    )
+    results: list[StopResult] = []
+    stopped: dict[int, Transaction] = {}
+    meter_values: list[MeterValue] = []
+    for stop in stops:
+        if stop.decided_id_tag_info is not None:
+            info = stop.decided_id_tag_info
         else:
-            tx.energy_wh = meter_stop - tx.meter_start
-        tx.save()
-        _store_transaction_data(charge_point_pk, tx.connector_id, tx, transaction_data, now)
-    return StopResult(tx, info, "stopped")
+            info = next(looked_up) if stop.id_tag else None
+        tx = txs.get(stop.transaction_id)
+        if tx is not None and tx.charge_point_id != stop.charge_point_pk:
+            tx = None
+        outcome = _apply_stop(stop, tx)
+        if outcome == "stopped":
+            stopped[tx.pk] = tx
+        if outcome != "repeated" and stop.transaction_data:
+            meter_values += meter_value_rows(
+                stop.charge_point_pk, tx.connector_id if tx else 0, tx, stop.transaction_data, stop.now
+            )
+        results.append(StopResult(tx, info, outcome))
+    update_rows(Transaction, STOP_FIELDS, stopped.values())
+    MeterValue.objects.bulk_create(meter_values)
+    return results
+
+
+def _apply_stop(stop: TransactionStop, tx: Transaction | None) -> str:
+    """Decide what the stop does to ``tx`` (and do it, in memory): the outcome."""
+    if tx is None:
+        logger.warning(
+            "StopTransaction for unknown transaction %s; answered, meter values kept "
+            "without a transaction",
+            stop.transaction_id,
+        )
+        return "unknown"
+    if tx.stop_timestamp is not None:
+        if tx.stop_timestamp == stop.timestamp and tx.meter_stop == stop.meter_stop:
+            logger.info("Repeated StopTransaction for transaction %s", tx.pk)
+            return "repeated"
+        logger.warning(
+            "StopTransaction for transaction %s, already stopped at %s; stored stop kept",
+            tx.pk,
+            tx.stop_timestamp,
+        )
+        return "already_stopped"
+    tx.meter_stop = stop.meter_stop
+    tx.stop_timestamp = stop.timestamp
+    tx.stop_reason = stop.reason or "Local"
+    tx.stop_id_tag = stop.id_tag or ""
+    tx.stop_received_at = stop.now
+    if stop.meter_stop < tx.meter_start:
+        logger.warning(
+            "Transaction %s: meterStop %s is below meterStart %s; energy not stored",
+            tx.pk,
+            stop.meter_stop,
+            tx.meter_start,
+        )
+        tx.meter_stop_below_start = True
+        tx.energy_wh = None
+    else:
+        tx.energy_wh = stop.meter_stop - tx.meter_start
+    return "stopped"
 
 
 def close_transaction(tx: Transaction, *, meter_stop: int, reason: str, now: datetime) -> bool:
@@ -211,12 +328,6 @@ def close_transaction(tx: Transaction, *, meter_stop: int, reason: str, now: dat
         meter_stop_below_start=meter_stop < tx.meter_start,
     )
     return bool(updated)
-
-
-def _store_transaction_data(charge_point_pk, connector_id, tx, transaction_data, now) -> None:
-    if transaction_data:
-        rows = meter_value_rows(charge_point_pk, connector_id, tx, transaction_data, now)
-        MeterValue.objects.bulk_create(rows)
 
 
 def meter_value_rows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -148,3 +149,27 @@ async def test_tag_is_accepted_again_once_its_transaction_stopped(raw_ws, cp_id)
         )
         answer = await session.exchange([2, "a-3", "Authorize", {"idTag": "CARD-8"}])
     assert answer == [3, "a-3", {"idTagInfo": {"status": "Accepted"}}]
+
+
+async def test_authorize_messages_sent_at_once_each_get_their_own_tags_status(raw_ws, cp_id):
+    past = datetime.now(timezone.utc) - timedelta(days=1)
+    await IdTag.objects.abulk_create(
+        [
+            IdTag(id_tag="MIX-OK"),
+            IdTag(id_tag="MIX-BLOCKED", status="Blocked"),
+            IdTag(id_tag="MIX-EXPIRED", expiry_date=past),
+            IdTag(id_tag="MIX-BUSY"),
+        ]
+    )
+    async with raw_ws(f"{cp_id}-busy") as busy:
+        started = await busy.exchange(
+            [2, "s", "StartTransaction",
+             {"connectorId": 1, "idTag": "MIX-BUSY", "meterStart": 0, "timestamp": "2026-01-01T10:00:00Z"}]
+        )
+        assert started[2]["idTagInfo"] == {"status": "Accepted"}
+        tags = ["MIX-OK", "MIX-BLOCKED", "MIX-EXPIRED", "MIX-BUSY", "MIX-UNKNOWN", "mix-ok"] * 3
+        answers = await asyncio.gather(
+            *(authorize(raw_ws, f"{cp_id}-{i}", tag) for i, tag in enumerate(tags))
+        )
+    statuses = [answer[2]["idTagInfo"]["status"] for answer in answers]
+    assert statuses == ["Accepted", "Blocked", "Expired", "ConcurrentTx", "Invalid", "Invalid"] * 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime, timezone
 
 import pytest
@@ -134,3 +136,50 @@ async def test_start_transaction_with_meter_start_as_string_is_a_type_violation(
     assert answer[0:3] == [4, "s-15", "TypeConstraintViolation"]
     assert answer[4]["field"] == "meterStart"
     assert not await Transaction.objects.aexists()
+
+
+# --- many charge points at once (written in bulk) ----------------------------------------
+
+
+async def test_start_transactions_sent_at_once_each_get_their_own_transaction(raw_ws, cp_id):
+    await IdTag.objects.abulk_create([IdTag(id_tag=f"BULK-{i}") for i in range(12)])
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(raw_ws(f"{cp_id}-{i}")) for i in range(12)]
+        answers = await asyncio.gather(
+            *(s.exchange(start_frame("s", idTag=f"BULK-{i}", meterStart=i)) for i, s in enumerate(sessions))
+        )
+    rows = {
+        tx.pk: (tx.charge_point.charge_point_id, tx.id_tag, tx.meter_start)
+        async for tx in Transaction.objects.select_related("charge_point")
+    }
+    assert len(rows) == 12
+    for i, answer in enumerate(answers):
+        assert answer[2]["idTagInfo"] == {"status": "Accepted"}
+        assert rows[answer[2]["transactionId"]] == (f"{cp_id}-{i}", f"BULK-{i}", i)
+
+
+async def test_one_tag_started_on_two_charge_points_at_once_is_concurrent_on_one_of_them(raw_ws, cp_id):
+    await IdTag.objects.acreate(id_tag="SHARED")
+    async with raw_ws(f"{cp_id}-a") as a, raw_ws(f"{cp_id}-b") as b:
+        answers = await asyncio.gather(
+            a.exchange(start_frame("s", idTag="SHARED")), b.exchange(start_frame("s", idTag="SHARED"))
+        )
+    statuses = sorted(answer[2]["idTagInfo"]["status"] for answer in answers)
+    assert statuses == ["Accepted", "ConcurrentTx"]
+    assert await Transaction.objects.acount() == 2
+
+
+async def test_a_retried_start_sent_with_new_ones_gets_its_first_transaction(raw_ws, cp_id):
+    await IdTag.objects.abulk_create([IdTag(id_tag="RETRY"), IdTag(id_tag="NEW-1"), IdTag(id_tag="NEW-2")])
+    async with raw_ws(f"{cp_id}-r") as retrying:
+        first = await retrying.exchange(start_frame("s-1", idTag="RETRY"))
+        async with raw_ws(f"{cp_id}-n1") as n1, raw_ws(f"{cp_id}-n2") as n2:
+            again, new_1, new_2 = await asyncio.gather(
+                retrying.exchange(start_frame("s-2", idTag="RETRY")),
+                n1.exchange(start_frame("s", idTag="NEW-1")),
+                n2.exchange(start_frame("s", idTag="NEW-2")),
+            )
+    assert again == [3, "s-2", first[2]]
+    ids = {first[2]["transactionId"], new_1[2]["transactionId"], new_2[2]["transactionId"]}
+    assert len(ids) == 3
+    assert await Transaction.objects.acount() == 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime, timezone
 
 import pytest
@@ -204,3 +206,30 @@ async def test_stop_with_reason_outside_the_enumeration_is_refused(raw_ws, cp_id
         answer = await session.exchange(stop_frame("p-15", tx_id, reason="Bored"))
     assert answer[0:3] == [4, "p-15", "PropertyConstraintViolation"]
     assert (await Transaction.objects.aget(pk=tx_id)).is_active
+
+
+# --- many charge points at once (written in bulk) ----------------------------------------
+
+
+async def test_stop_transactions_sent_at_once_each_stop_their_own_transaction(raw_ws, cp_id):
+    await IdTag.objects.acreate(id_tag="CARD-1")
+    data = [{"timestamp": T_STOP, "sampledValue": [{"value": "9000", "unit": "Wh"}]}]
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(raw_ws(f"{cp_id}-{i}")) for i in range(8)]
+        other = await stack.enter_async_context(raw_ws(f"{cp_id}-other"))
+        tx_ids = [await start(s, meter_start=100 * i, id_tag=f"TAG-{i}") for i, s in enumerate(sessions)]
+        answers = await asyncio.gather(
+            *(
+                s.exchange(stop_frame("x", tx, meterStop=1000 + i, idTag="CARD-1", transactionData=data))
+                for i, (s, tx) in enumerate(zip(sessions, tx_ids))
+            ),
+            other.exchange(stop_frame("unknown", 987654321)),
+        )
+    assert answers[:8] == [[3, "x", {"idTagInfo": {"status": "Accepted"}}]] * 8
+    assert answers[8] == [3, "unknown", {}]
+    for i, tx_id in enumerate(tx_ids):
+        tx = await Transaction.objects.aget(pk=tx_id)
+        assert (tx.meter_stop, tx.energy_wh, tx.stop_id_tag, tx.stop_timestamp) == (
+            1000 + i, 1000 + i - 100 * i, "CARD-1", utc(11, 30)
+        )
+        assert [m.value async for m in MeterValue.objects.filter(transaction_id=tx_id)] == ["9000"]
