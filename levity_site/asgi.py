@@ -41,6 +41,10 @@ from plugins.signals import server_started  # noqa: E402
 get_resolver().url_patterns
 get_channel_layer()
 
+from levity_site.sqlite import start_checkpointer  # noqa: E402
+
+start_checkpointer()
+
 # Only a server process imports this module: start process-wide services (e.g. the
 # metrics port) here, never in manage.py commands.
 server_started.send(sender=application)
