@@ -112,6 +112,15 @@ async def test_status_notifications_sent_at_once_are_all_in_history_and_connecto
 # --- in the database layer -------------------------------------------------------------------
 
 
+def kept_and_deleted(prefix: str) -> tuple[ChargePoint, int]:
+    """A charge point, and the primary key of one deleted meanwhile (as by an operator)."""
+    kept = ChargePoint.objects.create(charge_point_id=f"{prefix}-kept")
+    gone = ChargePoint.objects.create(charge_point_id=f"{prefix}-gone")
+    gone_pk = gone.pk
+    gone.delete()
+    return kept, gone_pk
+
+
 def test_an_older_status_notification_in_the_same_batch_goes_to_history_only():
     cp = ChargePoint.objects.create(charge_point_id="bulk-order")
     services.record_status_notifications(
@@ -124,10 +133,7 @@ def test_an_older_status_notification_in_the_same_batch_goes_to_history_only():
 
 
 def test_a_status_notification_for_a_deleted_charge_point_fails_alone_in_its_batch():
-    kept = ChargePoint.objects.create(charge_point_id="bulk-kept")
-    gone = ChargePoint.objects.create(charge_point_id="bulk-gone")
-    gone_pk = gone.pk
-    gone.delete()
+    kept, gone_pk = kept_and_deleted("bulk")
     writer = BulkWrite(services.record_status_notifications, services.record_status_notification)
     results = writer.batch([report(kept.pk, "Available", T0), report(gone_pk, "Available", T0)])
     assert results[0] is None
@@ -138,10 +144,7 @@ def test_a_status_notification_for_a_deleted_charge_point_fails_alone_in_its_bat
 
 
 def test_a_boot_of_a_deleted_charge_point_fails_alone_in_its_batch():
-    kept = ChargePoint.objects.create(charge_point_id="boot-kept")
-    gone = ChargePoint.objects.create(charge_point_id="boot-gone")
-    gone_pk = gone.pk
-    gone.delete()
+    kept, gone_pk = kept_and_deleted("boot")
     writer = BulkWrite(services.record_boots, services.record_boot)
     identity = {"charge_point_vendor": "V", "charge_point_model": "M"}
     results = writer.batch([services.Boot(kept.pk, identity, T0), services.Boot(gone_pk, identity, T0)])
@@ -152,10 +155,7 @@ def test_a_boot_of_a_deleted_charge_point_fails_alone_in_its_batch():
 
 
 def test_a_shared_batch_whose_commit_fails_keeps_the_work_of_the_other_calls():
-    kept = ChargePoint.objects.create(charge_point_id="shared-kept")
-    gone = ChargePoint.objects.create(charge_point_id="shared-gone")
-    gone_pk = gone.pk
-    gone.delete()
+    kept, gone_pk = kept_and_deleted("shared")
 
     def store(charge_point_pk: int) -> int:
         return StatusNotification.objects.create(
