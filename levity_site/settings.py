@@ -185,7 +185,8 @@ def _database(url: str) -> dict:
 DATABASES = {"default": _database(DATABASE_URL)}
 #: SQLite only: how often a server process checkpoints the write-ahead log from a
 #: thread of its own (levity_site.sqlite); 0 leaves it to SQLite, inside commits.
-LEVITY_SQLITE_CHECKPOINT_SECONDS = envfloat("LEVITY_SQLITE_CHECKPOINT_SECONDS", 1.0, minimum=0)
+#: A checkpoint with nothing to do costs next to nothing.
+LEVITY_SQLITE_CHECKPOINT_SECONDS = envfloat("LEVITY_SQLITE_CHECKPOINT_SECONDS", 0.1, minimum=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: in-memory for one process; REDIS_URL lets several daphne

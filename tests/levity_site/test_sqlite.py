@@ -107,3 +107,18 @@ def test_no_checkpoint_thread_where_there_is_no_sqlite_file(database):
 def test_no_checkpoint_thread_when_switched_off(tmp_path):
     database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "x.sqlite3")}
     assert sqlite.start_checkpointer(database, interval=0) is None
+
+
+@pytest.mark.django_db
+def test_server_connections_leave_checkpoints_to_the_thread_and_cap_the_log_file():
+    from django.db import connection
+
+    try:
+        sqlite._disable_automatic_checkpoints(sender=None, connection=connection)
+        with connection.cursor() as cursor:
+            assert cursor.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            assert cursor.execute("PRAGMA journal_size_limit").fetchone()[0] == sqlite.WAL_LIMIT_PAGES * 4096
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_autocheckpoint=1000")
+            cursor.execute("PRAGMA journal_size_limit=-1")
