@@ -393,28 +393,6 @@ def _normalize(value: str, unit: str, fmt: str) -> tuple[float | None, str]:
     return float(number * factor), normalized_unit
 
 
-def record_meter_values(
-    charge_point_pk: int,
-    *,
-    connector_id: int,
-    transaction_id: int | None,
-    meter_value: list[dict],
-    now: datetime,
-) -> int:
-    """Store every sampled value of a MeterValues message in one bulk insert."""
-    tx = None
-    if transaction_id is not None:
-        tx = Transaction.objects.filter(pk=transaction_id, charge_point_id=charge_point_pk).first()
-        if tx is None:
-            logger.warning(
-                "MeterValues name unknown transaction %s; stored without a transaction",
-                transaction_id,
-            )
-    rows = meter_value_rows(charge_point_pk, connector_id, tx, meter_value, now)
-    MeterValue.objects.bulk_create(rows)
-    return len(rows)
-
-
 # --- MeterValues from many sessions at once (chargepoints.batching.GroupCommit) -----
 
 
@@ -433,7 +411,7 @@ def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | 
     """Store the sampled values of many MeterValues messages: one query, one INSERT, one commit.
 
     Returns, per request, the number of rows stored or the exception that request
-    alone raised. The same rows as record_meter_values(); only the work is shared.
+    alone raised.
     """
     wanted = {r.transaction_id for r in requests if r.transaction_id is not None}
     owners = {}
