@@ -84,17 +84,18 @@ class BulkWrite(GroupCommit[Request, Result]):
 
     ``bulk(requests)`` does the work of every request at once (one INSERT for all
     history rows, one query to read what they update, ...) and returns a result per
-    request. If that transaction fails -- a row the database refuses, a unique
-    constraint raced by another server process, a value one request got wrong --
-    each request is redone alone with ``single(request)`` in a transaction of its
-    own, so one request's failure stays its own. (``single`` also handles what the
-    bulk form leaves to it, such as a retried StartTransaction's unique key.)
+    request (or, in its place, the exception that request alone met). If that
+    transaction fails -- a row the database refuses, a unique constraint raced by
+    another server process -- each request is redone alone in a transaction of its
+    own, so one request's failure stays its own: by ``bulk([request])``, or by
+    ``single(request)`` where the one-message form must handle what the bulk form
+    leaves to it (a retried StartTransaction's unique key).
     """
 
     def __init__(
         self,
         bulk: Callable[[list[Request]], list[Result]],
-        single: Callable[[Request], Result],
+        single: Callable[[Request], Result] | None = None,
         max_batch: int = 500,
     ) -> None:
         self.bulk = bulk
@@ -106,13 +107,20 @@ class BulkWrite(GroupCommit[Request, Result]):
             with transaction.atomic():
                 return self.bulk(requests)
         except Exception:  # noqa: BLE001 - redone alone below; each request gets its own outcome
+            if self.single is None and len(requests) == 1:
+                raise  # it was already alone
             logger.debug(
                 "%s of %d requests failed; doing them one by one",
                 self.bulk.__qualname__,
                 len(requests),
                 exc_info=True,
             )
-        return [_alone(self.single, (request,), {}) for request in requests]
+        return [_alone(self._one, (request,), {}) for request in requests]
+
+    def _one(self, request: Request) -> Result:
+        if self.single is not None:
+            return self.single(request)
+        return self.bulk([request])[0]
 
 
 def _run_each(calls: list[tuple[Callable, tuple, dict]]) -> list:

@@ -43,7 +43,7 @@ from transactions import services as tx_services
 from transactions.repositories import MeterValueRepository, TransactionRepository
 
 from . import protocol, services, sessions
-from .batching import BulkWrite, GroupCommit, run_batched
+from .batching import BulkWrite, run_batched
 from .repositories import ChargePointRepository, ConnectorRepository
 
 logger = logging.getLogger(__name__)
@@ -58,18 +58,16 @@ _deferred_after: contextvars.ContextVar[list | None] = contextvars.ContextVar(
 
 #: MeterValues of every session go to the database in shared batches (one thread hop,
 #: one INSERT, one commit for all that queued meanwhile); each answer waits for its batch.
-meter_values_writer = GroupCommit(tx_services.record_meter_values_batch)
+meter_values_writer = BulkWrite(tx_services.record_meter_values_batch)
 #: What every charge point sends at once when a server restarts -- its connect,
 #: BootNotification and StatusNotifications -- is written in bulk the same way.
-connections_writer = BulkWrite(services.register_connections, services.register_connection)
-boots_writer = BulkWrite(services.record_boots, services.record_boot)
-status_notifications_writer = BulkWrite(
-    services.record_status_notifications, services.record_status_notification
-)
+connections_writer = BulkWrite(services.register_connections)
+boots_writer = BulkWrite(services.record_boots)
+status_notifications_writer = BulkWrite(services.record_status_notifications)
 #: Authorize only reads, but many at once read faster together too.
-authorizations = BulkWrite(tx_services.authorize_many, tx_services.authorize_one)
+authorizations = BulkWrite(tx_services.authorize_many)
 transaction_starts = BulkWrite(tx_services.start_transactions, tx_services.start_transaction)
-transaction_stops = BulkWrite(tx_services.stop_transactions, tx_services.stop_transaction)
+transaction_stops = BulkWrite(tx_services.stop_transactions)
 
 
 class ChargePointDisconnected(Exception):

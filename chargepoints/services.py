@@ -4,8 +4,8 @@ Each function is synchronous and does one message's worth of work in one
 transaction, so that the session makes a single hop to the database thread per
 message (see chargepoints.handlers). The messages that every charge point sends
 at once after a restart -- connect, BootNotification, StatusNotification -- also
-have a bulk form that does the work of many sessions in a few queries
-(chargepoints.batching.BulkWrite); the one-message form is the bulk form of one.
+are written in bulk: the work of many sessions in a few queries, with a result
+(or an exception) per message (chargepoints.batching.BulkWrite).
 """
 
 from __future__ import annotations
@@ -54,14 +54,9 @@ class Connection:
     auto_register: bool
 
 
-def register_connection(connection: Connection) -> ChargePoint | None:
-    """Mark a charge point online; None when it is unknown and auto-registration is off."""
-    with transaction.atomic():
-        return register_connections([connection])[0]
-
-
 def register_connections(connections: list[Connection]) -> list[ChargePoint | None]:
-    """Many connects at once (a reconnect storm): one query to find them, one to mark them."""
+    """Mark charge points online; None for one that is unknown when auto-registration
+    is off. One query to find them, one to mark them (a reconnect storm)."""
     ids = {c.charge_point_id for c in connections}
     known = {cp.charge_point_id: cp for cp in ChargePoint.objects.filter(charge_point_id__in=ids)}
     created: dict[str, ChargePoint] = {}
@@ -119,17 +114,11 @@ class Boot:
     now: datetime
 
 
-def record_boot(boot: Boot) -> str:
-    """Store what BootNotification says; return the registration status to answer."""
-    with transaction.atomic():
-        status = record_boots([boot])[0]
-    if isinstance(status, Exception):
-        raise status
-    return status
-
-
 def record_boots(boots: list[Boot]) -> list[str | Exception]:
-    """Many BootNotifications at once: one UPDATE for all identities, one query for the answers."""
+    """Store what BootNotifications say; return the registration status to answer each.
+
+    One UPDATE for all identities, one query for the answers.
+    """
     rows = {}
     for boot in boots:
         fields = {name: (boot.identity.get(name) or "") for name in BOOT_IDENTITY_FIELDS}
@@ -171,15 +160,12 @@ class StatusReport:
         return self.timestamp or self.received_at
 
 
-def record_status_notification(report: StatusReport) -> None:
-    """Keep the history row, and the connector's current state unless this one is older."""
-    with transaction.atomic():
-        record_status_notifications([report])
-
-
 def record_status_notifications(reports: list[StatusReport]) -> list[None]:
-    """Many StatusNotifications at once: one INSERT for the history, one query for the
-    connectors, then one INSERT for new connectors and one UPDATE for changed ones."""
+    """Keep each history row, and each connector's current state unless a report is older.
+
+    One INSERT for the history, one query for the connectors, then one INSERT for
+    new connectors and one UPDATE for changed ones.
+    """
     StatusNotification.objects.bulk_create(
         StatusNotification(
             charge_point_id=r.charge_point_pk,

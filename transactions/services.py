@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 
 from chargepoints.batching import update_rows
 from chargepoints.protocol import format_timestamp, parse_timestamp
@@ -80,10 +80,6 @@ class Authorization:
 def authorize(id_tag: str, now: datetime, *, check_concurrent: bool = True) -> dict[str, Any]:
     """The idTagInfo (snake_case) for a tag, from the ID tag table."""
     return authorize_many([Authorization(id_tag, now, check_concurrent)])[0]
-
-
-def authorize_one(authorization: Authorization) -> dict[str, Any]:
-    return authorize_many([authorization])[0]
 
 
 def authorize_many(authorizations: list[Authorization]) -> list[dict[str, Any]]:
@@ -238,15 +234,12 @@ STOP_FIELDS = (
 )
 
 
-def stop_transaction(stop: TransactionStop) -> StopResult:
-    """Stop a transaction; never overwrite a stored stop, never drop meter values."""
-    with transaction.atomic():
-        return stop_transactions([stop])[0]
-
-
 def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
-    """Many StopTransactions at once: one query for the transactions, one for the tags,
-    one UPDATE for the stopped ones, one INSERT for their transactionData."""
+    """Stop transactions; never overwrite a stored stop, never drop meter values.
+
+    One query for the transactions, one for the tags, one UPDATE for the stopped
+    ones, one INSERT for their transactionData.
+    """
     txs = {
         tx.pk: tx
         for tx in Transaction.objects.select_for_update().filter(pk__in={s.transaction_id for s in stops})
@@ -393,7 +386,7 @@ def _normalize(value: str, unit: str, fmt: str) -> tuple[float | None, str]:
     return float(number * factor), normalized_unit
 
 
-# --- MeterValues from many sessions at once (chargepoints.batching.GroupCommit) -----
+# --- MeterValues from many sessions at once (chargepoints.batching.BulkWrite) ------
 
 
 @dataclass(frozen=True)
@@ -444,20 +437,8 @@ def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | 
             continue
         results.append(len(params))
         per_request.append(params)
-    try:
-        with transaction.atomic():
-            _insert_meter_values([p for params in per_request for p in params])
-    except DatabaseError:
-        # Find the request(s) the database refused; store the others.
-        logger.exception("Storing %d MeterValues at once failed; storing them one by one", len(requests))
-        for index, params in enumerate(per_request):
-            if not params:
-                continue
-            try:
-                with transaction.atomic():
-                    _insert_meter_values(params)
-            except DatabaseError as exc:
-                results[index] = exc
+    # If the database refuses the INSERT, BulkWrite redoes each message alone.
+    _insert_meter_values([p for params in per_request for p in params])
     return results
 
 

@@ -134,7 +134,7 @@ def test_an_older_status_notification_in_the_same_batch_goes_to_history_only():
 
 def test_a_status_notification_for_a_deleted_charge_point_fails_alone_in_its_batch():
     kept, gone_pk = kept_and_deleted("bulk")
-    writer = BulkWrite(services.record_status_notifications, services.record_status_notification)
+    writer = BulkWrite(services.record_status_notifications)
     results = writer.batch([report(kept.pk, "Available", T0), report(gone_pk, "Available", T0)])
     assert results[0] is None
     assert isinstance(results[1], Exception)
@@ -145,7 +145,7 @@ def test_a_status_notification_for_a_deleted_charge_point_fails_alone_in_its_bat
 
 def test_a_boot_of_a_deleted_charge_point_fails_alone_in_its_batch():
     kept, gone_pk = kept_and_deleted("boot")
-    writer = BulkWrite(services.record_boots, services.record_boot)
+    writer = BulkWrite(services.record_boots)
     identity = {"charge_point_vendor": "V", "charge_point_model": "M"}
     results = writer.batch([services.Boot(kept.pk, identity, T0), services.Boot(gone_pk, identity, T0)])
     assert results[0] == "Accepted"
