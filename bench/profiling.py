@@ -1,9 +1,19 @@
-"""Summarising a py-spy raw (collapsed stacks) profile into its top entries."""
+"""py-spy profiles of a server: recording one, and summarising it into its top entries."""
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from pathlib import Path
+
+
+def record(pid: int, seconds: float, raw: Path) -> subprocess.Popen:
+    """py-spy sampling every thread of ``pid`` at 100 Hz for ``seconds``, collapsed stacks to ``raw``."""
+    return subprocess.Popen(
+        ["py-spy", "record", "-p", str(pid), "-r", "100", "-d", str(int(seconds)),
+         "-f", "raw", "-o", str(raw), "--threads"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
 
 
 def summarize(raw: Path, top: int = 25) -> dict:

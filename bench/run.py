@@ -251,11 +251,7 @@ class Bench:
             start = t0 + plan.warmup
             if profile_to is not None:  # py-spy over the measured window only
                 time.sleep(max(0.0, start - time.monotonic()))
-                spy = subprocess.Popen(
-                    ["py-spy", "record", "-p", str(servers[0].process.pid), "-r", "100",
-                     "-d", str(int(duration)), "-f", "raw", "-o", str(profile_to), "--threads"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )
+                spy = profiling.record(servers[0].process.pid, duration, profile_to)
             time.sleep(max(0.0, start - time.monotonic()))
             cpu_before = [s.cpu_seconds() for s in servers]
             machine_before = machine_busy_seconds()
@@ -379,11 +375,7 @@ class Bench:
             spy = None
             profile_key = "storm" if name == report.LEVITY else f"storm ({report.LABELS[name]})"
             if self.profile and shutil.which("py-spy"):
-                spy = subprocess.Popen(
-                    ["py-spy", "record", "-p", str(server.process.pid), "-r", "100", "-d", "15",
-                     "-f", "raw", "-o", str(self.tmp / f"profile-storm-{name}.txt"), "--threads"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )
+                spy = profiling.record(server.process.pid, 15, self.tmp / f"profile-storm-{name}.txt")
             cpu_before = server.cpu_seconds()
             group.go(lead=0.5)
             results = group.results(timeout=180)
