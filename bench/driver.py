@@ -151,9 +151,12 @@ class Group:
             worker.send(f"go {t0}")
         return t0
 
-    def results(self, timeout: float) -> list[dict]:
+    def results(self, timeout: float, *, release: bool = False) -> list[dict]:
+        """Every worker's result; ``release`` tells workers holding their connections to close them."""
         out = [worker.expect("result", timeout) for worker in self.workers]
         for worker in self.workers:
+            if release:
+                worker.send("release")
             worker.finish()
         return out
 

@@ -360,6 +360,9 @@ async def main(config: dict) -> None:
             errors=stats.errors,
             answered=len(results),
         )
+        # Hold the connections until every worker has its answers: closing them now
+        # would load the server while another worker still waits for its last ones.
+        await control.expect("release")
         await bounded_gather([cp.close() for cp in cps], 200)
         return
 

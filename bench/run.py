@@ -378,7 +378,7 @@ class Bench:
                 spy = profiling.record(server.process.pid, 15, self.tmp / f"profile-storm-{name}.txt")
             cpu_before = server.cpu_seconds()
             group.go(lead=0.5)
-            results = group.results(timeout=180)
+            results = group.results(timeout=180, release=True)
             server_cpu_s = server.cpu_seconds() - cpu_before
             if spy is not None:
                 spy.wait(60)

@@ -11,6 +11,7 @@ are written in bulk: the work of many sessions in a few queries, with a result
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -83,26 +84,48 @@ def register_connections(connections: list[Connection]) -> list[ChargePoint | No
     return results
 
 
-def record_disconnect(
-    charge_point_pk: int, now: datetime, last_seen_at: datetime, last_heartbeat_at: datetime | None
-) -> None:
-    fields = {"is_connected": False, "disconnected_at": now, "last_seen_at": last_seen_at}
-    if last_heartbeat_at is not None:
-        fields["last_heartbeat_at"] = last_heartbeat_at
-    ChargePoint.objects.filter(pk=charge_point_pk).update(**fields)
+@dataclass(frozen=True)
+class Disconnection:
+    """A session that ended: its charge point goes offline, with its last-seen times."""
+
+    charge_point_pk: int
+    now: datetime
+    last_seen_at: datetime
+    last_heartbeat_at: datetime | None
+
+
+def record_disconnections(disconnections: list[Disconnection]) -> list[None]:
+    """Mark many charge points offline at once (a fleet that lost its network drops together)."""
+    rows = {
+        d.charge_point_pk: ChargePoint(
+            pk=d.charge_point_pk,
+            is_connected=False,
+            disconnected_at=d.now,
+            last_seen_at=d.last_seen_at,
+            last_heartbeat_at=d.last_heartbeat_at,
+        )
+        for d in disconnections
+    }
+    _update_seen(rows.values(), ["is_connected", "disconnected_at"])
+    return [None] * len(disconnections)
 
 
 def record_last_seen(rows: dict[int, tuple[datetime, datetime | None]]) -> None:
     """Write many charge points' last-seen and last-heartbeat times at once."""
-    charge_points = []
-    for pk, (last_seen_at, last_heartbeat_at) in rows.items():
-        cp = ChargePoint(pk=pk, last_seen_at=last_seen_at, last_heartbeat_at=last_heartbeat_at)
-        charge_points.append(cp)
+    charge_points = [
+        ChargePoint(pk=pk, last_seen_at=last_seen_at, last_heartbeat_at=last_heartbeat_at)
+        for pk, (last_seen_at, last_heartbeat_at) in rows.items()
+    ]
     with transaction.atomic():
-        with_heartbeat = [cp for cp in charge_points if cp.last_heartbeat_at is not None]
-        without = [cp for cp in charge_points if cp.last_heartbeat_at is None]
-        update_rows(ChargePoint, ["last_seen_at", "last_heartbeat_at"], with_heartbeat)
-        update_rows(ChargePoint, ["last_seen_at"], without)
+        _update_seen(charge_points, [])
+
+
+def _update_seen(charge_points: Iterable[ChargePoint], field_names: list[str]) -> None:
+    """UPDATE ``field_names`` and the last-seen times; a last heartbeat only where there is one."""
+    with_heartbeat = [cp for cp in charge_points if cp.last_heartbeat_at is not None]
+    without = [cp for cp in charge_points if cp.last_heartbeat_at is None]
+    update_rows(ChargePoint, [*field_names, "last_seen_at", "last_heartbeat_at"], with_heartbeat)
+    update_rows(ChargePoint, [*field_names, "last_seen_at"], without)
 
 
 @dataclass(frozen=True)

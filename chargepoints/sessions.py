@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from . import services
-from .batching import run_batched
+from .batching import BulkWrite
 
 if TYPE_CHECKING:
     from .handlers import LevityChargePoint
@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: Close code sent to a session that a reconnect with the same id replaced.
 CLOSE_REPLACED = 4000
+
+disconnections_writer = BulkWrite(services.record_disconnections)
 
 _sessions: dict[str, LevityChargePoint] = {}
 _flushed: dict[str, tuple[float, float | None]] = {}
@@ -74,12 +76,13 @@ async def close_session(session: LevityChargePoint) -> None:
     """
     if not unregister(session):
         return
-    await run_batched(
-        services.record_disconnect,
-        session.charge_point_pk,
-        datetime.now(timezone.utc),
-        _timestamp(session.last_seen_at),
-        _timestamp(session.last_heartbeat_at),
+    await disconnections_writer.submit(
+        services.Disconnection(
+            session.charge_point_pk,
+            datetime.now(timezone.utc),
+            _timestamp(session.last_seen_at),
+            _timestamp(session.last_heartbeat_at),
+        )
     )
 
 

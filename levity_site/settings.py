@@ -189,6 +189,30 @@ DATABASES = {"default": _database(DATABASE_URL)}
 LEVITY_SQLITE_CHECKPOINT_SECONDS = envfloat("LEVITY_SQLITE_CHECKPOINT_SECONDS", 0.1, minimum=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+
+def _gc_thresholds(name: str, default: tuple[int, int, int]) -> tuple[int, int, int]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} must be three whole numbers of at least 1, e.g. 20000,50,100."
+        )
+    return values
+
+
+#: The server process's garbage-collector thresholds (gc.set_threshold). Python's
+#: (700, 10, 10) promote every object that lives through a few hundred allocations,
+#: such as a message in flight, to the oldest generation, and its full collections
+#: then rescan every connection: bench/ measured 0.7 s of a 1,000-charge-point
+#: reconnect storm and 3 s of a minute at N=1,000 in the collector. These keep
+#: short-lived objects young; a young collection scans at most 20,000 objects.
+LEVITY_GC_THRESHOLDS = _gc_thresholds("LEVITY_GC_THRESHOLDS", (20_000, 50, 100))
+
 # Channel layer: in-memory for one process; REDIS_URL lets several daphne
 # processes reach each other's charge points.
 REDIS_URL = envstr("REDIS_URL", "")

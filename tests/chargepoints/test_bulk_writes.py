@@ -1,4 +1,4 @@
-"""Connects, BootNotifications and StatusNotifications of many charge points, written in bulk.
+"""Connects, disconnects, BootNotifications and StatusNotifications of many charge points, in bulk.
 
 Over a real daphne server, charge points that send at once (as after a restart)
 each get their own answer and their own rows; and in the database layer, one
@@ -109,6 +109,20 @@ async def test_status_notifications_sent_at_once_are_all_in_history_and_connecto
     assert await StatusNotification.objects.filter(charge_point__charge_point_id__in=ids).acount() == 2 * len(ids)
 
 
+async def test_charge_points_disconnecting_at_once_are_all_recorded_offline(raw_ws, cp_id):
+    ids = [f"{cp_id}-{i}" for i in range(20)]
+    async with sessions_of(raw_ws, ids) as sessions:
+        await asyncio.gather(*(s.exchange([2, "hb", "Heartbeat", {}]) for s in sessions[::2]))
+    for _ in range(100):
+        rows = [cp async for cp in ChargePoint.objects.filter(charge_point_id__in=ids, is_connected=False)]
+        if len(rows) == len(ids):
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(cp.charge_point_id for cp in rows) == sorted(ids)
+    assert all(cp.disconnected_at is not None and cp.last_seen_at is not None for cp in rows)
+    assert {cp.charge_point_id for cp in rows if cp.last_heartbeat_at is not None} == set(ids[::2])
+
+
 # --- in the database layer -------------------------------------------------------------------
 
 
@@ -130,6 +144,24 @@ def test_an_older_status_notification_in_the_same_batch_goes_to_history_only():
     assert list(
         StatusNotification.objects.filter(charge_point=cp).order_by("id").values_list("status", flat=True)
     ) == ["Charging", "Preparing"]
+
+
+def test_disconnections_in_one_batch_keep_each_charge_points_own_times():
+    beating = ChargePoint.objects.create(charge_point_id="gone-1", is_connected=True, last_heartbeat_at=T0)
+    silent = ChargePoint.objects.create(charge_point_id="gone-2", is_connected=True, last_heartbeat_at=T0)
+    later = T0 + timedelta(minutes=3)
+    services.record_disconnections(
+        [
+            services.Disconnection(beating.pk, later, later, last_heartbeat_at=later),
+            services.Disconnection(silent.pk, later, T0 + timedelta(minutes=1), last_heartbeat_at=None),
+        ]
+    )
+    beating.refresh_from_db()
+    silent.refresh_from_db()
+    assert (beating.is_connected, beating.disconnected_at, beating.last_heartbeat_at) == (False, later, later)
+    assert (silent.is_connected, silent.last_seen_at, silent.last_heartbeat_at) == (
+        False, T0 + timedelta(minutes=1), T0
+    )
 
 
 def test_a_status_notification_for_a_deleted_charge_point_fails_alone_in_its_batch():

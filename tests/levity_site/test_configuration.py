@@ -16,6 +16,8 @@ BAD_VALUES = [
     ("LEVITY_CALL_TIMEOUT", "soon", "is not a number"),
     ("LEVITY_PLUGINS", "[not json", "is not valid JSON"),
     ("DATABASE_URL", "mysql://db/levity", "Levity supports sqlite:/// and postgres://"),
+    ("LEVITY_GC_THRESHOLDS", "20000,50", "must be three whole numbers of at least 1"),
+    ("LEVITY_GC_THRESHOLDS", "20000,0,100", "must be three whole numbers of at least 1"),
 ]
 
 
@@ -61,3 +63,22 @@ def test_manage_py_check_passes_with_valid_values(tmp_path):
     )
     result = run(["manage.py", "check"], env)
     assert result.returncode == 0, result.stderr
+
+
+def server_process_state(env: dict[str, str]) -> str:
+    """What importing the ASGI application (as daphne does) leaves set in the process."""
+    result = run(
+        ["-c", "import gc, levity_site.asgi; print(*gc.get_threshold(), gc.get_freeze_count() > 0)"],
+        env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_the_server_process_sets_the_default_gc_thresholds_after_freezing(tmp_path):
+    assert server_process_state(server_env(tmp_path / "db.sqlite3")) == "20000 50 100 True"
+
+
+def test_the_server_process_takes_gc_thresholds_from_the_environment(tmp_path):
+    env = server_env(tmp_path / "db.sqlite3", LEVITY_GC_THRESHOLDS="700,10,10")
+    assert server_process_state(env) == "700 10 10 True"
