@@ -117,7 +117,9 @@ def targets(results: dict) -> list[dict]:
             "all / 0",
             ok,
         )
-        add("Storm p99 (s)", storm["p99_s"], "<= 2", storm["p99_s"] is not None and storm["p99_s"] <= 2)
+        runs = storm.get("p99_runs_s") or [storm["p99_s"]]
+        label = "Storm p99 (s)" if len(runs) == 1 else f"Storm p99 (s), median of {len(runs)} runs"
+        add(label, storm["p99_s"], "<= 2", storm["p99_s"] is not None and storm["p99_s"] <= 2)
     redis = results.get("redis") or {}
     command = redis.get("command_round_trip")
     if command and command.get("p99_ms") is not None:
@@ -209,16 +211,21 @@ def markdown(results: dict) -> str:
             "",
             "All charge points connect at the same instant and send BootNotification then "
             "StatusNotification; time per charge point from the start to the second answer. "
-            "For Levity the charge points are known (registered before, as after a restart).",
+            "For Levity the charge points are known (registered before, as after a restart). "
+            "Each server takes the storm several times, each time freshly started: the figures are "
+            "those of the run with the median p99, beside every run's p99; answered and failures "
+            "are the worst of all runs.",
             "",
-            "| server | charge points | answered | failures | all answered s | p50 s | p99 s | message p99 ms |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| server | charge points | answered | failures | all answered s | p50 s | p99 s "
+            "| p99 of each run s | message p99 ms |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
         ]
         for s in storms:
+            runs = ", ".join(_fmt(p, 2) for p in s.get("p99_runs_s", [s["p99_s"]]))
             lines.append(
                 f"| {LABELS.get(s['server'], s['server'])} | {s['charge_points']:,} | {s['answered']:,} "
                 f"| {s['failures']} | {_fmt(s['all_answered_s'], 2)} | {_fmt(s['p50_s'], 2)} "
-                f"| {_fmt(s['p99_s'], 2)} | {_fmt(s['message_p99_ms'], 1)} |"
+                f"| {_fmt(s['p99_s'], 2)} | {runs} | {_fmt(s['message_p99_ms'], 1)} |"
             )
     redis = results.get("redis")
     if redis:

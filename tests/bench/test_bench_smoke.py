@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import run
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SERVERS = {"levity", "ocpp_websockets", "bare_channels"}
 SCENARIOS = {"heartbeat", "meter_values", "session"}
@@ -71,6 +73,7 @@ def test_idle_memory_and_storm_are_measured_for_every_server(quick_run):
     for s in results["storm"]:
         assert s["answered"] == s["charge_points"] and s["failures"] == 0, s
         assert 0 < s["p99_s"] <= s["all_answered_s"], s
+        assert s["p99_runs_s"] == [s["p99_s"]], s  # --quick: one storm per server
 
 
 @pytest.mark.timeout(300)
@@ -92,3 +95,21 @@ def test_summary_table_targets_and_plot_are_written(quick_run):
     assert "## Targets (issue 7)" in summary
     assert {t["target"] for t in quick_run["results"]["targets"]} >= {"Nothing lost (every Levity run)"}
     assert quick_run["plot"].startswith(b"\x89PNG")
+
+
+def test_repeated_storms_report_the_median_run_and_the_worst_failures(tmp_path, monkeypatch):
+    bench = run.Bench(run.FULL, tmp_path, ["levity"], redis=False, profile=False)
+    runs = iter(
+        [
+            {"server": "levity", "p99_s": 2.5, "answered": 1000, "failures": 0, "errors": {}},
+            {"server": "levity", "p99_s": 1.9, "answered": 998, "failures": 2, "errors": {"connect:TimeoutError": 2}},
+            {"server": "levity", "p99_s": 2.1, "answered": 1000, "failures": 0, "errors": {}},
+        ]
+    )
+    monkeypatch.setattr(bench, "storm", lambda name, profile=False: next(runs))
+    try:
+        row = bench.storms("levity")
+    finally:
+        bench.cleanup()
+    assert (row["p99_s"], row["p99_runs_s"]) == (2.1, [2.5, 1.9, 2.1])
+    assert (row["answered"], row["failures"], row["errors"]) == (998, 2, {"connect:TimeoutError": 2})
