@@ -10,8 +10,10 @@ codes, and JSON goes through orjson.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -20,6 +22,8 @@ from typing import Any
 
 import fastjsonschema
 import ocpp
+from fastjsonschema.draft07 import CodeGeneratorDraft07
+from fastjsonschema.ref_resolver import RefResolver
 import orjson
 from ocpp.exceptions import (
     FormationViolationError,
@@ -144,6 +148,33 @@ def _strip(schema: Any, keys: set[str]) -> Any:
     return schema
 
 
+class _SetEnumCodeGenerator(CodeGeneratorDraft07):
+    """fastjsonschema's draft-07 code, with an enum of strings checked by one set lookup.
+
+    fastjsonschema tests an enum value by value (``x == 'Wh' or x == 'kWh' or ...``):
+    up to 22 comparisons for a measurand and six enums per sampled value, a quarter
+    of a MeterValues message's validation time.
+    """
+
+    def generate_enum(self) -> None:
+        enum = self._definition["enum"]
+        if not (isinstance(enum, list) and enum and all(type(value) is str for value in enum)):
+            super().generate_enum()
+            return
+        members = "{" + ", ".join(map(repr, enum)) + "}"  # a set literal compiles to a constant
+        with self.l("if not (isinstance({variable}, str) and {variable} in {}):", members):
+            self.exc("{name} must be one of {}", self.e(enum), rule="enum")
+
+
+def _compile(schema: dict, formats: dict) -> Callable[[Any], Any]:
+    """What ``fastjsonschema.compile(schema, formats=formats)`` does, with _SetEnumCodeGenerator."""
+    resolver = RefResolver.from_schema(schema, store={})
+    generator = _SetEnumCodeGenerator(schema, resolver=resolver, formats=formats)
+    namespace = generator.global_state
+    exec(generator.func_code, namespace)
+    return functools.partial(namespace[resolver.get_scope_name()], custom_formats=formats)
+
+
 @lru_cache(maxsize=None)
 def _validator(schema_name: str, lenient: bool, partial: bool = False):
     schema = json.loads((SCHEMA_DIR / f"{schema_name}.json").read_text(encoding="utf-8-sig"))
@@ -159,9 +190,7 @@ def _validator(schema_name: str, lenient: bool, partial: bool = False):
     strip = {"multipleOf"}
     if lenient:
         strip.add("additionalProperties")
-    return fastjsonschema.compile(
-        _strip(schema, strip), formats={"date-time": _DATE_TIME.pattern, "uri": lambda _: True}
-    )
+    return _compile(_strip(schema, strip), {"date-time": _DATE_TIME.pattern, "uri": lambda _: True})
 
 
 def has_schema(action: str) -> bool:
@@ -226,11 +255,17 @@ def _camel_key(key: str) -> str:
 
 
 def snake_case(data: Any) -> Any:
-    """camelCase keys to snake_case, recursively (memoised per key)."""
+    """camelCase keys to snake_case, recursively (memoised per key).
+
+    Only containers recurse: a MeterValues message has five times more values than
+    dicts and lists.
+    """
     if isinstance(data, dict):
-        return {_snake_key(k): snake_case(v) for k, v in data.items()}
+        return {
+            _snake_key(k): snake_case(v) if isinstance(v, (dict, list)) else v for k, v in data.items()
+        }
     if isinstance(data, list):
-        return [snake_case(v) for v in data]
+        return [snake_case(v) if isinstance(v, (dict, list)) else v for v in data]
     return data
 
 

@@ -16,8 +16,8 @@ BAD_VALUES = [
     ("LEVITY_CALL_TIMEOUT", "soon", "is not a number"),
     ("LEVITY_PLUGINS", "[not json", "is not valid JSON"),
     ("DATABASE_URL", "mysql://db/levity", "Levity supports sqlite:/// and postgres://"),
-    ("LEVITY_GC_THRESHOLDS", "20000,50", "must be three whole numbers of at least 1"),
-    ("LEVITY_GC_THRESHOLDS", "20000,0,100", "must be three whole numbers of at least 1"),
+    ("LEVITY_GC_THRESHOLDS", "2000,10", "must be three whole numbers of at least 1"),
+    ("LEVITY_GC_THRESHOLDS", "2000,0,100", "must be three whole numbers of at least 1"),
 ]
 
 
@@ -76,7 +76,7 @@ def server_process_state(env: dict[str, str]) -> str:
 
 
 def test_the_server_process_sets_the_default_gc_thresholds_after_freezing(tmp_path):
-    assert server_process_state(server_env(tmp_path / "db.sqlite3")) == "20000 50 100 True"
+    assert server_process_state(server_env(tmp_path / "db.sqlite3")) == "2000 10 100 True"
 
 
 def test_the_server_process_takes_gc_thresholds_from_the_environment(tmp_path):
