@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 from channels.db import database_sync_to_async
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, router, transaction
 from django.db.models import Model
+
+from levity_site import sqlite
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
@@ -35,11 +37,16 @@ class GroupCommit(Generic[Request, Result]):
 
     def __init__(self, batch: Callable[[list[Request]], list], max_batch: int = 500) -> None:
         self.batch = batch
-        self._run_in_db_thread = database_sync_to_async(batch)
+        self._run_in_db_thread = database_sync_to_async(self._batch_and_tend_log)
         self.max_batch = max_batch
         self._queue: list[tuple[Request, asyncio.Future]] = []
         self._runner: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _batch_and_tend_log(self, requests: list[Request]) -> list:
+        results = self.batch(requests)
+        sqlite.after_commit(connections[DEFAULT_DB_ALIAS])
+        return results
 
     async def submit(self, request: Request) -> Result:
         loop = asyncio.get_running_loop()

@@ -6,10 +6,16 @@ OCPP session waiting on that batch waits with it. bench/ saw these stalls as the
 MeterValues p99 at N=100 (150-190 ms; 110-135 ms without them). So a server process
 turns automatic checkpoints off for its own connections and, every
 LEVITY_SQLITE_CHECKPOINT_SECONDS, checkpoints from this thread until it has caught
-up: PASSIVE, which never blocks a writer. The log starts afresh at the first write
-after a checkpoint that caught up, and its file then shrinks back to WAL_LIMIT_PAGES.
-Under writes that never pause, PASSIVE may not catch up; past WAL_LIMIT_PAGES a
-RESTART checkpoint (which makes writers wait) bounds the log.
+up: PASSIVE, which never blocks a writer.
+
+SQLite starts the log afresh only for a write transaction that begins with all of
+the log checkpointed. Under writes that never pause, another commit always lands
+between the thread's catching up and the next transaction, so the log grew to
+WAL_LIMIT_PAGES, where a RESTART checkpoint (which makes writers wait) bounded it:
+bench/ measured such checkpoints at 0.2-2.5 s and saw them as MeterValues p99 spikes.
+So the writer, right after a commit (``after_commit``), checkpoints the few pages
+committed since the thread last caught up, once the log has RESET_PAGES: its next
+transaction then starts the log afresh, and the file shrinks back to WAL_LIMIT_PAGES.
 
 Durability is unchanged: each commit is in the log as before, and SQLite reads
 through the log whatever has not been checkpointed yet.
@@ -30,6 +36,13 @@ logger = logging.getLogger(__name__)
 
 #: About 64 MB of 4 KB pages: past this, a checkpoint may make writers wait.
 WAL_LIMIT_PAGES = 16_384
+#: About 4 MB: a log this long that the thread has caught up with is made to start afresh.
+RESET_PAGES = 1_024
+
+#: (pages in the log, time.monotonic()) when the thread last caught up with the log.
+_caught_up: tuple[int, float] = (0, 0.0)
+#: When a writer last checkpointed what was committed since then.
+_finished_at = 0.0
 
 
 def start_checkpointer(
@@ -70,13 +83,41 @@ def _checkpoint_forever(path: str, interval: float) -> None:
     while True:
         time.sleep(interval)
         try:
-            # Until it has caught up: then the next write starts the log afresh.
-            while True:
-                log_pages, checkpointed = checkpoint(database)
-                if checkpointed >= log_pages:
-                    break
+            catch_up(database)
         except sqlite3.Error:
             logger.exception("SQLite checkpoint of %s failed; trying again in %gs", path, interval)
+
+
+def catch_up(database: sqlite3.Connection) -> None:
+    """Checkpoint until all of the log is in the database file, and say so to writers."""
+    global _caught_up
+    while True:
+        log_pages, checkpointed = checkpoint(database)
+        if checkpointed >= log_pages:
+            _caught_up = (log_pages, time.monotonic())
+            return
+
+
+def after_commit(connection: BaseDatabaseWrapper) -> None:
+    """In the thread that has just committed on ``connection``: see the module's docstring."""
+    if (
+        connection.vendor == "sqlite"
+        and connection.alias == "default"
+        and connection.connection is not None
+        and not connection.in_atomic_block
+    ):
+        finish_catch_up(connection.connection)
+
+
+def finish_catch_up(database: sqlite3.Connection) -> bool:
+    """Checkpoint what was committed since the thread caught up with a long log, once."""
+    global _finished_at
+    log_pages, caught_up_at = _caught_up
+    if log_pages < RESET_PAGES or caught_up_at <= _finished_at:
+        return False
+    _finished_at = time.monotonic()
+    database.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    return True
 
 
 def checkpoint(database: sqlite3.Connection) -> tuple[int, int]:

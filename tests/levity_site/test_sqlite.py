@@ -11,6 +11,7 @@ import contextlib
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,55 @@ def test_server_connections_leave_checkpoints_to_the_thread_and_cap_the_log_file
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA wal_autocheckpoint=1000")
             cursor.execute("PRAGMA journal_size_limit=-1")
+
+
+def log_file_after_commits(path: Path, finish: bool) -> list[int]:
+    """Commits that never pause, the thread catching up between them: the log file's size after each."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as writer, contextlib.closing(
+        sqlite3.connect(path, isolation_level=None)
+    ) as thread:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("CREATE TABLE t (x TEXT)")
+        lengths = []
+        for _ in range(40):
+            writer.execute("BEGIN IMMEDIATE")  # the next batch began before the thread caught up
+            writer.execute("INSERT INTO t VALUES (?)", ("x" * 4000,))
+            sqlite.catch_up(thread)
+            writer.execute("COMMIT")
+            if finish:
+                sqlite.finish_catch_up(writer)
+            lengths.append(Path(f"{path}-wal").stat().st_size)
+        return lengths
+
+
+@pytest.fixture
+def small_reset(monkeypatch):
+    monkeypatch.setattr(sqlite, "RESET_PAGES", 10)
+    monkeypatch.setattr(sqlite, "_caught_up", (0, 0.0))
+    monkeypatch.setattr(sqlite, "_finished_at", 0.0)
+
+
+def test_under_writes_that_never_pause_the_log_only_grows(tmp_path, small_reset):
+    sizes = log_file_after_commits(tmp_path / "grows.sqlite3", finish=False)
+    assert sizes == sorted(sizes) and sizes[-1] > 40 * 4096
+
+
+def test_a_writer_finishing_the_catch_up_makes_the_log_start_afresh(tmp_path, small_reset):
+    sizes = log_file_after_commits(tmp_path / "afresh.sqlite3", finish=True)
+    assert max(sizes) < 20 * 4096
+
+
+def test_a_writer_finishes_each_catch_up_once(tmp_path, small_reset):
+    with contextlib.closing(sqlite3.connect(tmp_path / "once.sqlite3", isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        sqlite._caught_up = (sqlite.RESET_PAGES, time.monotonic())
+        assert sqlite.finish_catch_up(db)
+        assert not sqlite.finish_catch_up(db)
+
+
+def test_a_short_log_is_left_to_the_thread(tmp_path, small_reset):
+    with contextlib.closing(sqlite3.connect(tmp_path / "short.sqlite3", isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        sqlite._caught_up = (sqlite.RESET_PAGES - 1, time.monotonic())
+        assert not sqlite.finish_catch_up(db)
