@@ -106,7 +106,11 @@ def after_commit(connection: BaseDatabaseWrapper) -> None:
         and connection.connection is not None
         and not connection.in_atomic_block
     ):
-        finish_catch_up(connection.connection)
+        try:
+            finish_catch_up(connection.connection)
+        except sqlite3.Error:
+            # The commit stands; the thread's checkpoints still bound the log.
+            logger.warning("SQLite checkpoint after a commit failed", exc_info=True)
 
 
 def finish_catch_up(database: sqlite3.Connection) -> bool:

@@ -175,3 +175,21 @@ def test_a_short_log_is_left_to_the_thread(tmp_path, small_reset):
         db.execute("PRAGMA journal_mode=WAL")
         sqlite._caught_up = (sqlite.RESET_PAGES - 1, time.monotonic())
         assert not sqlite.finish_catch_up(db)
+
+
+class ClosedDatabase:
+    """A Django connection whose SQLite connection fails every statement."""
+
+    vendor = "sqlite"
+    alias = "default"
+    in_atomic_block = False
+
+    def __init__(self, tmp_path: Path):
+        self.connection = sqlite3.connect(tmp_path / "closed.sqlite3")
+        self.connection.close()
+
+
+def test_a_failed_checkpoint_after_a_commit_is_logged_not_raised(tmp_path, small_reset, caplog):
+    sqlite._caught_up = (sqlite.RESET_PAGES, time.monotonic())
+    sqlite.after_commit(ClosedDatabase(tmp_path))
+    assert "SQLite checkpoint after a commit failed" in caplog.text
