@@ -1,17 +1,16 @@
 """Database work of the OCPP session for charge points and connectors.
 
-Each function is synchronous and does one message's worth of work in one
-transaction, so that the session makes a single hop to the database thread per
-message (see chargepoints.handlers). The messages that every charge point sends
-at once after a restart -- connect, BootNotification, StatusNotification -- also
-are written in bulk: the work of many sessions in a few queries, with a result
-(or an exception) per message (chargepoints.batching.BulkWrite).
+Each function is synchronous and runs in the database thread. The messages that
+every charge point sends at once after a restart -- connect, BootNotification,
+StatusNotification -- and its disconnect are written in bulk: the work of many
+sessions in a few queries, with a result (or an exception) per message
+(chargepoints.batching.BulkWrite).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -120,7 +119,7 @@ def record_last_seen(rows: dict[int, tuple[datetime, datetime | None]]) -> None:
         _update_seen(charge_points, [])
 
 
-def _update_seen(charge_points: Iterable[ChargePoint], field_names: list[str]) -> None:
+def _update_seen(charge_points: Collection[ChargePoint], field_names: list[str]) -> None:
     """UPDATE ``field_names`` and the last-seen times; a last heartbeat only where there is one."""
     with_heartbeat = [cp for cp in charge_points if cp.last_heartbeat_at is not None]
     without = [cp for cp in charge_points if cp.last_heartbeat_at is None]
