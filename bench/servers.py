@@ -52,7 +52,7 @@ def levity_env(database_path: Path, **extra: str) -> dict[str, str]:
 
 def daphne_argv(port: int, application: str) -> list[str]:
     endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog={BACKLOG}"
-    return [sys.executable, "-m", "daphne", "-e", endpoint, application]
+    return [sys.executable, "-m", "levity_site.server", "-e", endpoint, application]
 
 
 class Watched(ServerProcess):

@@ -46,7 +46,7 @@ class DaphneServer(ServerProcess):
 
     def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None):
         port = port or free_port()
-        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        argv = [sys.executable, "-m", "levity_site.server", "-b", "127.0.0.1", "-p", str(port)]
         argv.append("levity_site.asgi:application")
         super().__init__("daphne", argv, port, log_path, env=env, cwd=PROJECT_DIR)
 

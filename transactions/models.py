@@ -148,7 +148,12 @@ class MeterValue(models.Model):
     class Meta:
         ordering = ["timestamp", "id"]
         indexes = [
-            models.Index(fields=["transaction", "measurand", "timestamp"]),
+            # Time first, measurand last: a MeterValues message adds its sampled values
+            # at one place in the index (the end of its transaction), not at one
+            # place per measurand -- ten times fewer index pages written per message.
+            # "The latest sample of a measurand" reads back from the end and checks
+            # the measurand in the index, without the table row.
+            models.Index(fields=["transaction", "timestamp", "measurand"]),
             models.Index(fields=["charge_point", "timestamp"]),
         ]
 

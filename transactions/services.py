@@ -7,10 +7,12 @@ called from the session through a single hop to the database thread.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -368,6 +370,7 @@ def sampled_values(meter_values: list[dict], default_context: str = "Sample.Peri
             }
 
 
+@lru_cache(maxsize=256)
 def _default_unit(measurand: str) -> str:
     for prefix, unit in DEFAULT_UNITS.items():
         if measurand.startswith(prefix):
@@ -443,8 +446,9 @@ def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | 
 
 
 @lru_cache(maxsize=None)
-def _meter_value_columns(vendor: str) -> tuple[tuple[tuple[str, bool], ...], str]:
-    """(attname, is a datetime) per inserted column, and the INSERT statement."""
+def _meter_value_columns(vendor: str) -> tuple[Callable[[dict], tuple], frozenset[str], str]:
+    """A row's values in column order (from a dict by attname), the datetime
+    attnames, and the INSERT statement."""
     from django.db import connection
 
     fields = [f for f in MeterValue._meta.concrete_fields if not f.primary_key]
@@ -454,32 +458,35 @@ def _meter_value_columns(vendor: str) -> tuple[tuple[tuple[str, bool], ...], str
         ", ".join(quote(f.column) for f in fields),
         ", ".join(["%s"] * len(fields)),
     )
-    columns = tuple((f.attname, f.get_internal_type() == "DateTimeField") for f in fields)
-    return columns, sql
+    datetimes = frozenset(f.attname for f in fields if f.get_internal_type() == "DateTimeField")
+    return itemgetter(*(f.attname for f in fields)), datetimes, sql
 
 
-def _insert_params(common: dict, samples) -> list[tuple]:
+def _insert_params(common: dict, samples: Iterable[dict]) -> list[tuple]:
     """INSERT parameters in column order, datetimes adapted by the backend as bulk_create does.
 
     The other fields are already str, int, float or None, which need no adaptation.
+    Each sample dict is completed in place (``sampled_values`` makes a new one each).
     """
     from django.db import connection
 
-    columns, _ = _meter_value_columns(connection.vendor)
+    row_values, datetimes, _ = _meter_value_columns(connection.vendor)
     adapt = connection.ops.adapt_datetimefield_value
+    common = {k: adapt(v) if k in datetimes and v is not None else v for k, v in common.items()}
     adapted: dict = {}
     out = []
+    sample_datetimes = None
     for sample in samples:
-        row = {**common, **sample}
-        values = []
-        for attname, is_datetime in columns:
-            value = row[attname]
-            if is_datetime and value is not None:
+        if sample_datetimes is None:  # the same keys in every sample
+            sample_datetimes = datetimes.intersection(sample)
+        for attname in sample_datetimes:
+            value = sample[attname]
+            if value is not None:
                 if value not in adapted:
                     adapted[value] = adapt(value)
-                value = adapted[value]
-            values.append(value)
-        out.append(tuple(values))
+                sample[attname] = adapted[value]
+        sample.update(common)
+        out.append(row_values(sample))
     return out
 
 
@@ -489,6 +496,6 @@ def _insert_meter_values(params: list[tuple]) -> None:
 
     if not params:
         return
-    _, sql = _meter_value_columns(connection.vendor)
+    _, _, sql = _meter_value_columns(connection.vendor)
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)

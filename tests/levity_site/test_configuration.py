@@ -47,7 +47,7 @@ def test_manage_py_check_fails_naming_the_malformed_variable(tmp_path, name, val
 def test_daphne_refuses_to_start_with_a_malformed_variable(tmp_path):
     env = server_env(tmp_path / "db.sqlite3", LEVITY_AUTO_REGISTER="maybe")
     result = run(
-        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(free_port()), "levity_site.asgi:application"],
+        ["-m", "levity_site.server", "-b", "127.0.0.1", "-p", str(free_port()), "levity_site.asgi:application"],
         env,
     )
     assert result.returncode != 0
