@@ -118,6 +118,16 @@ class LevityChargePoint(OCPP16ChargePoint):
     def __repr__(self) -> str:
         return f"<LevityChargePoint {self.id}>"
 
+    @classmethod
+    def answered_actions(cls) -> set[str]:
+        """The actions of the CALLs this class answers (its ``@on`` handlers)."""
+        return {
+            getattr(member._on_action, "value", member._on_action)  # a plain str, not Action
+            for klass in cls.__mro__
+            for member in vars(klass).values()
+            if hasattr(member, "_on_action")
+        }
+
     @property
     def connection(self) -> Any:
         """What frames are sent to (the consumer, a websockets connection, a test fake)."""

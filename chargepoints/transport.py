@@ -4,10 +4,11 @@ Measured with bench/ (py-spy on daphne under load): a stock ``AsyncWebsocketCons
 spends, for every frame it receives,
 
 - a hop to the sync thread: Channels 4.3's ``dispatch()`` awaits
-  ``aclose_old_connections()`` first. The OCPP session's database work already runs
-  through ``database_sync_to_async``, which closes stale connections around each
-  use, so this hop only costs a thread round trip and queues every frame (even a
-  Heartbeat, which touches no database) behind the database thread;
+  ``aclose_old_connections()`` first (and ``websocket_disconnect()`` once more).
+  The OCPP session's database work already runs through ``database_sync_to_async``,
+  which closes stale connections around each use, so this hop only costs a thread
+  round trip and queues every frame (even a Heartbeat, which touches no database)
+  behind the database thread;
 - a new task and an ``asyncio.wait()``: ``await_many_dispatch`` wraps each receive
   so that it can listen to a channel layer at the same time. Without a channel
   layer there is nothing else to listen to, and the wait also keeps one more pending
@@ -64,6 +65,15 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        # As AsyncWebsocketConsumer's, minus the same hop: a fleet that drops at once
+        # would queue a thread round trip per charge point behind the database thread.
+        if self.groups:
+            await super().websocket_disconnect(message)
+            return
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
 
 class DeferredText:

@@ -42,10 +42,13 @@ from plugins.signals import server_started  # noqa: E402
 get_resolver().url_patterns
 get_channel_layer()
 
+from chargepoints.handlers import LevityChargePoint  # noqa: E402
+from chargepoints.protocol import compile_validators  # noqa: E402
 from chargepoints.transport import defer_autobahn_debug_formatting  # noqa: E402
 from levity_site.sqlite import start_checkpointer  # noqa: E402
 
 defer_autobahn_debug_formatting()
+compile_validators(LevityChargePoint.answered_actions(), lenient=settings.LEVITY_OCPP_LENIENT)
 start_checkpointer()
 
 # Only a server process imports this module: start process-wide services (e.g. the

@@ -49,3 +49,30 @@ def test_a_unit_outside_the_enumeration_is_named_in_the_error():
         )
     assert caught.value.details["field"] == "meterValue[0].sampledValue[0].unit"
     assert "must be one of" in caught.value.description
+
+
+def test_validators_compiled_at_start_up_are_the_ones_messages_use():
+    protocol._validator.cache_clear()
+    protocol.compile_validators(["Heartbeat", "NoSuchAction"], lenient=False)
+    assert protocol._validator.cache_info().currsize == 1
+    protocol.validate("Heartbeat", {})
+    assert protocol._validator.cache_info().hits == 1
+    assert protocol._validator.cache_info().currsize == 1
+
+
+def test_the_actions_compiled_at_start_up_are_those_a_charge_point_sends():
+    from chargepoints.handlers import LevityChargePoint
+
+    assert LevityChargePoint.answered_actions() == {
+        "Authorize",
+        "BootNotification",
+        "DataTransfer",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StartTransaction",
+        "StatusNotification",
+        "StopTransaction",
+    }
+    assert all(type(action) is str for action in LevityChargePoint.answered_actions())

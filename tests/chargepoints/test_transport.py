@@ -1,4 +1,5 @@
-"""The transport under the consumer: autobahn's debug text is built only when it is logged."""
+"""The transport under the consumer: Channels' per-frame costs dropped, and autobahn's
+debug text built only when it is logged."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ import pprint
 import autobahn.twisted.websocket
 import autobahn.util
 import autobahn.websocket.protocol
+import channels.consumer
+import channels.generic.websocket
 import pytest
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.testing import WebsocketCommunicator
 
-from chargepoints.transport import DeferredText, defer_autobahn_debug_formatting
+from chargepoints.transport import (
+    DeferredText,
+    LeanWebsocketConsumer,
+    defer_autobahn_debug_formatting,
+)
 
 PATCHED = [
     (autobahn.websocket.protocol, "pformat"),
@@ -69,3 +78,58 @@ def test_timings_still_print_as_text(deferred_autobahn):
     timings.track("onOpen")
     assert str(timings) == pprint.pformat(timings._timings)
     assert "onOpen" in str(timings)
+
+
+# --- LeanWebsocketConsumer ------------------------------------------------------
+
+
+class EchoConsumer(LeanWebsocketConsumer):
+    disconnected_with: list[int] = []
+
+    async def receive(self, text_data=None, bytes_data=None):
+        await self.send(text_data=text_data.upper())
+
+    async def disconnect(self, code):
+        self.disconnected_with.append(code)
+
+
+@pytest.fixture
+def sync_thread_hops(monkeypatch) -> list[str]:
+    """Each time Channels would hop to the sync thread to close old database connections."""
+    hops: list[str] = []
+
+    async def aclose_old_connections():
+        hops.append("hop")
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", aclose_old_connections)
+    monkeypatch.setattr(channels.generic.websocket, "aclose_old_connections", aclose_old_connections)
+    return hops
+
+
+async def test_lean_consumer_connects_answers_and_disconnects_without_a_sync_thread_hop(
+    sync_thread_hops,
+):
+    EchoConsumer.disconnected_with = []
+    communicator = WebsocketCommunicator(EchoConsumer.as_asgi(), "/echo")
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_to(text_data="heartbeat")
+    assert await communicator.receive_from() == "HEARTBEAT"
+    await communicator.disconnect(code=1001)
+    assert EchoConsumer.disconnected_with == [1001]
+    assert sync_thread_hops == []
+
+
+async def test_a_stock_consumer_hops_for_every_frame_and_the_disconnect(sync_thread_hops):
+    """The comparison that keeps the test above honest."""
+
+    class StockEcho(AsyncWebsocketConsumer):
+        async def receive(self, text_data=None, bytes_data=None):
+            await self.send(text_data=text_data)
+
+    communicator = WebsocketCommunicator(StockEcho.as_asgi(), "/echo")
+    await communicator.connect()
+    await communicator.send_to(text_data="x")
+    await communicator.receive_from()
+    await communicator.disconnect()
+    assert len(sync_thread_hops) == 4  # connect, frame, disconnect message, disconnect
