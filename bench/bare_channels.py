@@ -7,7 +7,10 @@ autobahn, Channels' consumer dispatch). ``application`` is the stock
 dispatches. ``application_no_hop`` is the same consumer without that hop, reported
 beside it so that the transport's cost and that hop's cost can be told apart.
 
-    daphne -e tcp:port=9200:interface=127.0.0.1:backlog=1024 bench.bare_channels:application
+    python -m levity_site.server -e tcp:port=9200:interface=127.0.0.1:backlog=1024 \
+        bench.bare_channels:application
+
+(the daphne Levity runs on, bench/servers.py's ``daphne_argv``).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
     python bench/run.py            # full run (about 10-15 minutes), results in bench/results/
     python bench/run.py --quick    # smoke run (tiny N, under a minute), results in bench/results/tmp/
 
-Servers: Levity under daphne (default settings, SQLite in a temporary directory,
-migrated); (a) a minimal central system on `ocpp` + `websockets`
-(bench/baseline_ocpp_server.py); (b) a bare Channels consumer on daphne answering
+Servers: Levity under daphne as scripts/serve runs it (levity_site.server: daphne
+on uvloop; default settings, SQLite in a temporary directory, migrated); (a) a
+minimal central system on `ocpp` + `websockets` (bench/baseline_ocpp_server.py);
+(b) a bare Channels consumer on the same daphne, started the same way, answering
 canned CALLRESULTs (bench/bare_channels.py). CPU accounting: each server runs
 pinned to CPU 0 and the load generator processes to CPU 1, so the load generator
 never takes the server's core; both are measured and reported.
