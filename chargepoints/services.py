@@ -16,7 +16,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from .batching import update_rows
+from .batching import insert_rows, update_rows
 from .models import (
     ChargePoint,
     Connector,
@@ -188,15 +188,18 @@ def record_status_notifications(reports: list[StatusReport]) -> list[None]:
     One INSERT for the history, one query for the connectors, then one INSERT for
     new connectors and one UPDATE for changed ones.
     """
-    StatusNotification.objects.bulk_create(
-        StatusNotification(
-            charge_point_id=r.charge_point_pk,
-            connector_id=r.connector_id,
-            timestamp=r.timestamp,
-            received_at=r.received_at,
-            **r.values,
-        )
-        for r in reports
+    insert_rows(
+        StatusNotification,
+        (
+            StatusNotification(
+                charge_point_id=r.charge_point_pk,
+                connector_id=r.connector_id,
+                timestamp=r.timestamp,
+                received_at=r.received_at,
+                **r.values,
+            )
+            for r in reports
+        ),
     )
     connectors = {
         (c.charge_point_id, c.connector_id): c
@@ -235,7 +238,7 @@ def record_status_notifications(reports: list[StatusReport]) -> list[None]:
         if key not in created:
             changed[key] = connector
     if created:
-        Connector.objects.bulk_create(created.values())
+        insert_rows(Connector, created.values())
     update_rows(Connector, [*STATUS_FIELDS, "status_timestamp", "updated_at"], changed.values())
     return [None] * len(reports)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from chargepoints.batching import update_rows
+from chargepoints.batching import insert_statement, update_rows
 from chargepoints.protocol import format_timestamp, parse_timestamp
 
 from .models import AuthorizationStatus, IdTag, MeterValue, Transaction
@@ -451,13 +451,7 @@ def _meter_value_columns(vendor: str) -> tuple[Callable[[dict], tuple], frozense
     attnames, and the INSERT statement."""
     from django.db import connection
 
-    fields = [f for f in MeterValue._meta.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        quote(MeterValue._meta.db_table),
-        ", ".join(quote(f.column) for f in fields),
-        ", ".join(["%s"] * len(fields)),
-    )
+    fields, sql = insert_statement(MeterValue, connection)
     datetimes = frozenset(f.attname for f in fields if f.get_internal_type() == "DateTimeField")
     return itemgetter(*(f.attname for f in fields)), datetimes, sql
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chargepoints import services
-from chargepoints.batching import BulkWrite, _run_each
+from chargepoints.batching import BulkWrite, _run_each, insert_rows
 from chargepoints.models import ChargePoint, Connector, RegistrationStatus, StatusNotification
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -144,6 +144,26 @@ def test_an_older_status_notification_in_the_same_batch_goes_to_history_only():
     assert list(
         StatusNotification.objects.filter(charge_point=cp).order_by("id").values_list("status", flat=True)
     ) == ["Charging", "Preparing"]
+
+
+def test_inserted_rows_are_stored_as_bulk_create_stores_them():
+    cp = ChargePoint.objects.create(charge_point_id="insert-rows")
+    fields = {
+        "charge_point_id": cp.pk,
+        "status": "Faulted",
+        "error_code": "GroundFailure",
+        "info": "café",
+        "status_timestamp": T0,
+    }
+    before = datetime.now(timezone.utc)
+    Connector.objects.bulk_create([Connector(connector_id=1, **fields)])
+    insert_rows(Connector, [Connector(connector_id=2, **fields)])
+    by_orm, inserted = Connector.objects.filter(charge_point=cp).order_by("connector_id").values()
+    assert inserted["updated_at"] >= before  # auto_now, as bulk_create sets it
+    differing = {"id", "connector_id", "updated_at"}
+    assert {k: v for k, v in inserted.items() if k not in differing} == {
+        k: v for k, v in by_orm.items() if k not in differing
+    }
 
 
 def test_disconnections_in_one_batch_keep_each_charge_points_own_times():

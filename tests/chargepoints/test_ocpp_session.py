@@ -339,3 +339,26 @@ async def test_firmware_status_outside_the_enumeration_is_refused(raw_ws, cp_id)
         )
     assert answer[0:3] == [4, "w-2", "PropertyConstraintViolation"]
     assert not await FirmwareStatusNotification.objects.aexists()
+
+
+def test_a_subclass_override_of_a_handler_is_the_one_routed():
+    from chargepoints.handlers import LevityChargePoint, handlers
+
+    class Quiet(LevityChargePoint):
+        async def on_heartbeat(self, **kwargs):  # not decorated again
+            return "overridden"
+
+    assert handlers(Quiet)["Heartbeat"] is Quiet.on_heartbeat
+    assert handlers(LevityChargePoint)["Heartbeat"] is LevityChargePoint.on_heartbeat
+    assert set(handlers(Quiet)) == LevityChargePoint.answered_actions()
+
+
+def test_the_ocpp_route_map_is_still_there_for_code_that_reads_it():
+    from ocpp.v16.enums import Action
+
+    from chargepoints.handlers import LevityChargePoint
+
+    charge_point = LevityChargePoint("CP-ROUTES", connection=None)
+    handler = charge_point.route_map[Action.heartbeat]["_on_action"]
+    assert handler.__func__ is LevityChargePoint.on_heartbeat
+    assert handler.__self__ is charge_point
