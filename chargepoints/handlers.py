@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from django.conf import settings
+from ocpp.charge_point import LOGGER as ocpp_logger
 from ocpp.exceptions import (
     FormationViolationError,
     InternalError,
@@ -32,7 +33,6 @@ from ocpp.exceptions import (
     PropertyConstraintViolationError,
 )
 from ocpp.messages import Call, CallError
-from ocpp.charge_point import LOGGER as ocpp_logger
 from ocpp.routing import create_route_map, on
 from ocpp.v16 import ChargePoint as OCPP16ChargePoint
 from ocpp.v16 import call_result

@@ -362,3 +362,14 @@ def test_the_ocpp_route_map_is_still_there_for_code_that_reads_it():
     handler = charge_point.route_map[Action.heartbeat]["_on_action"]
     assert handler.__func__ is LevityChargePoint.on_heartbeat
     assert handler.__self__ is charge_point
+
+
+def test_a_session_has_every_attribute_ocpps_charge_point_sets():
+    """LevityChargePoint sets them itself (not ocpp's __init__, for its route map)."""
+    from ocpp.v16 import ChargePoint as OCPP16ChargePoint
+
+    from chargepoints.handlers import LevityChargePoint
+
+    ours = LevityChargePoint("CP-ATTRS", connection=None)
+    theirs = OCPP16ChargePoint("CP-ATTRS", connection=None)
+    assert set(vars(theirs)) <= set(vars(ours)) | {"route_map"}

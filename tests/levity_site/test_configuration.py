@@ -76,7 +76,7 @@ def server_process_state(env: dict[str, str]) -> str:
 
 
 def test_the_server_process_sets_the_default_gc_thresholds_after_freezing(tmp_path):
-    assert server_process_state(server_env(tmp_path / "db.sqlite3")) == "2000 10 100 True"
+    assert server_process_state(server_env(tmp_path / "db.sqlite3")) == "5000 10 100 True"
 
 
 def test_the_server_process_takes_gc_thresholds_from_the_environment(tmp_path):
