@@ -150,9 +150,9 @@ class MeterValue(models.Model):
         indexes = [
             # Time first, measurand last: a MeterValues message adds its sampled values
             # at one place in the index (the end of its transaction), not at one
-            # place per measurand -- ten times fewer index pages written per message.
+            # place per measurand, so each commit writes far fewer index pages.
             # "The latest sample of a measurand" reads back from the end and checks
-            # the measurand in the index, without the table row.
+            # the measurand in the index.
             models.Index(fields=["transaction", "timestamp", "measurand"]),
             models.Index(fields=["charge_point", "timestamp"]),
         ]
