@@ -45,9 +45,11 @@ get_channel_layer()
 from chargepoints.handlers import LevityChargePoint  # noqa: E402
 from chargepoints.protocol import compile_validators  # noqa: E402
 from chargepoints.transport import defer_autobahn_debug_formatting  # noqa: E402
+from levity_site.connections import close_connections_after_requests  # noqa: E402
 from levity_site.sqlite import start_checkpointer  # noqa: E402
 
 defer_autobahn_debug_formatting()
+close_connections_after_requests()
 compile_validators(LevityChargePoint.answered_actions(), lenient=settings.LEVITY_OCPP_LENIENT)
 start_checkpointer()
 

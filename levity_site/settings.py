@@ -154,6 +154,8 @@ TEMPLATES = [
 # Database: SQLite file levity.db by default (WAL, immediate transactions so that
 # concurrent writers queue instead of failing); DATABASE_URL selects PostgreSQL.
 DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'levity.db'}")
+#: How long the OCPP sessions' database thread keeps its connection; an HTTP
+#: request's connections are closed when it ends (levity_site.connections).
 DATABASE_CONN_MAX_AGE = envint("DATABASE_CONN_MAX_AGE", 600, minimum=0)
 
 
