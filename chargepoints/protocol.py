@@ -22,9 +22,9 @@ from typing import Any
 
 import fastjsonschema
 import ocpp
+import orjson
 from fastjsonschema.draft07 import CodeGeneratorDraft07
 from fastjsonschema.ref_resolver import RefResolver
-import orjson
 from ocpp.exceptions import (
     FormationViolationError,
     NotImplementedError as OCPPNotImplementedError,
