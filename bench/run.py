@@ -86,7 +86,7 @@ class Plan:
     no_hop_scenarios: tuple[str, ...]
     #: Reconnect storms per server; the one with the median p99 is reported, beside
     #: the p99 of each (a storm lasts about 2 s, and one run is at the mercy of noise).
-    storm_runs: int = 3
+    storm_runs: int = 5
     #: Repeats of a run disturbed by other processes (see Bench.throughput), and for
     #: the whole run, so that a busy machine cannot stretch it without bound.
     retries: int = 2
@@ -366,8 +366,14 @@ class Bench:
         return row
 
     def storms(self, name: str) -> dict:
-        """plan.storm_runs storms: the median run by p99, with every run's p99 and the worst failures."""
-        runs = [self.storm(name, profile=self.profile and i == 0) for i in range(self.plan.storm_runs)]
+        """plan.storm_runs storms: the median run by p99, with every run's p99 and the worst failures.
+
+        With --profile, one more storm runs under py-spy first and is not counted:
+        sampling stops the server a hundred times a second.
+        """
+        if self.profile:
+            self.storm(name, profile=True)
+        runs = [self.storm(name) for _ in range(self.plan.storm_runs)]
         ranked = sorted(runs, key=lambda r: (r["p99_s"] is None, r["p99_s"] or 0))
         row = dict(ranked[(len(ranked) - 1) // 2])
         row["p99_runs_s"] = [r["p99_s"] for r in runs]
@@ -392,6 +398,8 @@ class Bench:
             profile_key = "storm" if name == report.LEVITY else f"storm ({report.LABELS[name]})"
             if profile and shutil.which("py-spy"):
                 spy = profiling.record(server.process.pid, 15, self.tmp / f"profile-storm-{name}.txt")
+            server.wait_quiet()  # done starting up
+            wait_for_quiet_machine(timeout=self.plan.quiet_timeout)
             cpu_before = server.cpu_seconds()
             group.go(lead=0.5)
             results = group.results(timeout=180, release=True)
@@ -499,6 +507,10 @@ class Bench:
         responder = asyncio.create_task(answer_commands())
         await ws.send(json.dumps([2, "boot", "BootNotification", {"chargePointVendor": "B", "chargePointModel": "M"}]))
         await asyncio.sleep(0.5)
+        # As before a throughput run: the servers have finished the previous run's work.
+        await asyncio.to_thread(holder.wait_quiet)
+        await asyncio.to_thread(other.wait_quiet)
+        await asyncio.to_thread(wait_for_quiet_machine, timeout=self.plan.quiet_timeout)
         url = f"{other.http_base}/api/v1/charge-points/{cp_id}/commands"
         body = {"action": "RemoteStartTransaction", "payload": {"idTag": "BENCH0", "connectorId": 1}}
         times: list[float] = []

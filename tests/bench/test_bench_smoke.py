@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,7 @@ def test_summary_table_targets_and_plot_are_written(quick_run):
 
 
 def test_repeated_storms_report_the_median_run_and_the_worst_failures(tmp_path, monkeypatch):
-    bench = run.Bench(run.FULL, tmp_path, ["levity"], redis=False, profile=False)
+    bench = run.Bench(replace(run.FULL, storm_runs=3), tmp_path, ["levity"], redis=False, profile=False)
     runs = iter(
         [
             {"server": "levity", "p99_s": 2.5, "answered": 1000, "failures": 0, "errors": {}},
@@ -113,3 +114,21 @@ def test_repeated_storms_report_the_median_run_and_the_worst_failures(tmp_path, 
         bench.cleanup()
     assert (row["p99_s"], row["p99_runs_s"]) == (2.1, [2.5, 1.9, 2.1])
     assert (row["answered"], row["failures"], row["errors"]) == (998, 2, {"connect:TimeoutError": 2})
+
+
+def test_the_profiled_storm_is_run_apart_and_not_counted(tmp_path, monkeypatch):
+    bench = run.Bench(replace(run.FULL, storm_runs=3), tmp_path, ["levity"], redis=False, profile=True)
+    calls = []
+
+    def storm(name, profile=False):
+        calls.append(profile)
+        return {"server": name, "p99_s": 9.9 if profile else 1.0 + len(calls) / 10,
+                "answered": 1000, "failures": 0, "errors": {}}  # fmt: skip
+
+    monkeypatch.setattr(bench, "storm", storm)
+    try:
+        row = bench.storms("levity")
+    finally:
+        bench.cleanup()
+    assert calls == [True, False, False, False]
+    assert row["p99_runs_s"] == [1.2, 1.3, 1.4]

@@ -96,6 +96,21 @@ async def test_timeout_on_the_other_process_is_504(two_servers, connect, cp_id, 
     assert response.json()["detail"] == "No answer within 0.5 s"
 
 
+async def test_answer_slower_than_the_route_timeout_still_reaches_the_other_process(
+    two_servers, connect, cp_id, api_token
+):
+    holder, other = two_servers
+    client = await connect(cp_id, server=holder)
+    client.delays["Reset"] = 1.5  # the route timeout is 1 s: the holder must acknowledge
+    async with api_of(other, api_token) as api:
+        response = await api.post(
+            f"/charge-points/{cp_id}/commands",
+            json={"action": "Reset", "payload": {"type": "Soft"}, "timeout": 5},
+        )
+    assert response.status_code == 201, response.text
+    assert response.json()["response"] == {"status": "Accepted"}
+
+
 async def test_charge_point_connected_to_no_process_is_409(two_servers, connect, cp_id, api_token):
     holder, other = two_servers
     await (await connect(cp_id, server=holder)).close()
