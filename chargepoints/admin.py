@@ -40,6 +40,7 @@ from .models import (
     DiagnosticsStatusNotification,
     FirmwareStatusNotification,
     RegistrationStatus,
+    ServerProcess,
     StatusNotification,
 )
 from .services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
@@ -566,6 +567,25 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+@admin.register(ServerProcess)
+class ServerProcessAdmin(admin.ModelAdmin):
+    """The running server processes (chargepoints.processes): viewable, kept by the processes."""
+
+    list_display = ["__str__", "started_at", "alive_at", "charge_points"]
+    fields = ["id", "hostname", "pid", "started_at", "alive_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="charge points online")
+    def charge_points(self, obj: ServerProcess) -> int:
+        return ChargePoint.objects.filter(server_process=obj.id, is_connected=True).count()
 
 
 @admin.register(Connector)

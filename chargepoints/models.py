@@ -53,6 +53,9 @@ class ChargePoint(models.Model):
     last_boot_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     remote_address = models.CharField(max_length=64, blank=True)
+    #: The ServerProcess holding its WebSocket, while it is connected (not a foreign
+    #: key: a dead process's row is deleted while its charge points still name it).
+    server_process = models.UUIDField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -60,6 +63,23 @@ class ChargePoint(models.Model):
 
     def __str__(self) -> str:
         return self.charge_point_id
+
+
+class ServerProcess(models.Model):
+    """A running server process, alive while it refreshes ``alive_at`` (chargepoints.processes)."""
+
+    id = models.UUIDField(primary_key=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField("PID")
+    started_at = models.DateTimeField()
+    alive_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["started_at"]
+        verbose_name_plural = "server processes"
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid}"
 
 
 class Connector(models.Model):

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from . import processes
 from .batching import insert_rows, update_rows
 from .models import (
     ChargePoint,
@@ -61,6 +62,7 @@ def register_connections(connections: list[Connection]) -> list[ChargePoint | No
     known = {cp.charge_point_id: cp for cp in ChargePoint.objects.filter(charge_point_id__in=ids)}
     created: dict[str, ChargePoint] = {}
     results: list[ChargePoint | None] = []
+    server_process = processes.current()
     for connection in connections:
         charge_point = known.get(connection.charge_point_id)
         if charge_point is None:
@@ -74,9 +76,12 @@ def register_connections(connections: list[Connection]) -> list[ChargePoint | No
         charge_point.connected_at = connection.now
         charge_point.last_seen_at = connection.now
         charge_point.remote_address = connection.remote_address[:64]
+        charge_point.server_process = server_process
         results.append(charge_point)
     update_rows(
-        ChargePoint, ["is_connected", "connected_at", "last_seen_at", "remote_address"], known.values()
+        ChargePoint,
+        ["is_connected", "connected_at", "last_seen_at", "remote_address", "server_process"],
+        known.values(),
     )
     if created:
         ChargePoint.objects.bulk_create(created.values())
@@ -100,12 +105,13 @@ def record_disconnections(disconnections: list[Disconnection]) -> list[None]:
             pk=d.charge_point_pk,
             is_connected=False,
             disconnected_at=d.now,
+            server_process=None,
             last_seen_at=d.last_seen_at,
             last_heartbeat_at=d.last_heartbeat_at,
         )
         for d in disconnections
     }
-    _update_seen(rows.values(), ["is_connected", "disconnected_at"])
+    _update_seen(rows.values(), ["is_connected", "disconnected_at", "server_process"])
     return [None] * len(disconnections)
 
 

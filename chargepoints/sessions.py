@@ -41,6 +41,11 @@ def connected_ids() -> list[str]:
     return list(_sessions)
 
 
+def connected_pks() -> list[int]:
+    """The rows of this process's charge points (callable from any thread)."""
+    return [s.charge_point_pk for s in list(_sessions.values()) if s.charge_point_pk is not None]
+
+
 def register(session: LevityChargePoint) -> LevityChargePoint | None:
     """Make `session` the charge point's session; return the one it replaces."""
     global _flusher

@@ -42,6 +42,7 @@ from plugins.signals import server_started  # noqa: E402
 get_resolver().url_patterns
 get_channel_layer()
 
+from chargepoints import processes  # noqa: E402
 from chargepoints.handlers import LevityChargePoint  # noqa: E402
 from chargepoints.protocol import compile_validators  # noqa: E402
 from chargepoints.transport import defer_autobahn_debug_formatting  # noqa: E402
@@ -52,6 +53,7 @@ defer_autobahn_debug_formatting()
 close_connections_after_requests()
 compile_validators(LevityChargePoint.answered_actions(), lenient=settings.LEVITY_OCPP_LENIENT)
 start_checkpointer()
+processes.start()
 
 # Only a server process imports this module: start process-wide services (e.g. the
 # metrics port) here, never in manage.py commands.

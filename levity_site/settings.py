@@ -280,6 +280,10 @@ LEVITY_HEARTBEAT_INTERVAL = envint("LEVITY_HEARTBEAT_INTERVAL", 300, minimum=1)
 LEVITY_CALL_TIMEOUT = envfloat("LEVITY_CALL_TIMEOUT", 30.0, minimum=0.1)
 # Last-seen/last-heartbeat times are kept in memory and written in bulk this often.
 LEVITY_LAST_SEEN_FLUSH_SECONDS = envfloat("LEVITY_LAST_SEEN_FLUSH_SECONDS", 30.0, minimum=0.1)
+# Each server process refreshes its ServerProcess row this often (0: not at all);
+# the charge points of a process silent for three times as long (killed, or its
+# machine lost) are marked offline by the others, or by the next one to start.
+LEVITY_PROCESS_ALIVE_SECONDS = envfloat("LEVITY_PROCESS_ALIVE_SECONDS", 30.0, minimum=0)
 # Lenient mode accepts payload fields the 1.6 schemas do not define (dropping
 # them) instead of answering FormationViolation.
 LEVITY_OCPP_LENIENT = envbool("LEVITY_OCPP_LENIENT", False)
