@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -14,8 +13,8 @@ from plugins import loading
 from plugins.signals import charge_point_disconnected
 
 from . import commands, services, sessions
+from .groups import CommandGroup
 from .handlers import LevityChargePoint, connections_writer
-from .sessions import CLOSE_REPLACED
 from .transport import LeanWebsocketConsumer
 
 logger = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
     """
 
     charge_point: LevityChargePoint | None = None
-    command_group: str | None = None
+    command_group: CommandGroup | None = None
 
     @property
     def channel_layer_alias(self) -> str | None:
@@ -83,7 +82,9 @@ class OCPPConsumer(LeanWebsocketConsumer):
         await sessions.open_session(self.charge_point)
         logger.info("%s connected from %s", charge_point_id, remote_address)
         if self.channel_layer is not None:
-            await self._join_command_group(charge_point_id)
+            self.command_group = await CommandGroup.join(
+                self.charge_point, self.channel_layer, self.channel_name
+            )
         # Plugins' initialize() and charge_point_connected run as a task: they may
         # call the charge point, whose answer this consumer must be free to receive.
         self.charge_point.begin()
@@ -96,7 +97,8 @@ class OCPPConsumer(LeanWebsocketConsumer):
         session = self.charge_point
         if session is None:
             return
-        await self._leave_command_group()
+        if self.command_group is not None:
+            await self.command_group.leave()
         await session.shutdown(code)
         await sessions.close_session(session)
         logger.info(
@@ -109,59 +111,12 @@ class OCPPConsumer(LeanWebsocketConsumer):
 
     # --- commands from other server processes (REDIS_URL) -----------------------
 
-    async def _join_command_group(self, charge_point_id: str) -> None:
-        """Take over the charge point's group: its session in another process is closed."""
-        group = commands.group_name(charge_point_id)
-        try:
-            await self.channel_layer.group_send(
-                group, {"type": "session.replaced", "channel": self.channel_name}
-            )
-            await self.channel_layer.group_add(group, self.channel_name)
-        except Exception:
-            logger.exception("%s: cannot join channel layer group %s", charge_point_id, group)
-            return
-        self.command_group = group
-        self._commands: set[asyncio.Task] = set()
-        self._group_refresher = asyncio.create_task(self._refresh_command_group())
-
-    async def _refresh_command_group(self) -> None:
-        # channels-redis drops group members after `group_expiry` (a day by default).
-        while True:
-            await asyncio.sleep(3600)
-            try:
-                await self.channel_layer.group_add(self.command_group, self.channel_name)
-            except Exception:
-                logger.exception("%s: refreshing group %s failed", self.charge_point.id, self.command_group)
-
-    async def _leave_command_group(self) -> None:
-        if self.command_group is None:
-            return
-        self._group_refresher.cancel()
-        try:
-            await self.channel_layer.group_discard(self.command_group, self.channel_name)
-        except Exception:
-            logger.exception("%s: leaving group %s failed", self.charge_point.id, self.command_group)
-        self.command_group = None
-
-    def _is_current_session(self) -> bool:
-        session = self.charge_point
-        return session is not None and sessions.get(session.id) is session
-
     async def ocpp_command(self, event: dict) -> None:
-        """A command routed here by another process: run it beside the receive loop."""
-        if not self._is_current_session():
-            return
-        # A task: the consumer's dispatch loop must stay free to deliver the answer.
-        task = asyncio.create_task(
-            commands.serve_routed_command(self.charge_point, self.channel_layer, event)
-        )
-        self._commands.add(task)
-        task.add_done_callback(self._commands.discard)
+        """A command routed here by another process (chargepoints.groups)."""
+        if self.command_group is not None:
+            await self.command_group.handle(event)
 
     async def session_replaced(self, event: dict) -> None:
-        """The charge point reconnected to another process: close this older session."""
-        if event["channel"] == self.channel_name or not self._is_current_session():
-            return
-        logger.info("%s reconnected to another server process; closing this session", self.charge_point.id)
-        sessions.unregister(self.charge_point)  # so disconnect() leaves the new session's row alone
-        await self.close(CLOSE_REPLACED)
+        """The charge point reconnected to another process (chargepoints.groups)."""
+        if self.command_group is not None:
+            await self.command_group.handle(event)

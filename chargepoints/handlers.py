@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 from ocpp.charge_point import LOGGER as ocpp_logger
 from ocpp.exceptions import (
@@ -166,15 +167,24 @@ class LevityChargePoint(OCPP16ChargePoint):
         """Serve a ``websockets``-style connection (the spec's third way).
 
         Registered in chargepoints.sessions as the consumer's sessions are, so that
-        commands (admin, API, manage.py) reach it and its last-seen times are written.
+        commands (admin, API, manage.py) reach it and its last-seen times are written;
+        with REDIS_URL, in its charge point's channel-layer group too, so that commands
+        sent through other server processes reach it.
         """
+        from . import commands, groups  # both import this module
+
         await self.ensure_registered()
         await sessions.open_session(self)
+        group = None
+        if commands.cross_process():
+            group = await groups.CommandGroup.listen(self, get_channel_layer())
         self.begin()
         try:
             async for raw in self._connection:
                 await self.receive_frame(raw)
         finally:
+            if group is not None:
+                await group.leave()
             await self.shutdown(getattr(self._connection, "close_code", None))
             await sessions.close_session(self)
             await dispatch.send_disconnected(self)

@@ -15,10 +15,12 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import websockets
+from websockets.asyncio.server import serve
 
 from bench.processes import ServerProcess, free_port
 from tests.ocpp_client import OCPPClient
@@ -130,6 +132,36 @@ async def connect(daphne_server):
     yield open_client
     for client in clients:
         await client.close()
+
+
+class ThirdWayServer:
+    """A websockets server in this process handing each connection to LevityChargePoint."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.ended: dict[str, asyncio.Event] = {}
+
+    async def handler(self, connection) -> None:
+        from chargepoints.handlers import LevityChargePoint
+
+        charge_point_id = connection.request.path.rsplit("/", 1)[-1]
+        ended = self.ended.setdefault(charge_point_id, asyncio.Event())
+        try:
+            await LevityChargePoint(charge_point_id, connection).start()
+        finally:
+            ended.set()
+
+    def url(self, charge_point_id: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ocpp/{charge_point_id}"
+
+
+@pytest.fixture
+async def third_way() -> AsyncIterator[ThirdWayServer]:
+    """The spec's third way: a websockets server in this process, each connection a session."""
+    server = ThirdWayServer()
+    async with serve(server.handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as ws_server:
+        server.port = ws_server.sockets[0].getsockname()[1]
+        yield server
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import websockets
 from bench.processes import RedisServer
 from chargepoints.models import ChargePoint, ChargePointCommand
 from tests.conftest import DaphneServer, server_env
+from tests.ocpp_client import OCPPClient
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -138,3 +139,47 @@ async def test_reconnect_to_another_process_closes_the_old_session_and_keeps_it_
         response = await api.post(f"/charge-points/{cp_id}/commands", json={"action": "ClearCache"})
     assert response.status_code == 201
     assert [name for name, _ in new.received] == ["ClearCache"]
+
+
+@pytest.fixture
+def redis_channel_layer_here(settings, redis_url):
+    """This test process on the servers' Redis channel layer (for sessions served here)."""
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}
+    }
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+async def test_command_through_a_server_process_reaches_a_session_served_the_third_way(
+    two_servers, redis_channel_layer_here, third_way, cp_id, api_token
+):
+    _, other = two_servers
+    client = await OCPPClient.open(third_way.url(cp_id))
+    try:
+        await client.boot()
+        async with api_of(other, api_token) as api:
+            response = await api.post(
+                f"/charge-points/{cp_id}/commands", json={"action": "Reset", "payload": {"type": "Hard"}}
+            )
+        assert response.status_code == 201, response.text
+        assert response.json()["response"] == {"status": "Accepted"}
+        assert await client.wait_for_command("Reset") == {"type": "Hard"}
+    finally:
+        await client.close()
+
+
+async def test_a_third_way_session_is_closed_when_its_charge_point_reconnects_to_a_server_process(
+    two_servers, redis_channel_layer_here, third_way, connect, cp_id
+):
+    holder, _ = two_servers
+    old = await OCPPClient.open(third_way.url(cp_id))
+    await old.boot()
+    new = await connect(cp_id, server=holder)
+    await new.boot()
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await asyncio.wait_for(old._connection.recv(), 5)
+    assert closed.value.rcvd.code == 4000

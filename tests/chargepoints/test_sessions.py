@@ -5,44 +5,14 @@ and at disconnect they are forgotten and the charge point is recorded offline.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-from websockets.asyncio.server import serve
 
 from chargepoints import commands, sessions
-from chargepoints.handlers import LevityChargePoint
 from chargepoints.models import ChargePoint, CommandStatus
 from tests.ocpp_client import OCPPClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class ThirdWayServer:
-    """A websockets server in this process handing each connection to LevityChargePoint."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.ended: dict[str, asyncio.Event] = {}
-
-    async def handler(self, connection) -> None:
-        charge_point_id = connection.request.path.rsplit("/", 1)[-1]
-        ended = self.ended.setdefault(charge_point_id, asyncio.Event())
-        try:
-            await LevityChargePoint(charge_point_id, connection).start()
-        finally:
-            ended.set()
-
-    def url(self, charge_point_id: str) -> str:
-        return f"ws://127.0.0.1:{self.port}/ocpp/{charge_point_id}"
-
-
-@pytest.fixture
-async def third_way() -> AsyncIterator[ThirdWayServer]:
-    server = ThirdWayServer()
-    async with serve(server.handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as ws_server:
-        server.port = ws_server.sockets[0].getsockname()[1]
-        yield server
 
 
 async def test_command_reaches_a_charge_point_served_on_a_websockets_connection(
