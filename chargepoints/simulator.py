@@ -331,11 +331,9 @@ class SimulatedChargePoint(ChargePoint):
     async def charge(
         self, connector: Connector, id_tag: str, *, remote: bool, reservation_id: int | None = None
     ) -> None:
-        """One session on a connector, from plug-in to unplug."""
-        connector.claimed = True
-        connector.stop_reason = None
-        connector.stop_requested.clear()
-        connector.session_done.clear()
+        """One session on a connector, from plug-in to unplug (a remote start claimed it already)."""
+        if not remote:
+            self._claim(connector)
         try:
             await self._charge(connector, id_tag, remote=remote, reservation_id=reservation_id)
         finally:
@@ -343,6 +341,13 @@ class SimulatedChargePoint(ChargePoint):
             connector.transaction_id = None
             connector.id_tag = None
             connector.session_done.set()
+
+    @staticmethod
+    def _claim(connector: Connector) -> None:
+        connector.claimed = True
+        connector.stop_reason = None
+        connector.stop_requested.clear()
+        connector.session_done.clear()
 
     async def _charge(
         self, connector: Connector, id_tag: str, *, remote: bool, reservation_id: int | None
@@ -358,6 +363,10 @@ class SimulatedChargePoint(ChargePoint):
                     self.completed_sessions += 1
                 await self.send_status(n, self._idle_status(connector))
                 return
+        if connector.stop_reason is not None:  # e.g. a Reset while it was preparing
+            self.say(f"connector {n}: not started ({connector.stop_reason})")
+            await self.send_status(n, self._idle_status(connector))
+            return
         meter_start = round(self.meter_wh)
         started_at = now()
         result = await self.call(
@@ -373,11 +382,11 @@ class SimulatedChargePoint(ChargePoint):
         connector.id_tag = id_tag
         status = result.id_tag_info["status"]
         self.say(f"connector {n}: transaction {result.transaction_id} started ({status})")
-        if status == "Accepted":
+        if status != "Accepted":
+            connector.stop_reason = connector.stop_reason or "DeAuthorized"
+        elif connector.stop_reason is None:  # not stopped while StartTransaction was on its way
             await self.send_status(n, "Charging")
             await self._deliver(connector)
-        else:
-            connector.stop_reason = "DeAuthorized"
         await self._stop(connector, meter_start, started_at)
         if not remote:
             self.completed_sessions += 1
@@ -443,7 +452,8 @@ class SimulatedChargePoint(ChargePoint):
         return "Reserved" if connector.reservation else "Available"
 
     def request_stop(self, connector: Connector, reason: str) -> None:
-        if connector.transaction_id is not None and connector.stop_reason is None:
+        """Stop the connector's session, or, if it is still starting, have it stop once started."""
+        if connector.claimed and connector.stop_reason is None:
             connector.stop_reason = reason
             connector.stop_requested.set()
 
@@ -513,7 +523,7 @@ class SimulatedChargePoint(ChargePoint):
         if connector is None:
             self.say(f"RemoteStartTransaction {id_tag}: Rejected (no free connector)")
             return call_result.RemoteStartTransaction(status="Rejected")
-        connector.claimed = True  # taken before the answer leaves
+        self._claim(connector)  # taken before the answer leaves
         self._remote_start = (connector, id_tag, kwargs.get("charging_profile"))
         return call_result.RemoteStartTransaction(status="Accepted")
 

@@ -371,6 +371,34 @@ async def test_reset_stops_the_session_and_boots_again(bench, reset_type):
     await eventually(booted_again)
 
 
+async def test_reset_while_a_remote_start_is_starting_stops_the_session_once_started(bench):
+    sim_call = bench.sim.call
+
+    async def call_after_a_reset(payload, *args, **kwargs):
+        if isinstance(payload, call.StartTransaction):  # the Reset comes first
+            assert (await bench.call(call.Reset(type="Soft"))).status == "Accepted"
+        return await sim_call(payload, *args, **kwargs)
+
+    bench.sim.call = call_after_a_reset
+    answer = await bench.call(call.RemoteStartTransaction(id_tag="SIMTAG", connector_id=1))
+    assert answer.status == "Accepted"
+
+    async def stopped_transaction():
+        return (
+            await Transaction.objects.filter(charge_point__charge_point_id=bench.cp_id)
+            .exclude(stop_timestamp=None)
+            .afirst()
+        )
+
+    assert (await eventually(stopped_transaction)).stop_reason == "SoftReset"
+
+    async def never_charging():  # then the reboot reports the connector again
+        history = await bench.statuses(1)
+        return history[:4] == ["Available", "Preparing", "Finishing", "Available"] and history
+
+    assert "Charging" not in await eventually(never_charging)
+
+
 async def test_shutdown_as_the_reboot_after_a_reset_is_answered_finishes_promptly(bench):
     """Shutdown requested just as the BootNotification answer after a Reset comes in.
 
