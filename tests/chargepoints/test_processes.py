@@ -124,3 +124,17 @@ async def test_charge_points_of_a_killed_server_go_offline_and_those_of_a_live_o
     await asyncio.sleep(1)  # five refreshes of the second process
     live = await ChargePoint.objects.aget(charge_point_id=f"{cp_id}-2")
     assert live.is_connected and await ServerProcess.objects.filter(pk=live.server_process).aexists()
+
+
+@pytest.mark.django_db
+def test_admin_lists_server_processes_with_their_charge_points_online(operator_client):
+    process = server_process(alive_seconds_ago=5)
+    online_charge_point(process)
+    online_charge_point(process)
+
+    response = operator_client.get("/admin/chargepoints/serverprocess/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "cs1:4242" in html
+    assert '<td class="field-charge_points">2</td>' in html
