@@ -212,9 +212,10 @@ def markdown(results: dict) -> str:
             "All charge points connect at the same instant and send BootNotification then "
             "StatusNotification; time per charge point from the start to the second answer. "
             "For Levity the charge points are known (registered before, as after a restart). "
-            "Each server takes the storm several times, each time freshly started: the figures are "
-            "those of the run with the median p99, beside every run's p99; answered and failures "
-            "are the worst of all runs.",
+            "Each server takes the storm several times, each time freshly started and idle, the "
+            "servers taking turns (so that each meets the machine's slow and fast spells alike): "
+            "the figures are those of the run with the median p99, beside every run's p99; "
+            "answered and failures are the worst of all runs.",
             "",
             "| server | charge points | answered | failures | all answered s | p50 s | p99 s "
             "| p99 of each run s | message p99 ms |",

@@ -365,15 +365,26 @@ class Bench:
             f"({row['rss_before_mb']} -> {row['rss_after_mb']} MB), errors {sum(errors.values())}")
         return row
 
-    def storms(self, name: str) -> dict:
-        """plan.storm_runs storms: the median run by p99, with every run's p99 and the worst failures.
+    def storms(self, names: list[str]) -> list[dict]:
+        """plan.storm_runs storms per server: for each, the median run by p99, with every
+        run's p99 and the worst failures.
 
-        With --profile, one more storm runs under py-spy first and is not counted:
-        sampling stops the server a hundred times a second.
+        The servers take turns, so that each meets this shared machine's slow and fast
+        spells alike (a storm lasts about 2 s). With --profile, each first takes one more
+        storm under py-spy, which is not counted: sampling stops the server a hundred
+        times a second.
         """
         if self.profile:
-            self.storm(name, profile=True)
-        runs = [self.storm(name) for _ in range(self.plan.storm_runs)]
+            for name in names:
+                self.storm(name, profile=True)
+        runs: dict[str, list[dict]] = {name: [] for name in names}
+        for _ in range(self.plan.storm_runs):
+            for name in names:
+                runs[name].append(self.storm(name))
+        return [self._median_storm(server_runs) for server_runs in runs.values()]
+
+    @staticmethod
+    def _median_storm(runs: list[dict]) -> dict:
         ranked = sorted(runs, key=lambda r: (r["p99_s"] is None, r["p99_s"] or 0))
         row = dict(ranked[(len(ranked) - 1) // 2])
         row["p99_runs_s"] = [r["p99_s"] for r in runs]
@@ -573,14 +584,14 @@ class Bench:
                         self.results["throughput"].append(self.throughput(name, [server], scenario, n))
             finally:
                 server.stop()
-        for name in self.server_names:
-            if name == report.BARE_NO_HOP:
-                continue
-            log(f"{report.LABELS[name]}: idle memory, reconnect storm")
-            if plan.idle_connections:
+        names = [name for name in self.server_names if name != report.BARE_NO_HOP]
+        if plan.idle_connections:
+            for name in names:
+                log(f"{report.LABELS[name]}: idle memory")
                 self.results["idle_memory"].append(self.idle_memory(name))
-            if plan.storm_size:
-                self.results["storm"].append(self.storms(name))
+        if plan.storm_size:
+            log(f"Reconnect storms, the servers taking turns: {', '.join(names)}")
+            self.results["storm"] = self.storms(names)
         if self.with_redis and report.LEVITY in self.server_names:
             log("Levity with REDIS_URL: one and two processes")
             self.results["redis"] = self.redis_runs()

@@ -109,26 +109,30 @@ def test_repeated_storms_report_the_median_run_and_the_worst_failures(tmp_path, 
     )
     monkeypatch.setattr(bench, "storm", lambda name, profile=False: next(runs))
     try:
-        row = bench.storms("levity")
+        [row] = bench.storms(["levity"])
     finally:
         bench.cleanup()
     assert (row["p99_s"], row["p99_runs_s"]) == (2.1, [2.5, 1.9, 2.1])
     assert (row["answered"], row["failures"], row["errors"]) == (998, 2, {"connect:TimeoutError": 2})
 
 
-def test_the_profiled_storm_is_run_apart_and_not_counted(tmp_path, monkeypatch):
+def test_servers_take_turns_at_storms_after_one_uncounted_profiled_storm_each(tmp_path, monkeypatch):
     bench = run.Bench(replace(run.FULL, storm_runs=3), tmp_path, ["levity"], redis=False, profile=True)
     calls = []
 
     def storm(name, profile=False):
-        calls.append(profile)
+        calls.append((name, profile))
         return {"server": name, "p99_s": 9.9 if profile else 1.0 + len(calls) / 10,
                 "answered": 1000, "failures": 0, "errors": {}}  # fmt: skip
 
     monkeypatch.setattr(bench, "storm", storm)
     try:
-        row = bench.storms("levity")
+        levity, baseline = bench.storms(["levity", "ocpp_websockets"])
     finally:
         bench.cleanup()
-    assert calls == [True, False, False, False]
-    assert row["p99_runs_s"] == [1.2, 1.3, 1.4]
+    assert calls == [
+        ("levity", True), ("ocpp_websockets", True),
+        *[(name, False) for _ in range(3) for name in ("levity", "ocpp_websockets")],
+    ]  # fmt: skip
+    assert levity["p99_runs_s"] == [1.3, 1.5, 1.7]
+    assert baseline["p99_runs_s"] == [1.4, 1.6, 1.8]
