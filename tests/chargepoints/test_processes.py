@@ -138,3 +138,20 @@ def test_admin_lists_server_processes_with_their_charge_points_online(operator_c
     html = response.content.decode()
     assert "cs1:4242" in html
     assert '<td class="field-charge_points">2</td>' in html
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_server_stopped_with_sigterm_leaves_none_of_its_charge_points_online(
+    start_daphne, connect, cp_id
+):
+    server = start_daphne()
+    client = await connect(cp_id, server=server)
+    await client.boot()
+    process_id = (await ChargePoint.objects.aget(charge_point_id=cp_id)).server_process
+
+    server.stop()  # SIGTERM, as a service manager stops it
+
+    row = await ChargePoint.objects.aget(charge_point_id=cp_id)
+    assert (row.is_connected, row.server_process) == (False, None)
+    assert row.disconnected_at is not None
+    assert not await ServerProcess.objects.filter(pk=process_id).aexists()
