@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -25,6 +26,10 @@ CHARGE_POINT_ID = re.compile(r"^[A-Za-z0-9._:@+~*-]{1,48}$")
 #: Close code when the client offered no `ocpp1.6` subprotocol. (RFC 6455's 1002
 #: is reserved to the WebSocket layer; daphne only sends 1000 and 3000-4999.)
 CLOSE_SUBPROTOCOL_REQUIRED = 4001
+#: The close code a session ends with when the server shuts down (RFC 6455 "going away").
+CLOSE_GOING_AWAY = 1001
+#: How long, at shutdown, the sessions get to end (plugins' cleanup, the rows offline).
+SHUTDOWN_GRACE_SECONDS = 10
 
 
 class OCPPConsumer(LeanWebsocketConsumer):
@@ -37,6 +42,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
 
     charge_point: LevityChargePoint | None = None
     command_group: CommandGroup | None = None
+    _disconnected = False
 
     @property
     def channel_layer_alias(self) -> str | None:
@@ -45,6 +51,24 @@ class OCPPConsumer(LeanWebsocketConsumer):
         # channel-layer receive task and no group. (An alias that is not configured
         # makes Channels skip the layer.)
         return "default" if commands.cross_process() else None
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # Daphne shuts down by cancelling every connection's application, with no
+            # websocket.disconnect: end the session as if the charge point went away,
+            # so that plugins clean up and the charge point is recorded offline.
+            if self.charge_point is not None and not self._disconnected:
+                try:
+                    await asyncio.wait_for(self.disconnect(CLOSE_GOING_AWAY), SHUTDOWN_GRACE_SECONDS)
+                except TimeoutError:
+                    logger.warning(
+                        "%s: the session did not end within %s s of the shutdown",
+                        self.charge_point.id,
+                        SHUTDOWN_GRACE_SECONDS,
+                    )
+            raise
 
     async def connect(self) -> None:
         charge_point_id = self.scope["url_route"]["kwargs"]["charge_point_id"]
@@ -95,8 +119,9 @@ class OCPPConsumer(LeanWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         session = self.charge_point
-        if session is None:
+        if session is None or self._disconnected:
             return
+        self._disconnected = True
         if self.command_group is not None:
             await self.command_group.leave()
         await session.shutdown(code)

@@ -52,6 +52,20 @@ def test_levity_server_exits_cleanly_on_sigterm(serve):
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_sigterm_just_after_a_charge_point_connects_ends_its_session(start_daphne, connect, cp_id):
+    server = start_daphne()
+    client = await connect(cp_id, server=server)
+    await client.boot()
+
+    server.stop()  # within a second of the upgrade, whose HTTP request daphne still lists
+
+    assert server.process.returncode == 0
+    log = server.log()
+    assert f"{cp_id} disconnected (code 1001)" in log  # the consumer ended the session
+    assert "KeyError" not in log
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_access_log_keeps_http_requests_and_leaves_charge_point_sessions_to_levity(
     daphne_server, connect, cp_id
 ):
