@@ -12,8 +12,8 @@ next one to start, one of several by the others.
 
 A process that was only frozen for that long (a suspended VM) finds its row gone
 when it wakes, writes it again and marks its own charge points online again. A
-process that exits cleanly (SIGTERM) marks its charge points offline and removes its
-row as it goes: daphne stops without running the sessions' disconnects.
+process that exits cleanly (SIGTERM) removes its row as it goes, and marks offline any
+of its charge points whose session did not end in time (levity_site.server).
 """
 
 from __future__ import annotations
