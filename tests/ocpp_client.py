@@ -48,6 +48,11 @@ class OCPPClient(ChargePoint):
             with contextlib.suppress(BaseException):
                 await self._task
 
+    async def closed_by_server(self, timeout: float = 5) -> int | None:
+        """The close code the server sent, once it has closed the connection."""
+        await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        return self._connection.close_code
+
     def _record(self, action: str, payload: dict) -> None:
         self.received.append((action, payload))
         self.command_received.set()
