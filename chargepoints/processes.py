@@ -74,10 +74,7 @@ def stop(process_id: uuid.UUID) -> int:
     """At a clean exit: the process's charge points go offline now, and its row goes."""
     try:
         with transaction.atomic():
-            offline = ChargePoint.objects.filter(server_process=process_id, is_connected=True).update(
-                is_connected=False, disconnected_at=_now(), server_process=None
-            )
-            ServerProcess.objects.filter(pk=process_id).delete()
+            offline = _forget(process_id, _now())
     except DatabaseError:
         logger.exception("Could not mark this server process's charge points offline as it stopped")
         return 0
@@ -125,22 +122,26 @@ def sweep(interval: float, now: datetime | None = None) -> int:
     Returns how many went offline.
     """
     now = now or _now()
-    offline = 0
     cutoff = now - timedelta(seconds=DEAD_AFTER * interval)
     with transaction.atomic():
         # Locked, so that a refresh coming in now waits, then finds its row gone.
-        dead = list(ServerProcess.objects.select_for_update().filter(alive_at__lt=cutoff))
-        for process in dead:
-            offline += ChargePoint.objects.filter(server_process=process.id, is_connected=True).update(
-                is_connected=False, disconnected_at=process.alive_at, server_process=None
-            )
-        ServerProcess.objects.filter(pk__in=[process.id for process in dead]).delete()
+        dead = ServerProcess.objects.select_for_update().filter(alive_at__lt=cutoff)
+        offline = sum(_forget(process.id, process.alive_at) for process in dead)
     if offline:
         logger.warning(
             "Marked %d charge point(s) offline: the server process holding them stopped "
             "without closing their connections",
             offline,
         )
+    return offline
+
+
+def _forget(process_id: uuid.UUID, disconnected_at: datetime) -> int:
+    """Mark the process's charge points offline as of ``disconnected_at``; delete its row."""
+    offline = ChargePoint.objects.filter(server_process=process_id, is_connected=True).update(
+        is_connected=False, disconnected_at=disconnected_at, server_process=None
+    )
+    ServerProcess.objects.filter(pk=process_id).delete()
     return offline
 
 
