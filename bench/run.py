@@ -181,6 +181,12 @@ class Bench:
             return Server(name, argv, levity_env(self.db_path), port, self.log_dir, cpu)
         raise ValueError(name)
 
+    def settle(self, servers: list[Server]) -> None:
+        """Wait until ``servers`` have no work left, then until the machine is idle."""
+        for server in servers:
+            server.wait_quiet()
+        wait_for_quiet_machine(timeout=self.plan.quiet_timeout)
+
     def prepare_levity_database(self) -> None:
         log(f"Levity database: {self.db_path} (migrating)")
         dbcheck.setup_django(self.db_path)
@@ -409,8 +415,7 @@ class Bench:
             profile_key = "storm" if name == report.LEVITY else f"storm ({report.LABELS[name]})"
             if profile and shutil.which("py-spy"):
                 spy = profiling.record(server.process.pid, 15, self.tmp / f"profile-storm-{name}.txt")
-            server.wait_quiet()  # done starting up
-            wait_for_quiet_machine(timeout=self.plan.quiet_timeout)
+            self.settle([server])  # done starting up
             cpu_before = server.cpu_seconds()
             group.go(lead=0.5)
             results = group.results(timeout=180, release=True)
@@ -519,9 +524,7 @@ class Bench:
         await ws.send(json.dumps([2, "boot", "BootNotification", {"chargePointVendor": "B", "chargePointModel": "M"}]))
         await asyncio.sleep(0.5)
         # As before a throughput run: the servers have finished the previous run's work.
-        await asyncio.to_thread(holder.wait_quiet)
-        await asyncio.to_thread(other.wait_quiet)
-        await asyncio.to_thread(wait_for_quiet_machine, timeout=self.plan.quiet_timeout)
+        await asyncio.to_thread(self.settle, [holder, other])
         url = f"{other.http_base}/api/v1/charge-points/{cp_id}/commands"
         body = {"action": "RemoteStartTransaction", "payload": {"idTag": "BENCH0", "connectorId": 1}}
         times: list[float] = []
