@@ -1,10 +1,32 @@
-"""An ASGI application that answers with the class of the event loop it runs on."""
+"""An ASGI application that tells a client what the server gave it.
+
+Over HTTP, the class of the event loop it runs on; over a WebSocket, the
+connection's scope (path, query string, subprotocols, headers) as its first message.
+"""
 
 import asyncio
+import json
 
 
 async def application(scope, receive, send) -> None:
+    if scope["type"] == "websocket":
+        await websocket(scope, receive, send)
+        return
     loop = type(asyncio.get_running_loop())
     body = f"{loop.__module__}.{loop.__qualname__}".encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
+
+
+async def websocket(scope, receive, send) -> None:
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept", "subprotocol": (scope["subprotocols"] or [None])[0]})
+    seen = {
+        "path": scope["path"],
+        "query_string": scope["query_string"].decode(),
+        "subprotocols": scope["subprotocols"],
+        "headers": {name.decode(): value.decode() for name, value in scope["headers"]},
+    }
+    await send({"type": "websocket.send", "text": json.dumps(seen)})
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
