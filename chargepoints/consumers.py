@@ -83,7 +83,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
             return
         client = self.scope.get("client") or ("", 0)
         remote_address = f"{client[0]}:{client[1]}" if client[0] else ""
-        row = await connections_writer.submit(
+        charge_point_pk = await connections_writer.submit(
             services.Connection(
                 charge_point_id,
                 remote_address,
@@ -91,7 +91,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
                 auto_register=settings.LEVITY_AUTO_REGISTER,
             )
         )
-        if row is None:
+        if charge_point_pk is None:
             logger.warning("Refused unknown charge point %s (LEVITY_AUTO_REGISTER=false)", charge_point_id)
             await self.close()
             return
@@ -101,7 +101,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
             self,
             plugins=loading.plugins_for(charge_point_id),
             remote_address=remote_address,
-            charge_point_pk=row.pk,
+            charge_point_pk=charge_point_pk,
         )
         await sessions.open_session(self.charge_point)
         logger.info("%s connected from %s", charge_point_id, remote_address)

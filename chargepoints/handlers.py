@@ -352,10 +352,9 @@ class LevityChargePoint(OCPP16ChargePoint):
     async def ensure_registered(self) -> None:
         """Find or register the charge point row (for sessions not made by the consumer)."""
         if self.charge_point_pk is None:
-            row = await connections_writer.submit(
+            self.charge_point_pk = await connections_writer.submit(
                 services.Connection(self.id, self.remote_address, _now(), auto_register=True)
             )
-            self.charge_point_pk = row.pk
 
     async def initialize_plugins(self) -> None:
         """Each plugin's ``initialize()``, isolated from errors and bounded in time."""

@@ -10,7 +10,6 @@ sessions in a few queries, with a result (or an exception) per message
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 #: What a StatusNotification reports about a connector (its history row and its Connector).
 STATUS_FIELDS = ("status", "error_code", "info", "vendor_id", "vendor_error_code")
+#: What a StatusNotification updates on a known connector.
+CONNECTOR_STATE_FIELDS = (*STATUS_FIELDS, "status_timestamp", "updated_at")
 
 BOOT_IDENTITY_FIELDS = (
     "charge_point_vendor",
@@ -55,37 +56,40 @@ class Connection:
     auto_register: bool
 
 
-def register_connections(connections: list[Connection]) -> list[ChargePoint | None]:
-    """Mark charge points online; None for one that is unknown when auto-registration
-    is off. One query to find them, one to mark them (a reconnect storm)."""
-    ids = {c.charge_point_id for c in connections}
-    known = {cp.charge_point_id: cp for cp in ChargePoint.objects.filter(charge_point_id__in=ids)}
-    created: dict[str, ChargePoint] = {}
-    results: list[ChargePoint | None] = []
-    server_process = processes.current()
-    for connection in connections:
-        charge_point = known.get(connection.charge_point_id)
-        if charge_point is None:
-            if not connection.auto_register:
-                results.append(None)
-                continue
-            charge_point = created.setdefault(
-                connection.charge_point_id, ChargePoint(charge_point_id=connection.charge_point_id)
-            )
-        charge_point.is_connected = True
-        charge_point.connected_at = connection.now
-        charge_point.last_seen_at = connection.now
-        charge_point.remote_address = connection.remote_address[:64]
-        charge_point.server_process = server_process
-        results.append(charge_point)
-    update_rows(
-        ChargePoint,
-        ["is_connected", "connected_at", "last_seen_at", "remote_address", "server_process"],
-        known.values(),
+#: What a connect writes on the charge point's row.
+CONNECT_FIELDS = ("is_connected", "connected_at", "last_seen_at", "remote_address", "server_process")
+
+
+def register_connections(connections: list[Connection]) -> list[int | None]:
+    """Mark charge points online: the pk of each, None for one that is unknown when
+    auto-registration is off. One query to find them, one to mark them (a reconnect storm)."""
+    known = dict(
+        ChargePoint.objects.filter(
+            charge_point_id__in={c.charge_point_id for c in connections}
+        ).values_list("charge_point_id", "pk")
     )
+    server_process = processes.current()
+    updates: dict[int, tuple] = {}
+    created: dict[str, ChargePoint] = {}
+    for connection in connections:
+        remote_address = connection.remote_address[:64]
+        pk = known.get(connection.charge_point_id)
+        if pk is not None:
+            updates[pk] = (pk, True, connection.now, connection.now, remote_address, server_process)
+        elif connection.auto_register:
+            created[connection.charge_point_id] = ChargePoint(
+                charge_point_id=connection.charge_point_id,
+                is_connected=True,
+                connected_at=connection.now,
+                last_seen_at=connection.now,
+                remote_address=remote_address,
+                server_process=server_process,
+            )
+    update_rows(ChargePoint, CONNECT_FIELDS, updates.values())
     if created:
         ChargePoint.objects.bulk_create(created.values())
-    return results
+        known.update((charge_point_id, row.pk) for charge_point_id, row in created.items())
+    return [known.get(c.charge_point_id) for c in connections]
 
 
 @dataclass(frozen=True)
@@ -100,37 +104,28 @@ class Disconnection:
 
 def record_disconnections(disconnections: list[Disconnection]) -> list[None]:
     """Mark many charge points offline at once (a fleet that lost its network drops together)."""
-    rows = {
-        d.charge_point_pk: ChargePoint(
-            pk=d.charge_point_pk,
-            is_connected=False,
-            disconnected_at=d.now,
-            server_process=None,
-            last_seen_at=d.last_seen_at,
-            last_heartbeat_at=d.last_heartbeat_at,
-        )
-        for d in disconnections
-    }
-    _update_seen(rows.values(), ["is_connected", "disconnected_at", "server_process"])
+    _update_seen(
+        {d.charge_point_pk: (d.last_seen_at, d.last_heartbeat_at, False, d.now, None) for d in disconnections},
+        ["is_connected", "disconnected_at", "server_process"],
+    )
     return [None] * len(disconnections)
 
 
 def record_last_seen(rows: dict[int, tuple[datetime, datetime | None]]) -> None:
     """Write many charge points' last-seen and last-heartbeat times at once."""
-    charge_points = [
-        ChargePoint(pk=pk, last_seen_at=last_seen_at, last_heartbeat_at=last_heartbeat_at)
-        for pk, (last_seen_at, last_heartbeat_at) in rows.items()
-    ]
     with transaction.atomic():
-        _update_seen(charge_points, [])
+        _update_seen(rows, [])
 
 
-def _update_seen(charge_points: Collection[ChargePoint], field_names: list[str]) -> None:
-    """UPDATE ``field_names`` and the last-seen times; a last heartbeat only where there is one."""
-    with_heartbeat = [cp for cp in charge_points if cp.last_heartbeat_at is not None]
-    without = [cp for cp in charge_points if cp.last_heartbeat_at is None]
-    update_rows(ChargePoint, [*field_names, "last_seen_at", "last_heartbeat_at"], with_heartbeat)
-    update_rows(ChargePoint, [*field_names, "last_seen_at"], without)
+def _update_seen(rows: dict[int, tuple], field_names: list[str]) -> None:
+    """UPDATE the last-seen times and ``field_names``; a last heartbeat only where there is one.
+
+    ``rows``: by charge point pk, ``(last_seen_at, last_heartbeat_at, *values of field_names)``.
+    """
+    with_heartbeat = [(pk, seen, beat, *values) for pk, (seen, beat, *values) in rows.items() if beat is not None]
+    without = [(pk, seen, *values) for pk, (seen, beat, *values) in rows.items() if beat is None]
+    update_rows(ChargePoint, ["last_seen_at", "last_heartbeat_at", *field_names], with_heartbeat)
+    update_rows(ChargePoint, ["last_seen_at", *field_names], without)
 
 
 @dataclass(frozen=True)
@@ -147,12 +142,15 @@ def record_boots(boots: list[Boot]) -> list[str | Exception]:
 
     One UPDATE for all identities, one query for the answers.
     """
-    rows = {}
-    for boot in boots:
-        fields = {name: (boot.identity.get(name) or "") for name in BOOT_IDENTITY_FIELDS}
-        rows[boot.charge_point_pk] = ChargePoint(
-            pk=boot.charge_point_pk, last_boot_at=boot.now, last_seen_at=boot.now, **fields
+    rows = {
+        boot.charge_point_pk: (
+            boot.charge_point_pk,
+            boot.now,
+            boot.now,
+            *((boot.identity.get(name) or "") for name in BOOT_IDENTITY_FIELDS),
         )
+        for boot in boots
+    }
     update_rows(ChargePoint, ["last_boot_at", "last_seen_at", *BOOT_IDENTITY_FIELDS], rows.values())
     statuses = dict(
         ChargePoint.objects.filter(pk__in=rows).values_list("pk", "registration_status")
@@ -197,55 +195,58 @@ def record_status_notifications(reports: list[StatusReport]) -> list[None]:
     insert_rows(
         StatusNotification,
         (
-            StatusNotification(
-                charge_point_id=r.charge_point_pk,
-                connector_id=r.connector_id,
-                timestamp=r.timestamp,
-                received_at=r.received_at,
+            {
+                "charge_point_id": r.charge_point_pk,
+                "connector_id": r.connector_id,
+                "timestamp": r.timestamp,
+                "received_at": r.received_at,
                 **r.values,
-            )
+            }
             for r in reports
         ),
     )
+    # Each connector's stored state, by (charge point pk, connector id).
     connectors = {
-        (c.charge_point_id, c.connector_id): c
-        for c in Connector.objects.filter(
+        (charge_point_pk, connector_id): {"pk": pk, "status_timestamp": status_timestamp}
+        for pk, charge_point_pk, connector_id, status_timestamp in Connector.objects.filter(
             charge_point_id__in={r.charge_point_pk for r in reports},
             connector_id__in={r.connector_id for r in reports},
-        )
+        ).values_list("pk", "charge_point_id", "connector_id", "status_timestamp")
     }
-    created: dict[tuple[int, int], Connector] = {}
-    changed: dict[tuple[int, int], Connector] = {}
+    created: dict[tuple[int, int], dict] = {}
+    changed: dict[tuple[int, int], dict] = {}
     for report in reports:
         key = (report.charge_point_pk, report.connector_id)
         connector = connectors.get(key)
         if connector is None:
-            connectors[key] = created[key] = Connector(
-                charge_point_id=report.charge_point_pk,
-                connector_id=report.connector_id,
-                status_timestamp=report.effective_at,
+            connectors[key] = created[key] = {
+                "charge_point_id": report.charge_point_pk,
+                "connector_id": report.connector_id,
+                "status_timestamp": report.effective_at,
                 **report.values,
-            )
+            }
             continue
         # Queued notifications arrive late: order by the charge point's clock.
-        if connector.status_timestamp and report.effective_at < connector.status_timestamp:
+        stored_at = connector["status_timestamp"]
+        if stored_at and report.effective_at < stored_at:
             logger.info(
                 "StatusNotification for connector %s dated %s is older than the stored "
                 "state (%s); kept in history only",
                 report.connector_id,
                 report.effective_at,
-                connector.status_timestamp,
+                stored_at,
             )
             continue
-        for name, value in report.values.items():
-            setattr(connector, name, value)
-        connector.status_timestamp = report.effective_at
-        connector.updated_at = report.received_at
+        connector.update(report.values, status_timestamp=report.effective_at, updated_at=report.received_at)
         if key not in created:
             changed[key] = connector
     if created:
         insert_rows(Connector, created.values())
-    update_rows(Connector, [*STATUS_FIELDS, "status_timestamp", "updated_at"], changed.values())
+    update_rows(
+        Connector,
+        CONNECTOR_STATE_FIELDS,
+        [(c["pk"], *(c[name] for name in CONNECTOR_STATE_FIELDS)) for c in changed.values()],
+    )
     return [None] * len(reports)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from chargepoints.batching import insert_statement, update_rows
+from chargepoints.batching import insert_statement, instance_rows, update_rows
 from chargepoints.protocol import format_timestamp, parse_timestamp
 
 from .models import AuthorizationStatus, IdTag, MeterValue, Transaction
@@ -269,7 +269,7 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
                 stop.charge_point_pk, tx.connector_id if tx else 0, tx, stop.transaction_data, stop.now
             )
         results.append(StopResult(tx, info, outcome))
-    update_rows(Transaction, STOP_FIELDS, stopped.values())
+    update_rows(Transaction, STOP_FIELDS, instance_rows(stopped.values(), STOP_FIELDS))
     MeterValue.objects.bulk_create(meter_values)
     return results
 

@@ -14,7 +14,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chargepoints import services
-from chargepoints.batching import BulkWrite, _run_each, insert_rows
+from django.db import connection
+from django.utils.functional import lazystr
+
+from chargepoints.batching import BulkWrite, _run_each, insert_rows, value_preparer
 from chargepoints.models import ChargePoint, Connector, RegistrationStatus, StatusNotification
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -157,13 +160,35 @@ def test_inserted_rows_are_stored_as_bulk_create_stores_them():
     }
     before = datetime.now(timezone.utc)
     Connector.objects.bulk_create([Connector(connector_id=1, **fields)])
-    insert_rows(Connector, [Connector(connector_id=2, **fields)])
+    insert_rows(Connector, [{"connector_id": 2, **fields}])
     by_orm, inserted = Connector.objects.filter(charge_point=cp).order_by("connector_id").values()
     assert inserted["updated_at"] >= before  # auto_now, as bulk_create sets it
     differing = {"id", "connector_id", "updated_at"}
     assert {k: v for k, v in inserted.items() if k not in differing} == {
         k: v for k, v in by_orm.items() if k not in differing
     }
+
+
+@pytest.mark.parametrize(
+    ("model", "field_name", "value"),
+    [
+        (Connector, "status", "Charging"),
+        (Connector, "status", lazystr("Charging")),  # not a str: Django's own way
+        (Connector, "info", None),
+        (Connector, "connector_id", 2),
+        (Connector, "connector_id", "2"),
+        (Connector, "id", 5),
+        (Connector, "charge_point", 7),  # a foreign key: its target's value
+        (Connector, "status_timestamp", T0),
+        (Connector, "status_timestamp", T0.astimezone(timezone(timedelta(hours=-5)))),
+        (Connector, "status_timestamp", None),
+        (ChargePoint, "is_connected", True),
+        (ChargePoint, "server_process", None),
+    ],
+)
+def test_values_are_prepared_as_django_prepares_them(model, field_name, value):
+    field = model._meta.get_field(field_name)
+    assert value_preparer(field, connection)(value) == field.get_db_prep_save(value, connection)
 
 
 def test_disconnections_in_one_batch_keep_each_charge_points_own_times():
