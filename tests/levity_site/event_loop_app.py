@@ -1,11 +1,13 @@
 """An ASGI application that tells a client what the server gave it.
 
 Over HTTP, the class of the event loop it runs on; over a WebSocket, the
-connection's scope (path, query string, subprotocols, headers) as its first message.
+connection's scope (path, query string, subprotocols, headers) as its first message,
+then ``count`` answers of ``size`` bytes to each message if the query string asks for them.
 """
 
 import asyncio
 import json
+from urllib.parse import parse_qs
 
 
 async def application(scope, receive, send) -> None:
@@ -28,5 +30,8 @@ async def websocket(scope, receive, send) -> None:
         "headers": {name.decode(): value.decode() for name, value in scope["headers"]},
     }
     await send({"type": "websocket.send", "text": json.dumps(seen)})
+    query = parse_qs(seen["query_string"])
+    size, count = int(query.get("size", ["0"])[0]), int(query.get("count", ["1"])[0])
     while (await receive())["type"] != "websocket.disconnect":
-        pass
+        for _ in range(count if size else 0):
+            await send({"type": "websocket.send", "text": "x" * size})

@@ -185,3 +185,25 @@ async def test_websocket_clients_and_http_requests_share_the_port(serve):
         assert json.loads(await ws.recv())["path"] == "/ocpp/CP-2"
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"http://127.0.0.1:{server.port}/")).text == "uvloop.Loop"
+
+
+async def test_more_than_the_socket_takes_at_once_arrives_whole_and_in_order(serve):
+    server = serve("levity_site.server")
+    size, count = 1_000_000, 16  # several times what a loopback socket buffers
+    url = f"ws://127.0.0.1:{server.port}/?size={size}&count={count}"
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.recv()  # the scope
+        for _ in range(2):
+            await ws.send("again")
+            for _ in range(count):
+                assert await asyncio.wait_for(ws.recv(), 30) == "x" * size
+
+
+async def test_daphnes_websocket_options_apply_to_each_connection(serve):
+    """daphne limits an incoming message to 1 MiB (autobahn alone has no limit)."""
+    server = serve("levity_site.server")
+    async with websockets.connect(f"ws://127.0.0.1:{server.port}/", max_size=None) as ws:
+        await ws.recv()
+        await ws.send("x" * (2 * 1024 * 1024))
+        with pytest.raises(websockets.ConnectionClosed):  # dropped, not waiting for more
+            await asyncio.wait_for(ws.recv(), 10)
