@@ -1,0 +1,120 @@
+"""The instructions a server executes per charge point in a reconnect storm, counted by callgrind.
+
+    python -m bench.instructions                      # Levity, a storm of 200
+    python -m bench.instructions --charge-points 50 --server bare_channels
+
+A storm's time on this shared machine drifts by 15-25% from one run to the next;
+the instructions the server executes for it do not (two runs of the same code
+differ by about 0.1%). So this is the measure to compare two versions of the hot
+path by, one change at a time; a full ``bench.run`` then confirms the time.
+
+The server runs under valgrind's callgrind, counting only while the storm runs
+(connect, BootNotification, StatusNotification; not start-up, not the closes).
+Every thread of the server is counted: the database thread's work too. The
+kernel's work (system calls, about a tenth of a storm's time) is not. Under
+valgrind the server runs some 50 times slower, so the storm is smaller than
+bench.run's 1,000 (whose clients would time out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench import dbcheck  # noqa: E402
+from bench.driver import Group  # noqa: E402
+from bench.processes import ServerProcess  # noqa: E402
+from bench.servers import PROJECT_DIR, free_port, levity_env  # noqa: E402
+
+APPLICATIONS = {
+    "levity": "levity_site.asgi:application",
+    "bare_channels": "bench.bare_channels:application",
+}
+
+
+def count(charge_points: int, server: str, work_dir: Path) -> dict:
+    """Run one storm against a server under callgrind; its instruction counts."""
+    database = work_dir / "levity.db"
+    dbcheck.setup_django(database)
+    dbcheck.migrate()
+    cp_ids = [f"counted-{i}" for i in range(charge_points)]
+    dbcheck.register_charge_points(cp_ids)
+    port = free_port()
+    out = work_dir / "callgrind.out"
+    argv = [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+        sys.executable, "-m", "levity_site.server",
+        # A handshake waits its turn much longer than daphne's 5 s under valgrind.
+        "--websocket_connect_timeout", "600",
+        "-e", f"tcp:port={port}:interface=127.0.0.1", APPLICATIONS[server],
+    ]  # fmt: skip
+    process = ServerProcess(
+        server, argv, port, work_dir / "server.log",
+        env=levity_env(database), cwd=PROJECT_DIR, stop_timeout=120,  # callgrind writes its counts at exit
+    )  # fmt: skip
+    process.start(timeout=300)
+    try:
+        group = Group.start(
+            urls=[f"ws://127.0.0.1:{port}/ocpp/"], scenario="storm", cp_ids=cp_ids, procs=1, cpu=None, timeout=300
+        )
+        _callgrind_control("--instr=on", process)
+        group.go(lead=0.5)
+        results = [worker.expect("result", 600) for worker in group.workers]
+        _callgrind_control("--instr=off", process)
+        for worker in group.workers:
+            worker.send("release")
+    finally:
+        process.stop()
+    answered = sum(len(r["storm"]) for r in results)
+    instructions = _total_instructions(out)
+    return {
+        "server": server,
+        "charge_points": charge_points,
+        "answered": answered,
+        "errors": [r["errors"] for r in results if r["errors"]],
+        "instructions": instructions,
+        "instructions_per_charge_point": instructions // charge_points,
+    }
+
+
+def _callgrind_control(switch: str, process: ServerProcess) -> None:
+    subprocess.run(["callgrind_control", switch, str(process.process.pid)], check=True, capture_output=True)
+
+
+def _total_instructions(out: Path) -> int:
+    """The instructions counted, from the totals callgrind writes at exit (one file, all threads)."""
+    totals = [int(line.split()[1]) for line in out.read_text().splitlines() if line.startswith("totals:")]
+    if not totals:
+        raise RuntimeError(f"no instruction total in {out}")
+    return sum(totals)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--charge-points", type=int, default=200)
+    parser.add_argument("--server", choices=sorted(APPLICATIONS), default="levity")
+    args = parser.parse_args()
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        sys.exit("bench.instructions needs valgrind (Debian: apt-get install valgrind)")
+    with tempfile.TemporaryDirectory(prefix="levity-instructions-") as work_dir:
+        row = count(args.charge_points, args.server, Path(work_dir))
+    print(json.dumps(row))
+    print(
+        f"{row['server']}: {row['answered']}/{row['charge_points']} answered, "
+        f"{row['instructions_per_charge_point']:,} instructions per charge point",
+        file=sys.stderr,
+    )
+    if row["answered"] != row["charge_points"]:
+        sys.exit(f"only {row['answered']} of {row['charge_points']} charge points were answered")
+
+
+if __name__ == "__main__":
+    main()
