@@ -18,9 +18,8 @@ from functools import partial
 from typing import Any, Generic, TypeVar
 
 from channels.db import database_sync_to_async
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, router, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db import models
 from django.db.models import Field, Model
 from django.utils import timezone
 
@@ -249,12 +248,13 @@ def insert_rows(model: type[Model], rows: Iterable[dict[str, Any]]) -> None:
     connection = connections[router.db_for_write(model)]
     fields, sql = insert_statement(model, connection)
     now = timezone.now()
-    columns = []
+    columns = []  # (attname taken from a row, or None; what a row without it gets; preparer)
     for field in fields:
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
             if not isinstance(field, models.DateTimeField):
                 raise TypeError(f"insert_rows() sets only a DateTimeField as auto_now, not {field}")
-            columns.append((None, partial(_always, now), value_preparer(field, connection)))
+            # As pre_save() on an insert: the time, whatever the row says.
+            columns.append((None, lambda: now, value_preparer(field, connection)))
         else:
             columns.append((field.attname, field.get_default, value_preparer(field, connection)))
     params = [
@@ -267,10 +267,6 @@ def insert_rows(model: type[Model], rows: Iterable[dict[str, Any]]) -> None:
     if params:
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
-
-
-def _always(value: Any) -> Any:
-    return value
 
 
 def update_rows(model: type[Model], field_names: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

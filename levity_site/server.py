@@ -51,11 +51,9 @@ from daphne import ws_protocol
 from daphne.http_protocol import HTTPFactory
 from daphne.utils import HEADER_NAME_RE, INVALID_HEADER_VALUE_BYTES
 from twisted.internet import asyncioreactor, defer, protocol, tcp
-from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 
 logger = logging.getLogger("daphne.server")
-log = Logger()
 
 
 class AccessLog(AccessLogGenerator):
@@ -212,9 +210,9 @@ class Connection(tcp.Server):
             return
         try:
             lost = self.doWrite()
-        except Exception as exc:  # as the reactor treats a failed doWrite()
+        except Exception as exc:  # as the reactor treats a failed doWrite(), but logged
             lost = exc
-            log.failure("doWrite failed")
+            logger.exception("Sending to %s failed", self.getPeer())
         if lost:
             self.reactor._disconnectSelectable(self, lost, False)
         elif self.dataBuffer or self._tempDataBuffer:
