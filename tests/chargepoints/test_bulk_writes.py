@@ -12,11 +12,10 @@ import contextlib
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from chargepoints import services
 from django.db import connection
 from django.utils.functional import lazystr
 
+from chargepoints import services
 from chargepoints.batching import BulkWrite, _run_each, insert_rows, value_preparer
 from chargepoints.models import ChargePoint, Connector, RegistrationStatus, StatusNotification
 
