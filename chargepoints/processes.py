@@ -13,7 +13,7 @@ next one to start, one of several by the others.
 A process that was only frozen for that long (a suspended VM) finds its row gone
 when it wakes, writes it again and marks its own charge points online again. A
 process that exits cleanly (SIGTERM) removes its row as it goes, and marks offline any
-of its charge points whose session did not end in time (levity_site.server).
+of its charge points whose session did not end in time (``stop``, run at exit).
 """
 
 from __future__ import annotations

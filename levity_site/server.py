@@ -1,10 +1,9 @@
 """``python -m levity_site.server [daphne's options] levity_site.asgi:application``
 
 Daphne, as Levity runs it: every option and default is daphne's, with the changes
-below. Each was measured on bench/'s reconnect storm of 1,000 charge points: the
-storm's time for uvloop, the server's instruction count per charge point (under
-callgrind, which counts the same for the same work on this noisy machine) for
-the four after it.
+below. Each was measured on bench/'s reconnect storm: the storm's time for uvloop;
+for the four after it, the server's instructions per charge point (bench.instructions,
+single runs; the count varies by up to about 2% between runs of the same code).
 
 - **uvloop.** Daphne runs Twisted on the asyncio event loop that it creates as it
   is imported; this sets uvloop's event loop policy first, so every connection's
@@ -232,28 +231,14 @@ class WebSocketProtocol(ws_protocol.WebSocketProtocol):
 
     def _connectionMade(self) -> None:
         own = vars(self)
-        for name, value in self.factory.protocol_options().items():
-            own.setdefault(name, value)  # an option set on the connection itself stays
+        for name in self.OPTIONS:
+            if name not in own:  # an option set on the connection itself stays
+                own[name] = getattr(self.factory, name)
         super()._connectionMade()
 
 
 class WebSocketFactory(ws_protocol.WebSocketFactory):
     protocol = WebSocketProtocol
-    _options: dict | None = None
-
-    def protocol_options(self) -> dict:
-        """The options each connection starts with (as autobahn copies them)."""
-        if self._options is None:
-            self._options = {name: getattr(self, name) for name in WebSocketProtocol.OPTIONS}
-        return self._options
-
-    def setProtocolOptions(self, **options) -> None:
-        super().setProtocolOptions(**options)
-        self._options = None
-
-    def resetProtocolOptions(self) -> None:
-        super().resetProtocolOptions()
-        self._options = None
 
 
 class LevityHTTPFactory(HTTPFactory):
