@@ -4,9 +4,11 @@
     python -m bench.instructions --charge-points 50 --server bare_channels
 
 A storm's time on this shared machine drifts by 15-25% from one run to the next;
-the instructions the server executes for it do not (two runs of the same code
-differ by about 0.1%). So this is the measure to compare two versions of the hot
-path by, one change at a time; a full ``bench.run`` then confirms the time.
+the instructions the server executes for it hardly do: runs of the same code
+differ by up to about 2% (timing still decides how many messages share a database
+batch; the server's hash seed is fixed so that its dicts and sets do not add to
+that). So this is the measure to compare two versions of the hot path by, one
+change at a time; a full ``bench.run`` then confirms the time.
 
 The server runs under valgrind's callgrind, counting only while the storm runs
 (connect, BootNotification, StatusNotification; not start-up, not the closes).
@@ -58,7 +60,8 @@ def count(charge_points: int, server: str, work_dir: Path) -> dict:
     ]  # fmt: skip
     process = ServerProcess(
         server, argv, port, work_dir / "server.log",
-        env=levity_env(database), cwd=PROJECT_DIR, stop_timeout=120,  # callgrind writes its counts at exit
+        env={**levity_env(database), "PYTHONHASHSEED": "0"},
+        cwd=PROJECT_DIR, stop_timeout=120,  # callgrind writes its counts at exit
     )  # fmt: skip
     process.start(timeout=300)
     try:
