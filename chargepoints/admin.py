@@ -25,8 +25,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.text import Truncator
 
-from . import commands
-from .consumers import CHARGE_POINT_ID
+from .session import commands
+from .session.consumer import CHARGE_POINT_ID
 from .forms import OPERATIONS
 from .models import (
     ApiToken,
@@ -571,7 +571,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 @admin.register(ServerProcess)
 class ServerProcessAdmin(admin.ModelAdmin):
-    """The running server processes (chargepoints.processes): viewable, kept by the processes."""
+    """The running server processes (chargepoints.session.processes): viewable, kept by the processes."""
 
     list_display = ["__str__", "started_at", "alive_at", "charge_points"]
     fields = ["id", "hostname", "pid", "started_at", "alive_at"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .commands import TRIGGERABLE_MESSAGES
+from .session.commands import TRIGGERABLE_MESSAGES
 
 
 class CommandForm(forms.Form):

@@ -66,7 +66,7 @@ class ChargePoint(models.Model):
 
 
 class ServerProcess(models.Model):
-    """A running server process, alive while it refreshes ``alive_at`` (chargepoints.processes)."""
+    """A running server process, alive while it refreshes ``alive_at`` (chargepoints.session.processes)."""
 
     id = models.UUIDField(primary_key=True)
     hostname = models.CharField(max_length=255)

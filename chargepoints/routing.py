@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from .consumers import OCPPConsumer
+from .session.consumer import OCPPConsumer
 
 websocket_urlpatterns = [
     # Any path under ocpp/ reaches the consumer, which validates the id, so that a

@@ -4,19 +4,19 @@ Each function is synchronous and runs in the database thread. The messages that
 every charge point sends at once after a restart -- connect, BootNotification,
 StatusNotification -- and its disconnect are written in bulk: the work of many
 sessions in a few queries, with a result (or an exception) per message
-(chargepoints.batching.BulkWrite).
+(chargepoints.session.writer.BulkWrite).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
 
-from . import processes
-from .batching import insert_rows, update_rows
+from .db import insert_rows, update_rows
 from .models import (
     ChargePoint,
     Connector,
@@ -54,6 +54,8 @@ class Connection:
     remote_address: str
     now: datetime
     auto_register: bool
+    #: The ServerProcess holding the socket (None outside a server process).
+    server_process: uuid.UUID | None = None
 
 
 #: What a connect writes on the charge point's row.
@@ -68,14 +70,13 @@ def register_connections(connections: list[Connection]) -> list[int | None]:
             charge_point_id__in={c.charge_point_id for c in connections}
         ).values_list("charge_point_id", "pk")
     )
-    server_process = processes.current()
     updates: dict[int, tuple] = {}
     created: dict[str, ChargePoint] = {}
     for connection in connections:
         remote_address = connection.remote_address[:64]
         pk = known.get(connection.charge_point_id)
         if pk is not None:
-            updates[pk] = (pk, True, connection.now, connection.now, remote_address, server_process)
+            updates[pk] = (pk, True, connection.now, connection.now, remote_address, connection.server_process)
         elif connection.auto_register:
             created[connection.charge_point_id] = ChargePoint(
                 charge_point_id=connection.charge_point_id,
@@ -83,7 +84,7 @@ def register_connections(connections: list[Connection]) -> list[int | None]:
                 connected_at=connection.now,
                 last_seen_at=connection.now,
                 remote_address=remote_address,
-                server_process=server_process,
+                server_process=connection.server_process,
             )
     update_rows(ChargePoint, CONNECT_FIELDS, updates.values())
     if created:

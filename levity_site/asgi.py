@@ -42,10 +42,10 @@ from plugins.signals import server_started  # noqa: E402
 get_resolver().url_patterns
 get_channel_layer()
 
-from chargepoints import processes  # noqa: E402
-from chargepoints.handlers import LevityChargePoint  # noqa: E402
-from chargepoints.protocol import compile_validators  # noqa: E402
-from chargepoints.transport import defer_autobahn_debug_formatting  # noqa: E402
+from chargepoints.session import processes  # noqa: E402
+from chargepoints.ocpp16.session import LevityChargePoint  # noqa: E402
+from chargepoints.ocpp16.protocol import compile_validators  # noqa: E402
+from chargepoints.session.transport import defer_autobahn_debug_formatting  # noqa: E402
 from levity_site.connections import close_connections_after_requests  # noqa: E402
 from levity_site.sqlite import start_checkpointer  # noqa: E402
 

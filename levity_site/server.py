@@ -32,7 +32,7 @@ single runs; the count varies by up to about 2% between runs of the same code).
   -- the HTTP request a WebSocket was upgraded from, kept for up to a second --
   so after any recent connect it cancelled nothing (a KeyError in its log).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
-  connect and disconnect itself (chargepoints.consumers), with its identity and
+  connect and disconnect itself (chargepoints.session.consumer), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
   ``WSCONNECTING``/``WSCONNECT``/``WSDISCONNECT`` lines said the same again, three
   unbuffered writes per charge point. HTTP requests and refused WebSocket

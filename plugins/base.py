@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chargepoints.handlers import LevityChargePoint
+    from chargepoints.ocpp16.session import LevityChargePoint
 
 logger = logging.getLogger("levity.plugins")
 

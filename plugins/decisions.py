@@ -23,7 +23,7 @@ from typing import Any
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call_result
 
-from chargepoints import protocol
+from chargepoints.ocpp16 import protocol
 
 from .base import PluginHook
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.dispatch import Signal
 from ocpp.exceptions import OCPPError
 
-from chargepoints import protocol
+from chargepoints.ocpp16 import protocol
 
 from .base import ChargePointPlugin, PluginContext, PluginHook, current_plugin
 from .signals import (
@@ -28,7 +28,7 @@ from .signals import (
 )
 
 if TYPE_CHECKING:
-    from chargepoints.handlers import LevityChargePoint
+    from chargepoints.ocpp16.session import LevityChargePoint
 
 logger = logging.getLogger("levity.plugins")
 

@@ -127,7 +127,7 @@ class FakeConnection:
         if isinstance(answer, _CallError):
             frame = [4, unique_id, answer.code, answer.description, {}]
         else:
-            from chargepoints import protocol
+            from chargepoints.ocpp16 import protocol
 
             frame = [3, unique_id, protocol.to_payload(answer) if answer is not None else {}]
         await self.charge_point.receive_frame(json.dumps(frame))
@@ -174,7 +174,7 @@ async def create_test_charge_point(
     Django's. The plugins' ``initialize()`` has run when this returns; end the
     session with ``await cp.shutdown()`` to run their ``cleanup()``.
     """
-    from chargepoints.handlers import LevityChargePoint
+    from chargepoints.ocpp16.session import LevityChargePoint
 
     connection = connection if connection is not None else FakeConnection()
     charge_point = LevityChargePoint(charge_point_id, connection, plugins=plugins, **kwargs)

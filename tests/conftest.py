@@ -142,7 +142,7 @@ class ThirdWayServer:
         self.ended: dict[str, asyncio.Event] = {}
 
     async def handler(self, connection) -> None:
-        from chargepoints.handlers import LevityChargePoint
+        from chargepoints.ocpp16.session import LevityChargePoint
 
         charge_point_id = connection.request.path.rsplit("/", 1)[-1]
         ended = self.ended.setdefault(charge_point_id, asyncio.Event())

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from ocpp.v16 import call, call_result
 
-from chargepoints import protocol
-from chargepoints.handlers import ChargePointDisconnected, LevityChargePoint
+from chargepoints.ocpp16 import protocol
+from chargepoints.ocpp16.session import ChargePointDisconnected, LevityChargePoint
 from chargepoints.models import ChargePoint, StatusNotification
 from plugins import AutoRemoteStartPlugin, OrphanedTransactionPlugin, signals
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook

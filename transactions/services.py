@@ -17,8 +17,8 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from chargepoints.batching import insert_statement, instance_rows, update_rows
-from chargepoints.protocol import format_timestamp, parse_timestamp
+from chargepoints.db import insert_statement, instance_rows, update_rows
+from chargepoints.ocpp16.protocol import format_timestamp, parse_timestamp
 
 from .models import AuthorizationStatus, IdTag, MeterValue, Transaction
 
@@ -180,7 +180,7 @@ def start_transactions(starts: list[TransactionStart]) -> list[StartResult]:
     """Many StartTransactions at once: the tags looked up together, one INSERT.
 
     A retried StartTransaction collides with its unique constraint and fails the
-    bulk INSERT; the batch is then redone one by one (chargepoints.batching.BulkWrite),
+    bulk INSERT; the batch is then redone one by one (chargepoints.session.writer.BulkWrite),
     where start_transaction() finds the first one's row.
     """
     looked_up = iter(
@@ -389,7 +389,7 @@ def _normalize(value: str, unit: str, fmt: str) -> tuple[float | None, str]:
     return float(number * factor), normalized_unit
 
 
-# --- MeterValues from many sessions at once (chargepoints.batching.BulkWrite) ------
+# --- MeterValues from many sessions at once (chargepoints.session.writer.BulkWrite) ------
 
 
 @dataclass(frozen=True)

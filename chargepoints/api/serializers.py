@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..commands import ACTIONS
+from ..session.commands import ACTIONS
 from ..models import ChargePoint, ChargePointCommand, ConfigurationKey, Connector
 from ..services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
 from .base import ChargePointRowSerializer

@@ -15,7 +15,7 @@ from rest_framework.filters import SearchFilter
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from .. import commands
+from ..session import commands
 from ..models import ApiToken, ChargePoint, ChargePointCommand, CommandStatus, Connector
 from .base import ChargePointRowViewSet
 from .filters import ChargePointFilter, CommandFilter, ConnectorFilter

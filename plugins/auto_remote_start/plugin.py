@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from ocpp.v16 import call
 
-from chargepoints.handlers import ChargePointDisconnected
+from chargepoints.ocpp16.session import ChargePointDisconnected
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook
 
 if TYPE_CHECKING:
-    from chargepoints.handlers import LevityChargePoint
+    from chargepoints.ocpp16.session import LevityChargePoint
 
 PREPARING = "Preparing"
 

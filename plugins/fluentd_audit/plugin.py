@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from chargepoints import protocol
+from chargepoints.ocpp16 import protocol
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook
 
 from .senders import AuditSender, get_sender
 
 if TYPE_CHECKING:
-    from chargepoints.handlers import LevityChargePoint
+    from chargepoints.ocpp16.session import LevityChargePoint
 
 
 class _FluentdPlugin(ChargePointPlugin):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import OCPPError
 
-from chargepoints import protocol
+from chargepoints.ocpp16 import protocol
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook
 
 if TYPE_CHECKING:

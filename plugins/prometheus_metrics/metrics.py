@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from chargepoints.protocol import OCPP16_ACTIONS
+from chargepoints.ocpp16.protocol import OCPP16_ACTIONS
 
 #: CALLs a charge point may send to the Central System.
 CP_ACTIONS = (

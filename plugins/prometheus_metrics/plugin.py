@@ -9,7 +9,7 @@ from plugins.base import ChargePointPlugin, PluginContext, PluginHook
 from . import metrics
 
 if TYPE_CHECKING:
-    from chargepoints.handlers import LevityChargePoint
+    from chargepoints.ocpp16.session import LevityChargePoint
 
 
 class PrometheusMetricsPlugin(ChargePointPlugin):

@@ -10,7 +10,7 @@ import aiohttp
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook
 
 if TYPE_CHECKING:
-    from chargepoints.handlers import LevityChargePoint
+    from chargepoints.ocpp16.session import LevityChargePoint
 
 
 class TransactionNotificationPlugin(ChargePointPlugin):

@@ -16,7 +16,8 @@ from django.db import connection
 from django.utils.functional import lazystr
 
 from chargepoints import services
-from chargepoints.batching import BulkWrite, _run_each, insert_rows, value_preparer
+from chargepoints.db import insert_rows, value_preparer
+from chargepoints.session.writer import BulkWrite, _run_each
 from chargepoints.models import ChargePoint, Connector, RegistrationStatus, StatusNotification
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from ocpp.exceptions import GenericError
 
-from chargepoints import protocol
+from chargepoints.ocpp16 import protocol
 from chargepoints.models import ChargePoint, ChargePointCommand, ConfigurationKey
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -323,7 +323,7 @@ async def test_body_that_is_not_json_is_400(api, connect, cp_id):
 def test_default_set_up_joins_no_channel_layer_per_connection():
     from channels.layers import get_channel_layer
 
-    from chargepoints.consumers import OCPPConsumer
+    from chargepoints.session.consumer import OCPPConsumer
 
     assert OCPPConsumer().channel_layer_alias is None
     assert get_channel_layer(OCPPConsumer().channel_layer_alias) is None

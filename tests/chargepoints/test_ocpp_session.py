@@ -342,7 +342,7 @@ async def test_firmware_status_outside_the_enumeration_is_refused(raw_ws, cp_id)
 
 
 def test_a_subclass_override_of_a_handler_is_the_one_routed():
-    from chargepoints.handlers import LevityChargePoint, handlers
+    from chargepoints.ocpp16.session import LevityChargePoint, handlers
 
     class Quiet(LevityChargePoint):
         async def on_heartbeat(self, **kwargs):  # not decorated again
@@ -356,7 +356,7 @@ def test_a_subclass_override_of_a_handler_is_the_one_routed():
 def test_the_ocpp_route_map_is_still_there_for_code_that_reads_it():
     from ocpp.v16.enums import Action
 
-    from chargepoints.handlers import LevityChargePoint
+    from chargepoints.ocpp16.session import LevityChargePoint
 
     charge_point = LevityChargePoint("CP-ROUTES", connection=None)
     handler = charge_point.route_map[Action.heartbeat]["_on_action"]
@@ -368,7 +368,7 @@ def test_a_session_has_every_attribute_ocpps_charge_point_sets():
     """LevityChargePoint sets them itself (not ocpp's __init__, for its route map)."""
     from ocpp.v16 import ChargePoint as OCPP16ChargePoint
 
-    from chargepoints.handlers import LevityChargePoint
+    from chargepoints.ocpp16.session import LevityChargePoint
 
     ours = LevityChargePoint("CP-ATTRS", connection=None)
     theirs = OCPP16ChargePoint("CP-ATTRS", connection=None)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from chargepoints import processes, sessions
+from chargepoints.session import processes, registry
 from chargepoints.models import ChargePoint, ServerProcess
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -67,7 +67,7 @@ def test_a_process_taken_for_dead_registers_again_and_reclaims_its_charge_points
     frozen = server_process(alive_seconds_ago=100)
     charge_point = online_charge_point(frozen)
     processes.sweep(30, now=NOW)
-    monkeypatch.setattr(sessions, "connected_pks", lambda: [charge_point.pk])
+    monkeypatch.setattr(registry, "connected_pks", lambda: [charge_point.pk])
 
     processes.refresh(frozen.id, now=NOW)
 
@@ -79,7 +79,7 @@ def test_a_process_taken_for_dead_registers_again_and_reclaims_its_charge_points
 @pytest.mark.django_db
 def test_refresh_of_a_live_process_moves_its_sign_of_life_only(monkeypatch):
     alive = server_process(alive_seconds_ago=10)
-    monkeypatch.setattr(sessions, "connected_pks", lambda: pytest.fail("nothing to reclaim"))
+    monkeypatch.setattr(registry, "connected_pks", lambda: pytest.fail("nothing to reclaim"))
 
     processes.refresh(alive.id, now=NOW)
 

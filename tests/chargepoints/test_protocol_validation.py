@@ -5,7 +5,7 @@ from __future__ import annotations
 import fastjsonschema
 import pytest
 
-from chargepoints import protocol
+from chargepoints.ocpp16 import protocol
 
 UNITS = ["Wh", "kWh", "varh", "W", "A", "V", "Celsius", "Percent"]
 SCHEMA = {
@@ -61,7 +61,7 @@ def test_validators_compiled_at_start_up_are_the_ones_messages_use():
 
 
 def test_the_actions_compiled_at_start_up_are_those_a_charge_point_sends():
-    from chargepoints.handlers import LevityChargePoint
+    from chargepoints.ocpp16.session import LevityChargePoint
 
     assert LevityChargePoint.answered_actions() == {
         "Authorize",

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from chargepoints import commands, sessions
+from chargepoints.session import commands, registry
 from chargepoints.models import ChargePoint, CommandStatus
 from tests.ocpp_client import OCPPClient
 
@@ -33,11 +33,11 @@ async def test_command_reaches_a_charge_point_served_on_a_websockets_connection(
 async def test_websockets_session_is_forgotten_and_offline_after_disconnect(third_way, cp_id):
     client = await OCPPClient.open(third_way.url(cp_id))
     await client.boot()
-    assert sessions.get(cp_id) is not None
+    assert registry.get(cp_id) is not None
     await client.close()
     await asyncio.wait_for(third_way.ended[cp_id].wait(), 5)
 
-    assert sessions.get(cp_id) is None
+    assert registry.get(cp_id) is None
     row = await ChargePoint.objects.aget(charge_point_id=cp_id)
     assert not row.is_connected and row.disconnected_at is not None
     command = await commands.send_command(cp_id, "Reset", {"type": "Soft"}, timeout=5)

@@ -16,7 +16,7 @@ import pytest
 import websockets
 from ocpp.v16 import call
 
-from chargepoints.handlers import LevityChargePoint
+from chargepoints.ocpp16.session import LevityChargePoint
 from chargepoints.models import (
     ChargePoint,
     Connector,

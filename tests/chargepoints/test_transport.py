@@ -14,7 +14,7 @@ import pytest
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 
-from chargepoints.transport import (
+from chargepoints.session.transport import (
     DeferredText,
     LeanWebsocketConsumer,
     defer_autobahn_debug_formatting,

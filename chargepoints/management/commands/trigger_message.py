@@ -1,4 +1,4 @@
-from chargepoints.commands import TRIGGERABLE_MESSAGES
+from chargepoints.session.commands import TRIGGERABLE_MESSAGES
 from chargepoints.management.remote import RemoteCommand
 
 

@@ -31,9 +31,10 @@ from django.db import transaction
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.v16 import call
 
-from . import protocol, sessions
-from .handlers import ChargePointDisconnected, LevityChargePoint
-from .models import ChargePoint, ChargePointCommand, CommandStatus, ConfigurationKey
+from ..ocpp16 import protocol
+from . import registry
+from ..ocpp16.session import ChargePointDisconnected, LevityChargePoint
+from ..models import ChargePoint, ChargePointCommand, CommandStatus, ConfigurationKey
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ _delivering: set[asyncio.Task] = set()
 async def _deliver(command: ChargePointCommand, payload: dict) -> ChargePointCommand:
     charge_point_id = command.charge_point.charge_point_id
     action, timeout, message_id = command.action, command.timeout, command.message_id
-    session = sessions.get(charge_point_id)
+    session = registry.get(charge_point_id)
     if session is not None:
         outcome = await call_session(session, action, payload, timeout, message_id)
     elif cross_process():

@@ -45,9 +45,11 @@ from plugins.signals import HOOK_SIGNALS, message_handled
 from transactions import services as tx_services
 from transactions.repositories import MeterValueRepository, TransactionRepository
 
-from . import protocol, services, sessions
-from .batching import BulkWrite, run_batched
-from .repositories import ChargePointRepository, ConnectorRepository
+from .. import services
+from ..repositories import ChargePointRepository, ConnectorRepository
+from ..session import processes, registry
+from ..session.writer import BulkWrite, run_batched
+from . import protocol
 
 logger = logging.getLogger(__name__)
 
@@ -166,15 +168,15 @@ class LevityChargePoint(OCPP16ChargePoint):
     async def start(self) -> None:
         """Serve a ``websockets``-style connection (the spec's third way).
 
-        Registered in chargepoints.sessions as the consumer's sessions are, so that
+        Registered in chargepoints.session.registry as the consumer's sessions are, so that
         commands (admin, API, manage.py) reach it and its last-seen times are written;
         with REDIS_URL, in its charge point's channel-layer group too, so that commands
         sent through other server processes reach it.
         """
-        from . import commands, groups  # both import this module
+        from ..session import commands, groups  # both import this module
 
         await self.ensure_registered()
-        await sessions.open_session(self)
+        await registry.open_session(self)
         group = None
         if commands.cross_process():
             group = await groups.CommandGroup.listen(self, get_channel_layer())
@@ -186,7 +188,7 @@ class LevityChargePoint(OCPP16ChargePoint):
             if group is not None:
                 await group.leave()
             await self.shutdown(getattr(self._connection, "close_code", None))
-            await sessions.close_session(self)
+            await registry.close_session(self)
             await dispatch.send_disconnected(self)
 
     def begin(self) -> asyncio.Task:
@@ -353,7 +355,13 @@ class LevityChargePoint(OCPP16ChargePoint):
         """Find or register the charge point row (for sessions not made by the consumer)."""
         if self.charge_point_pk is None:
             self.charge_point_pk = await connections_writer.submit(
-                services.Connection(self.id, self.remote_address, _now(), auto_register=True)
+                services.Connection(
+                    self.id,
+                    self.remote_address,
+                    _now(),
+                    auto_register=True,
+                    server_process=processes.current(),
+                )
             )
 
     async def initialize_plugins(self) -> None:

@@ -13,9 +13,10 @@ from django.conf import settings
 from plugins import loading
 from plugins.signals import charge_point_disconnected
 
-from . import commands, services, sessions
+from .. import services
+from . import commands, processes, registry
 from .groups import CommandGroup
-from .handlers import LevityChargePoint, connections_writer
+from ..ocpp16.session import LevityChargePoint, connections_writer
 from .transport import LeanWebsocketConsumer
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
                 remote_address,
                 datetime.now(timezone.utc),
                 auto_register=settings.LEVITY_AUTO_REGISTER,
+                server_process=processes.current(),
             )
         )
         if charge_point_pk is None:
@@ -103,7 +105,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
             remote_address=remote_address,
             charge_point_pk=charge_point_pk,
         )
-        await sessions.open_session(self.charge_point)
+        await registry.open_session(self.charge_point)
         logger.info("%s connected from %s", charge_point_id, remote_address)
         if self.channel_layer is not None:
             self.command_group = await CommandGroup.join(
@@ -125,7 +127,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
         if self.command_group is not None:
             await self.command_group.leave()
         await session.shutdown(code)
-        await sessions.close_session(session)
+        await registry.close_session(session)
         logger.info(
             "%s disconnected (code %s) after %.0fs", session.id, code, time.time() - session.connected_at
         )

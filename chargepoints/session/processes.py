@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, transaction
 
-from .models import ChargePoint, ServerProcess
+from ..models import ChargePoint, ServerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _register(process_id: uuid.UUID, now: datetime) -> None:
 
 def refresh(process_id: uuid.UUID, now: datetime | None = None) -> None:
     """Mark the process alive; if others took it for dead meanwhile, reclaim its charge points."""
-    from . import sessions  # sessions -> services -> processes
+    from . import registry  # registry -> services -> processes
 
     now = now or _now()
     if ServerProcess.objects.filter(pk=process_id).update(alive_at=now):
@@ -110,7 +110,7 @@ def refresh(process_id: uuid.UUID, now: datetime | None = None) -> None:
     logger.warning("This server process was taken for dead (it was silent too long): registering it again")
     with transaction.atomic():
         _register(process_id, now)
-        ChargePoint.objects.filter(pk__in=sessions.connected_pks()).update(
+        ChargePoint.objects.filter(pk__in=registry.connected_pks()).update(
             is_connected=True, server_process=process_id
         )
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import services
-from .batching import BulkWrite
+from .. import services
+from .writer import BulkWrite
 
 if TYPE_CHECKING:
-    from .handlers import LevityChargePoint
+    from ..ocpp16.session import LevityChargePoint
 
 logger = logging.getLogger(__name__)
 

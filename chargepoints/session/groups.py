@@ -14,11 +14,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from . import commands, sessions
-from .sessions import CLOSE_REPLACED
+from . import commands, registry
+from .registry import CLOSE_REPLACED
 
 if TYPE_CHECKING:
-    from .handlers import LevityChargePoint
+    from ..ocpp16.session import LevityChargePoint
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class CommandGroup:
 
     async def handle(self, event: dict) -> None:
         """An event of the group: a routed command, or the charge point's newer session."""
-        if sessions.get(self.session.id) is not self.session:
+        if registry.get(self.session.id) is not self.session:
             return
         if event["type"] == "ocpp.command":
             # A task: the receive path must stay free to deliver the charge point's answer.
@@ -79,7 +79,7 @@ class CommandGroup:
             task.add_done_callback(self._commands.discard)
         elif event["type"] == "session.replaced" and event["channel"] != self.channel_name:
             logger.info("%s reconnected to another server process; closing this session", self.session.id)
-            sessions.unregister(self.session)  # so that the disconnect leaves the new session's row alone
+            registry.unregister(self.session)  # so that the disconnect leaves the new session's row alone
             await self.session.close(CLOSE_REPLACED)
 
     async def _refresh_forever(self) -> None:
