@@ -157,6 +157,19 @@ DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'levity.db'}")
 #: How long the OCPP sessions' database thread keeps its connection; an HTTP
 #: request's connections are closed when it ends (levity_site.connections).
 DATABASE_CONN_MAX_AGE = envint("DATABASE_CONN_MAX_AGE", 600, minimum=0)
+#: PostgreSQL: each process keeps a psycopg connection pool of this many connections
+#: (the sessions' database thread and the HTTP requests' threads take one each while
+#: they work, and put it back); a thread waits up to DATABASE_POOL_TIMEOUT seconds
+#: for one. DATABASE_POOL_MAX_SIZE=0 turns the pool off (DATABASE_CONN_MAX_AGE then
+#: applies, e.g. behind PgBouncer).
+DATABASE_POOL_MIN_SIZE = envint("DATABASE_POOL_MIN_SIZE", 2, minimum=0)
+DATABASE_POOL_MAX_SIZE = envint("DATABASE_POOL_MAX_SIZE", 10, minimum=0)
+DATABASE_POOL_TIMEOUT = envfloat("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1)
+if DATABASE_POOL_MAX_SIZE and DATABASE_POOL_MIN_SIZE > DATABASE_POOL_MAX_SIZE:
+    raise ImproperlyConfigured(
+        f"DATABASE_POOL_MIN_SIZE={DATABASE_POOL_MIN_SIZE} is more than "
+        f"DATABASE_POOL_MAX_SIZE={DATABASE_POOL_MAX_SIZE}."
+    )
 
 
 def _database(url: str) -> dict:
@@ -181,6 +194,13 @@ def _database(url: str) -> dict:
         raise ImproperlyConfigured(
             f"DATABASE_URL={url!r}: Levity supports sqlite:/// and postgres:// URLs."
         )
+    elif DATABASE_POOL_MAX_SIZE:
+        config["CONN_MAX_AGE"] = 0  # the pool keeps the connections (Django requires 0)
+        config.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": DATABASE_POOL_MIN_SIZE,
+            "max_size": DATABASE_POOL_MAX_SIZE,
+            "timeout": DATABASE_POOL_TIMEOUT,
+        }
     return config
 
 

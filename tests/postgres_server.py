@@ -4,8 +4,8 @@ Loaded as a plugin by tests/conftest.py: the session-scoped ``postgres_server``
 fixture starts one server (initdb + pg_ctl in a temp dir, on a free port, trust
 auth on 127.0.0.1 only) and removes it afterwards. PostgreSQL refuses to run as
 root, so as root (CI) every server command runs as the ``postgres`` user through
-``runuser``. Tests are skipped, saying why, when no PostgreSQL binaries are installed
-(``apt-get install postgresql``).
+``runuser``. ``scripts/test`` installs PostgreSQL (scripts/provision); where it is
+still missing, the tests that need it are skipped, saying why (under CI=true they fail).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.services import unavailable
 
 
 def postgres_bin_dir() -> Path | None:
@@ -87,7 +88,10 @@ class PostgresServer:
 def postgres_server():
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+        unavailable(
+            "PostgreSQL is not installed (enable: sudo apt-get install postgresql, "
+            "or run ./scripts/test as root)"
+        )
     server = PostgresServer(bin_dir).start()
     yield server
     server.stop()

@@ -8,7 +8,6 @@ The full run is not part of CI.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench import run
+from tests.services import program
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SERVERS = {"levity", "ocpp_websockets", "bare_channels"}
@@ -78,8 +78,8 @@ def test_idle_memory_and_storm_are_measured_for_every_server(quick_run):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_two_processes_with_redis_and_a_command_through_the_other_process(quick_run):
+    program("redis-server", "redis-server")
     redis = quick_run["results"]["redis"]
     setups = {(r["setup"], r["scenario"]) for r in redis["throughput"]}
     assert ("2 processes + Redis", "heartbeat") in setups
