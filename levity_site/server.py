@@ -31,6 +31,11 @@ single runs; the count varies by up to about 2% between runs of the same code).
   ``kill_all_applications`` stops at the first connection without an application
   -- the HTTP request a WebSocket was upgraded from, kept for up to a second --
   so after any recent connect it cancelled nothing (a KeyError in its log).
+- **WebSocket keep-alive from Levity's settings.** ``--ping-interval`` and
+  ``--ping-timeout`` default to ``LEVITY_WEBSOCKET_PING_INTERVAL`` and
+  ``LEVITY_WEBSOCKET_PING_TIMEOUT`` (daphne's own 20 s and 30 s otherwise): a charge
+  point that stops answering pings (power cut, lost network) is disconnected and
+  recorded offline within interval + timeout + 2 s (daphne checks every 2 s).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
   connect and disconnect itself (chargepoints.consumers), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
@@ -43,6 +48,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 
 import uvloop
 from daphne.access import AccessLogGenerator
@@ -251,6 +258,21 @@ class LevityHTTPFactory(HTTPFactory):
         return super().buildProtocol(addr)
 
 
+def levity_defaults() -> dict:
+    """Daphne options whose defaults are Levity settings (a malformed one stops start-up)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "levity_site.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        return {
+            "ping_interval": settings.LEVITY_WEBSOCKET_PING_INTERVAL,
+            "ping_timeout": settings.LEVITY_WEBSOCKET_PING_TIMEOUT,
+        }
+    except ImproperlyConfigured as exc:
+        raise SystemExit(f"Levity configuration error: {exc}") from None
+
+
 def main() -> None:
     # Before daphne.server is imported: it creates its event loop at import time.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -263,7 +285,9 @@ def main() -> None:
     daphne.server.HTTPFactory = LevityHTTPFactory
     tcp.Port.transport = Connection
     daphne.server.WebSocketFactory = WebSocketFactory
-    cli.CommandLineInterface.entrypoint()
+    command_line = cli.CommandLineInterface()
+    command_line.parser.set_defaults(**levity_defaults())
+    command_line.run(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -304,6 +304,12 @@ LEVITY_LAST_SEEN_FLUSH_SECONDS = envfloat("LEVITY_LAST_SEEN_FLUSH_SECONDS", 30.0
 # the charge points of a process silent for three times as long (killed, or its
 # machine lost) are marked offline by the others, or by the next one to start.
 LEVITY_PROCESS_ALIVE_SECONDS = envfloat("LEVITY_PROCESS_ALIVE_SECONDS", 30.0, minimum=0)
+# WebSocket keep-alive: a ping after this many idle seconds; no pong within the
+# timeout closes the connection and records the charge point offline.
+LEVITY_WEBSOCKET_PING_INTERVAL = envint("LEVITY_WEBSOCKET_PING_INTERVAL", 20, minimum=1)
+LEVITY_WEBSOCKET_PING_TIMEOUT = envint("LEVITY_WEBSOCKET_PING_TIMEOUT", 10, minimum=1)
+# /readyz answers 503 when the database or the channel layer takes longer than this.
+LEVITY_READY_TIMEOUT = envfloat("LEVITY_READY_TIMEOUT", 3.0, minimum=0.1)
 # Lenient mode accepts payload fields the 1.6 schemas do not define (dropping
 # them) instead of answering FormationViolation.
 LEVITY_OCPP_LENIENT = envbool("LEVITY_OCPP_LENIENT", False)

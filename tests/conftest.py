@@ -44,6 +44,9 @@ def pytest_configure(config) -> None:
             f"LEVITY_TEST_DATABASE={TEST_DATABASE!r}: use sqlite or postgresql"
         )
     config.addinivalue_line("markers", "sqlite: about SQLite itself; runs on SQLite only")
+    config.addinivalue_line(
+        "markers", "once: uses no test database (the benchmark's own servers); runs on SQLite only"
+    )
 
 
 def pytest_report_header(config) -> str:
@@ -51,13 +54,17 @@ def pytest_report_header(config) -> str:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """On PostgreSQL, deselect (not skip) the tests about SQLite itself."""
+    """On PostgreSQL, deselect (not skip) the tests about SQLite and those run once."""
     if TEST_DATABASE == "sqlite":
         return
-    sqlite_only = [item for item in items if item.get_closest_marker("sqlite")]
-    if sqlite_only:
-        config.hook.pytest_deselected(items=sqlite_only)
-        items[:] = [item for item in items if not item.get_closest_marker("sqlite")]
+
+    def sqlite_only(item) -> bool:
+        return bool(item.get_closest_marker("sqlite") or item.get_closest_marker("once"))
+
+    deselected = [item for item in items if sqlite_only(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not sqlite_only(item)]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -18,6 +18,8 @@ import pytest
 from bench import run
 from tests.services import program
 
+pytestmark = pytest.mark.once  # the benchmark's own servers, not the test database
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SERVERS = {"levity", "ocpp_websockets", "bare_channels"}
 SCENARIOS = {"heartbeat", "meter_values", "session"}

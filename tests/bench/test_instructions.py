@@ -11,6 +11,8 @@ import pytest
 
 from tests.services import program
 
+pytestmark = pytest.mark.once  # the benchmark's own servers, not the test database
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
