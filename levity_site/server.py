@@ -36,6 +36,9 @@ single runs; the count varies by up to about 2% between runs of the same code).
   ``LEVITY_WEBSOCKET_PING_TIMEOUT`` (daphne's own 20 s and 30 s otherwise): a charge
   point that stops answering pings (power cut, lost network) is disconnected and
   recorded offline within interval + timeout + 2 s (daphne checks every 2 s).
+- **Several processes on one port.** ``--workers N`` (default ``LEVITY_WORKERS``)
+  starts N of these servers on SO_REUSEPORT sockets of one address and supervises
+  them (levity_site.workers).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
   connect and disconnect itself (chargepoints.consumers), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
@@ -268,6 +271,7 @@ def levity_defaults() -> dict:
         return {
             "ping_interval": settings.LEVITY_WEBSOCKET_PING_INTERVAL,
             "ping_timeout": settings.LEVITY_WEBSOCKET_PING_TIMEOUT,
+            "workers": settings.LEVITY_WORKERS,
         }
     except ImproperlyConfigured as exc:
         raise SystemExit(f"Levity configuration error: {exc}") from None
@@ -286,7 +290,17 @@ def main() -> None:
     tcp.Port.transport = Connection
     daphne.server.WebSocketFactory = WebSocketFactory
     command_line = cli.CommandLineInterface()
+    command_line.parser.add_argument(
+        "--workers",
+        type=int,
+        help="Start this many server processes on the -b/-p address (levity_site.workers)",
+    )
     command_line.parser.set_defaults(**levity_defaults())
+    args = command_line.parser.parse_args(sys.argv[1:])
+    if args.workers > 1:
+        from levity_site.workers import supervise
+
+        sys.exit(supervise(args.workers, sys.argv[1:], args))
     command_line.run(sys.argv[1:])
 
 

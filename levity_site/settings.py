@@ -304,6 +304,9 @@ LEVITY_LAST_SEEN_FLUSH_SECONDS = envfloat("LEVITY_LAST_SEEN_FLUSH_SECONDS", 30.0
 # the charge points of a process silent for three times as long (killed, or its
 # machine lost) are marked offline by the others, or by the next one to start.
 LEVITY_PROCESS_ALIVE_SECONDS = envfloat("LEVITY_PROCESS_ALIVE_SECONDS", 30.0, minimum=0)
+# Server processes `python -m levity_site.server` (and scripts/serve) starts on its
+# port (SO_REUSEPORT); more than 1 needs REDIS_URL.
+LEVITY_WORKERS = envint("LEVITY_WORKERS", 1, minimum=1)
 # WebSocket keep-alive: a ping after this many idle seconds; no pong within the
 # timeout closes the connection and records the charge point offline.
 LEVITY_WEBSOCKET_PING_INTERVAL = envint("LEVITY_WEBSOCKET_PING_INTERVAL", 20, minimum=1)
