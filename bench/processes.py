@@ -1,16 +1,21 @@
 """A server subprocess on 127.0.0.1: started, waited for, logged to a file, stopped.
 
-The one way the benchmark (bench/servers.py) and the tests (daphne, Prometheus and
-redis-server in tests/) run the servers they talk to. Standard library only, so the
-tests can import it without the benchmark's dependencies.
+The one way the benchmark (bench/servers.py) and the tests (daphne, Prometheus,
+redis-server and PostgreSQL in tests/) run the servers they talk to. Standard
+library only (psycopg, a dependency of Levity, to create a database), so the tests
+can import it without the benchmark's dependencies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import pwd
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Self
@@ -138,3 +143,84 @@ class RedisServer(ServerProcess):
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+
+def postgres_bin_dir() -> Path | None:
+    """The newest installed PostgreSQL's programs (Debian: /usr/lib/postgresql/<major>/bin)."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name)
+    )
+    return Path(candidates[-1]).parent if candidates else None
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster in a temp dir, listening on 127.0.0.1:<port>.
+
+    initdb + pg_ctl, trust authentication on 127.0.0.1 only, durability off (fsync,
+    synchronous_commit, full_page_writes: nothing here outlives the run).
+    PostgreSQL refuses to run as root, so as root every server command runs as the
+    ``postgres`` user (which Debian's package creates) through ``runuser``. ``cpu``
+    pins the server's processes to one CPU.
+    """
+
+    def __init__(self, bin_dir: Path, cpu: int | None = None):
+        self.bin_dir = bin_dir
+        self.cpu = cpu
+        self.port = free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="levity-pg-"))
+        self.data = self.base / "data"
+        self.as_root = os.geteuid() == 0
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bin_dir / program), *args]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        cpu = self.cpu
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=120,
+            preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"{program} failed:\n{result.stdout}\n{result.stderr}")
+
+    def start(self) -> PostgresServer:
+        if self.as_root:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.base, user.pw_uid, user.pw_gid)
+        self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+            "--no-sync",
+        )  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.base / "server.log"),
+            "-w", "-t", "60", "start",
+        )  # fmt: skip
+        return self
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def pids(self) -> list[int]:
+        """The postmaster's pid and those of its children (backends, writers)."""
+        import psutil
+
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        main = psutil.Process(postmaster)
+        return [postmaster, *(child.pid for child in main.children(recursive=True))]
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)

@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 LEVITY = "levity"
+LEVITY_POSTGRESQL = "levity_postgresql"
 BASELINE_A = "ocpp_websockets"
 BASELINE_B = "bare_channels"
 BARE_NO_HOP = "bare_channels_no_hop"
 
 LABELS = {
     LEVITY: "Levity",
+    LEVITY_POSTGRESQL: "Levity on PostgreSQL",
     BASELINE_A: "(a) ocpp+websockets",
     BASELINE_B: "(b) bare Channels",
     BARE_NO_HOP: "(b0) bare Channels, no per-message DB hop",
@@ -132,6 +134,34 @@ def targets(results: dict) -> list[dict]:
     return out
 
 
+def postgresql(results: dict) -> list[dict]:
+    """Levity on PostgreSQL beside Levity on SQLite: each scenario and N that both ran."""
+    rows = results.get("throughput", [])
+    out = []
+    for scenario in SCENARIOS:
+        for n in sorted({r["n"] for r in rows if r["scenario"] == scenario}):
+            lite = _find(rows, server=LEVITY, scenario=scenario, n=n)
+            pg = _find(rows, server=LEVITY_POSTGRESQL, scenario=scenario, n=n)
+            if lite is None or pg is None:
+                continue
+            out.append(
+                {
+                    "scenario": scenario,
+                    "n": n,
+                    "sqlite_msg_per_s": lite["msg_per_s"],
+                    "postgresql_msg_per_s": pg["msg_per_s"],
+                    "postgresql_vs_sqlite": _ratio(pg["msg_per_s"], lite["msg_per_s"]),
+                    "sqlite_p99_ms": lite["p99_ms"],
+                    "postgresql_p99_ms": pg["p99_ms"],
+                    "sqlite_server_cpu_pct": lite["server_cpu_pct"],
+                    "postgresql_server_cpu_pct": pg["server_cpu_pct"],
+                    "postgresql_database_cpu_pct": pg.get("database_cpu_pct"),
+                    "postgresql_nothing_lost": (pg.get("nothing_lost") or {}).get("ok"),
+                }
+            )
+    return out
+
+
 def markdown(results: dict) -> str:
     meta = results["meta"]
     lines = [
@@ -168,6 +198,36 @@ def markdown(results: dict) -> str:
                 f"| {_fmt(b.get('p50_ms'), 1)} / {_fmt(b.get('p99_ms'), 1)} "
                 f"| {_fmt(lev.get('error_count'))} | {lost_text} |"
             )
+    pg_rows = results.get("postgresql") or []
+    if pg_rows or results.get("postgresql_note"):
+        lines += [
+            "",
+            "## Levity on PostgreSQL beside SQLite",
+            "",
+            "The same load, in the same run: Levity with `DATABASE_URL` on a throwaway PostgreSQL "
+            "server (durability off, as the SQLite runs use synchronous=NORMAL; pinned to the "
+            "server's CPU, so the server side has one core either way). Server CPU is daphne's; "
+            "database CPU is PostgreSQL's processes'.",
+            "",
+        ]
+        if results.get("postgresql_note"):
+            lines.append(results["postgresql_note"])
+        if pg_rows:
+            lines += [
+                "| scenario | N | SQLite msg/s | PostgreSQL msg/s | PostgreSQL/SQLite | SQLite p99 ms "
+                "| PostgreSQL p99 ms | server CPU % SQLite / PostgreSQL | database CPU % | nothing lost |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            ]
+            for r in pg_rows:
+                lost = r["postgresql_nothing_lost"]
+                lines.append(
+                    f"| {r['scenario']} | {r['n']:,} | {_fmt(r['sqlite_msg_per_s'])} "
+                    f"| {_fmt(r['postgresql_msg_per_s'])} | {_fmt(r['postgresql_vs_sqlite'], 2)} "
+                    f"| {_fmt(r['sqlite_p99_ms'], 1)} | {_fmt(r['postgresql_p99_ms'], 1)} "
+                    f"| {_fmt(r['sqlite_server_cpu_pct'], 0)} / {_fmt(r['postgresql_server_cpu_pct'], 0)} "
+                    f"| {_fmt(r['postgresql_database_cpu_pct'], 0)} "
+                    f"| {'–' if lost is None else ('ok' if lost else '**LOST**')} |"
+                )
     b0 = [r for r in rows if r["server"] == BARE_NO_HOP]
     if b0:
         lines += [
@@ -294,7 +354,7 @@ def plot(results: dict, path: Path) -> None:
     rows = results.get("throughput", [])
     fig, axes = plt.subplots(2, len(SCENARIOS), figsize=(15, 8), squeeze=False)
     for col, scenario in enumerate(SCENARIOS):
-        for server in (LEVITY, BASELINE_A, BASELINE_B, BARE_NO_HOP):
+        for server in (LEVITY, LEVITY_POSTGRESQL, BASELINE_A, BASELINE_B, BARE_NO_HOP):
             series = sorted(
                 (r for r in rows if r["server"] == server and r["scenario"] == scenario),
                 key=lambda r: r["n"],

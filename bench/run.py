@@ -4,7 +4,9 @@
     python bench/run.py --quick    # smoke run (tiny N, under a minute), results in bench/results/tmp/
 
 Servers: Levity under daphne as scripts/serve runs it (levity_site.server: daphne
-on uvloop; default settings, SQLite in a temporary directory, migrated); (a) a
+on uvloop; default settings, SQLite in a temporary directory, migrated); the same
+on PostgreSQL (a throwaway server pinned to the server's CPU, when PostgreSQL is
+installed: the same scenarios, storms and nothing-lost check); (a) a
 minimal central system on `ocpp` + `websockets` (bench/baseline_ocpp_server.py);
 (b) a bare Channels consumer on the same daphne, started the same way, answering
 canned CALLRESULTs (bench/bare_channels.py). CPU accounting: each server runs
@@ -39,6 +41,7 @@ if __package__ in (None, ""):
 
 from bench import dbcheck, profiling, report  # noqa: E402
 from bench.driver import Group, latency_summary, merge_counts  # noqa: E402
+from bench.processes import PostgresServer, postgres_bin_dir  # noqa: E402
 from bench.servers import (  # noqa: E402
     PROJECT_DIR,
     Redis,
@@ -147,6 +150,8 @@ class Bench:
         self.log_dir = self.tmp / "logs"
         self.log_dir.mkdir()
         self.db_path = self.tmp / "levity.db"
+        self.postgres: PostgresServer | None = None
+        self.postgresql_url = ""
         self.run_counter = 0
         self.retries_used = 0
         self.results: dict = {
@@ -161,7 +166,9 @@ class Bench:
 
     def make_server(self, name: str, cpu: int | None = SERVER_CPU, **env_extra: str) -> Server:
         port = free_port()
-        if name == report.LEVITY:
+        if name == report.LEVITY_POSTGRESQL:
+            env_extra = {"DATABASE_URL": self.postgresql_url, **env_extra}
+        if name in (report.LEVITY, report.LEVITY_POSTGRESQL):
             return Server(
                 name,
                 daphne_argv(port, "levity_site.asgi:application"),
@@ -189,9 +196,32 @@ class Bench:
 
     def prepare_levity_database(self) -> None:
         log(f"Levity database: {self.db_path} (migrating)")
-        dbcheck.setup_django(self.db_path)
+        tags = max(max(self.plan.ns), self.plan.storm_size, self.plan.redis_n)
+        if report.LEVITY_POSTGRESQL in self.server_names:
+            self.postgres = PostgresServer(postgres_bin_dir(), cpu=SERVER_CPU).start()
+            self.postgresql_url = self.postgres.create_database("levity_bench")
+            log(f"Levity's PostgreSQL database: {self.postgresql_url} (migrating)")
+        dbcheck.setup_django(self.db_path, self.postgresql_url or None)
         dbcheck.migrate()
-        dbcheck.create_id_tags(max(max(self.plan.ns), self.plan.storm_size, self.plan.redis_n))
+        dbcheck.create_id_tags(tags)
+        if self.postgres is not None:
+            dbcheck.migrate(dbcheck.POSTGRESQL)
+            dbcheck.create_id_tags(tags, dbcheck.POSTGRESQL)
+
+    @staticmethod
+    def database_alias(server_name: str) -> str:
+        return dbcheck.POSTGRESQL if server_name == report.LEVITY_POSTGRESQL else "default"
+
+    def database_cpu_seconds(self, server_name: str) -> float:
+        """CPU time of the PostgreSQL server's processes, for Levity on PostgreSQL; else 0."""
+        if server_name != report.LEVITY_POSTGRESQL or self.postgres is None:
+            return 0.0
+        total = 0.0
+        for pid in self.postgres.pids():
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                total += times.user + times.system
+        return total
 
     def cp_ids(self, prefix: str, count: int) -> list[str]:
         self.run_counter += 1
@@ -265,9 +295,11 @@ class Bench:
                 spy = profiling.record(servers[0].process.pid, duration, profile_to)
             time.sleep(max(0.0, start - time.monotonic()))
             cpu_before = [s.cpu_seconds() for s in servers]
+            database_before = self.database_cpu_seconds(server_name)
             machine_before = machine_busy_seconds()
             time.sleep(max(0.0, start + duration - time.monotonic()))
             cpu_after = [s.cpu_seconds() for s in servers]
+            database_s = self.database_cpu_seconds(server_name) - database_before
             machine_after = machine_busy_seconds()
             rss = [s.rss() for s in servers]
             results = group.results(timeout=120)
@@ -288,7 +320,7 @@ class Bench:
         completed = sum(r["completed"] for r in results)
         loadgen_cpu_s = sum(r["cpu_seconds"] or 0 for r in results)
         server_cpu_s = sum(a - b for a, b in zip(cpu_after, cpu_before))
-        other_s = (machine_after - machine_before) - server_cpu_s - loadgen_cpu_s
+        other_s = (machine_after - machine_before) - server_cpu_s - loadgen_cpu_s - database_s
         row = {
             "server": server_name,
             "scenario": scenario,
@@ -301,6 +333,7 @@ class Bench:
             "setup_errors": group.setup_errors(),
             "connected": group.connected,
             "server_cpu_pct": round(100 * server_cpu_s / duration, 1),
+            "database_cpu_pct": round(100 * database_s / duration, 1) if database_s else None,
             "servers_cpu_pct": [round(100 * (a - b) / duration, 1) for a, b in zip(cpu_after, cpu_before)],
             "loadgen_cpu_pct": round(100 * loadgen_cpu_s / duration, 1),
             "other_cpu_pct": round(100 * max(other_s, 0) / duration, 1),
@@ -313,8 +346,8 @@ class Bench:
             } if len(by_action) > 1 else {},
             "nothing_lost": None,
         }
-        if server_name == report.LEVITY and scenario in ("meter_values", "session"):
-            row["nothing_lost"] = dbcheck.check_nothing_lost(ledger, cp_ids)
+        if server_name in (report.LEVITY, report.LEVITY_POSTGRESQL) and scenario in ("meter_values", "session"):
+            row["nothing_lost"] = dbcheck.check_nothing_lost(ledger, cp_ids, self.database_alias(server_name))
         log(
             f"  {server_name:22s} {scenario:12s} N={n:<5d} {row['msg_per_s']:8.1f} msg/s  "
             f"p50 {row['p50_ms']} p99 {row['p99_ms']} ms  errors {row['error_count']}  "
@@ -402,9 +435,9 @@ class Bench:
     def storm(self, name: str, profile: bool = False) -> dict:
         plan = self.plan
         cp_ids = self.cp_ids("storm", plan.storm_size)
-        if name == report.LEVITY:
+        if name in (report.LEVITY, report.LEVITY_POSTGRESQL):
             # A reconnect storm: the charge points are known (as after a server restart).
-            dbcheck.register_charge_points(cp_ids)
+            dbcheck.register_charge_points(cp_ids, self.database_alias(name))
         server = self.make_server(name).start()
         try:
             group = Group.start(
@@ -589,7 +622,8 @@ class Bench:
                 server.stop()
         names = [name for name in self.server_names if name != report.BARE_NO_HOP]
         if plan.idle_connections:
-            for name in names:
+            # Connections cost the same memory whatever the database: Levity on SQLite only.
+            for name in [name for name in names if name != report.LEVITY_POSTGRESQL]:
                 log(f"{report.LABELS[name]}: idle memory")
                 self.results["idle_memory"].append(self.idle_memory(name))
         if plan.storm_size:
@@ -603,6 +637,7 @@ class Bench:
             self.profile_levity()
         self.results["meta"] = self.meta(started)
         self.results["ratios"] = report.ratios(self.results)
+        self.results["postgresql"] = report.postgresql(self.results)
         self.results["targets"] = report.targets(self.results)
         return self.results
 
@@ -633,6 +668,11 @@ class Bench:
             ),
             "backlog": 1024,
         }
+
+    def stop_postgres(self) -> None:
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -681,13 +721,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_storm:
         plan = replace(plan, storm_size=0)
     out_dir = args.out or (PROJECT_DIR / "bench" / "results" / ("tmp" if args.quick else ""))
-    default_servers = [report.LEVITY, report.BASELINE_A, report.BASELINE_B]
+    default_servers = [report.LEVITY, report.LEVITY_POSTGRESQL, report.BASELINE_A, report.BASELINE_B]
     if not args.quick:
         default_servers.append(report.BARE_NO_HOP)
+    postgresql_note = ""
+    if postgres_bin_dir() is None:
+        postgresql_note = "PostgreSQL is not installed (apt-get install postgresql): not measured."
+        log(postgresql_note)
+        default_servers.remove(report.LEVITY_POSTGRESQL)
     servers = args.servers.split(",") if args.servers else default_servers
     unknown = set(servers) - set(report.LABELS)
     if unknown:
         parser.error(f"unknown server(s) {sorted(unknown)}; choose from {', '.join(report.LABELS)}")
+    if report.LEVITY_POSTGRESQL in servers and postgres_bin_dir() is None:
+        parser.error("levity_postgresql needs PostgreSQL installed (apt-get install postgresql)")
     bench = Bench(plan, out_dir, servers, redis=not args.no_redis, profile=args.profile)
     began = time.monotonic()
     try:
@@ -696,6 +743,10 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         log(f"benchmark failed; logs kept in {bench.log_dir}")
         return 1
+    finally:
+        bench.stop_postgres()
+    if postgresql_note:
+        results["postgresql_note"] = postgresql_note
     write_outputs(results, out_dir)
     log(f"done in {time.monotonic() - began:.0f}s: {out_dir / 'summary.md'}")
     if args.keep_tmp:

@@ -31,6 +31,14 @@ single runs; the count varies by up to about 2% between runs of the same code).
   ``kill_all_applications`` stops at the first connection without an application
   -- the HTTP request a WebSocket was upgraded from, kept for up to a second --
   so after any recent connect it cancelled nothing (a KeyError in its log).
+- **WebSocket keep-alive from Levity's settings.** ``--ping-interval`` and
+  ``--ping-timeout`` default to ``LEVITY_WEBSOCKET_PING_INTERVAL`` and
+  ``LEVITY_WEBSOCKET_PING_TIMEOUT`` (daphne's own 20 s and 30 s otherwise): a charge
+  point that stops answering pings (power cut, lost network) is disconnected and
+  recorded offline within interval + timeout + 2 s (daphne checks every 2 s).
+- **Several processes on one port.** ``--workers N`` (default ``LEVITY_WORKERS``)
+  starts N of these servers on SO_REUSEPORT sockets of one address and supervises
+  them (levity_site.workers).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
   connect and disconnect itself (chargepoints.session.consumer), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
@@ -43,6 +51,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 
 import uvloop
 from daphne.access import AccessLogGenerator
@@ -251,6 +261,22 @@ class LevityHTTPFactory(HTTPFactory):
         return super().buildProtocol(addr)
 
 
+def levity_defaults() -> dict:
+    """Daphne options whose defaults are Levity settings (a malformed one stops start-up)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "levity_site.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        return {
+            "ping_interval": settings.LEVITY_WEBSOCKET_PING_INTERVAL,
+            "ping_timeout": settings.LEVITY_WEBSOCKET_PING_TIMEOUT,
+            "workers": settings.LEVITY_WORKERS,
+        }
+    except ImproperlyConfigured as exc:
+        raise SystemExit(f"Levity configuration error: {exc}") from None
+
+
 def main() -> None:
     # Before daphne.server is imported: it creates its event loop at import time.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -263,7 +289,19 @@ def main() -> None:
     daphne.server.HTTPFactory = LevityHTTPFactory
     tcp.Port.transport = Connection
     daphne.server.WebSocketFactory = WebSocketFactory
-    cli.CommandLineInterface.entrypoint()
+    command_line = cli.CommandLineInterface()
+    command_line.parser.add_argument(
+        "--workers",
+        type=int,
+        help="Start this many server processes on the -b/-p address (levity_site.workers)",
+    )
+    command_line.parser.set_defaults(**levity_defaults())
+    args = command_line.parser.parse_args(sys.argv[1:])
+    if args.workers > 1:
+        from levity_site.workers import supervise
+
+        sys.exit(supervise(args.workers, sys.argv[1:], args))
+    command_line.run(sys.argv[1:])
 
 
 if __name__ == "__main__":

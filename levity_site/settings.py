@@ -157,6 +157,19 @@ DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'levity.db'}")
 #: How long the OCPP sessions' database thread keeps its connection; an HTTP
 #: request's connections are closed when it ends (levity_site.connections).
 DATABASE_CONN_MAX_AGE = envint("DATABASE_CONN_MAX_AGE", 600, minimum=0)
+#: PostgreSQL: each process keeps a psycopg connection pool of this many connections
+#: (the sessions' database thread and the HTTP requests' threads take one each while
+#: they work, and put it back); a thread waits up to DATABASE_POOL_TIMEOUT seconds
+#: for one. DATABASE_POOL_MAX_SIZE=0 turns the pool off (DATABASE_CONN_MAX_AGE then
+#: applies, e.g. behind PgBouncer).
+DATABASE_POOL_MIN_SIZE = envint("DATABASE_POOL_MIN_SIZE", 2, minimum=0)
+DATABASE_POOL_MAX_SIZE = envint("DATABASE_POOL_MAX_SIZE", 10, minimum=0)
+DATABASE_POOL_TIMEOUT = envfloat("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1)
+if DATABASE_POOL_MAX_SIZE and DATABASE_POOL_MIN_SIZE > DATABASE_POOL_MAX_SIZE:
+    raise ImproperlyConfigured(
+        f"DATABASE_POOL_MIN_SIZE={DATABASE_POOL_MIN_SIZE} is more than "
+        f"DATABASE_POOL_MAX_SIZE={DATABASE_POOL_MAX_SIZE}."
+    )
 
 
 def _database(url: str) -> dict:
@@ -181,6 +194,13 @@ def _database(url: str) -> dict:
         raise ImproperlyConfigured(
             f"DATABASE_URL={url!r}: Levity supports sqlite:/// and postgres:// URLs."
         )
+    elif DATABASE_POOL_MAX_SIZE:
+        config["CONN_MAX_AGE"] = 0  # the pool keeps the connections (Django requires 0)
+        config.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": DATABASE_POOL_MIN_SIZE,
+            "max_size": DATABASE_POOL_MAX_SIZE,
+            "timeout": DATABASE_POOL_TIMEOUT,
+        }
     return config
 
 
@@ -284,6 +304,15 @@ LEVITY_LAST_SEEN_FLUSH_SECONDS = envfloat("LEVITY_LAST_SEEN_FLUSH_SECONDS", 30.0
 # the charge points of a process silent for three times as long (killed, or its
 # machine lost) are marked offline by the others, or by the next one to start.
 LEVITY_PROCESS_ALIVE_SECONDS = envfloat("LEVITY_PROCESS_ALIVE_SECONDS", 30.0, minimum=0)
+# Server processes `python -m levity_site.server` (and scripts/serve) starts on its
+# port (SO_REUSEPORT); more than 1 needs REDIS_URL.
+LEVITY_WORKERS = envint("LEVITY_WORKERS", 1, minimum=1)
+# WebSocket keep-alive: a ping after this many idle seconds; no pong within the
+# timeout closes the connection and records the charge point offline.
+LEVITY_WEBSOCKET_PING_INTERVAL = envint("LEVITY_WEBSOCKET_PING_INTERVAL", 20, minimum=1)
+LEVITY_WEBSOCKET_PING_TIMEOUT = envint("LEVITY_WEBSOCKET_PING_TIMEOUT", 10, minimum=1)
+# /readyz answers 503 when the database or the channel layer takes longer than this.
+LEVITY_READY_TIMEOUT = envfloat("LEVITY_READY_TIMEOUT", 3.0, minimum=0.1)
 # Lenient mode accepts payload fields the 1.6 schemas do not define (dropping
 # them) instead of answering FormationViolation.
 LEVITY_OCPP_LENIENT = envbool("LEVITY_OCPP_LENIENT", False)

@@ -3,6 +3,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from levity_site import health
+
 admin.site.site_header = "Levity Central System"
 admin.site.site_title = "Levity"
 admin.site.index_title = "Charging network"
@@ -17,6 +19,8 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api-v1"))),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
 ]
 
 if apps.is_installed("plugins.prometheus_metrics"):

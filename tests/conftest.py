@@ -1,9 +1,11 @@
 """Shared fixtures: a real daphne server on a free port, and real OCPP clients.
 
-The test database is a SQLite file that both the test process (for assertions) and
-the daphne subprocess (the server under test) open. Tests that touch it use
+The test database is one that both the test process (for assertions) and the daphne
+subprocesses (the servers under test) open: a SQLite file, or with
+``LEVITY_TEST_DATABASE=postgresql`` a database on a throwaway PostgreSQL server
+this session starts (tests/postgres_server.py). Tests that touch it use
 ``@pytest.mark.django_db(transaction=True)`` so their rows are committed and the
-server sees them.
+server sees them. Tests marked ``sqlite`` are about SQLite itself and run on it only.
 """
 
 from __future__ import annotations
@@ -24,10 +26,56 @@ from websockets.asyncio.server import serve
 
 from bench.processes import ServerProcess, free_port
 from tests.ocpp_client import OCPPClient
+from tests.services import CI
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 pytest_plugins = ["tests.admin_fixtures", "tests.postgres_server"]
+
+#: The database the suite runs on: "sqlite" or "postgresql" (scripts/test runs both).
+TEST_DATABASE = os.environ.get("LEVITY_TEST_DATABASE", "sqlite") or "sqlite"
+#: The test database's URL for the servers under test, once the session has set it up.
+_test_database_url: str | None = None
+
+
+def pytest_configure(config) -> None:
+    if TEST_DATABASE not in ("sqlite", "postgresql"):
+        raise pytest.UsageError(
+            f"LEVITY_TEST_DATABASE={TEST_DATABASE!r}: use sqlite or postgresql"
+        )
+    config.addinivalue_line("markers", "sqlite: about SQLite itself; runs on SQLite only")
+    config.addinivalue_line(
+        "markers", "once: uses no test database (the benchmark's own servers); runs on SQLite only"
+    )
+
+
+def pytest_report_header(config) -> str:
+    return f"test database: {TEST_DATABASE}" + (" (CI=true: a skip is a failure)" if CI else "")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """On PostgreSQL, deselect (not skip) the tests about SQLite and those run once."""
+    if TEST_DATABASE == "sqlite":
+        return
+
+    def sqlite_only(item) -> bool:
+        return bool(item.get_closest_marker("sqlite") or item.get_closest_marker("once"))
+
+    deselected = [item for item in items if sqlite_only(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not sqlite_only(item)]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true nothing may be skipped: a skip is reported as a failure."""
+    report = yield
+    if CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which runs every test: {reason}"
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -36,11 +84,47 @@ def test_db_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(test_db_path):
-    """A file database (not :memory:) so the daphne subprocess shares it."""
-    from django.conf import settings
+def django_db_modify_db_settings(request, test_db_path):
+    """SQLite: a file database (not :memory:) so the daphne subprocesses share it.
 
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(test_db_path)
+    PostgreSQL: the default database becomes one on this session's throwaway server,
+    configured as settings.py configures a DATABASE_URL. The servers under test use
+    the connection pool; this process does not, so that no pooled connection keeps
+    the test database from being dropped at the end.
+    """
+    global _test_database_url
+    from django.conf import settings
+    from django.db import connections
+
+    default = settings.DATABASES["default"]
+    if TEST_DATABASE == "sqlite":
+        default.setdefault("TEST", {})["NAME"] = str(test_db_path)
+        _test_database_url = f"sqlite:///{test_db_path}"
+        return
+    from levity_site.settings import _database
+
+    server = request.getfixturevalue("postgres_server")
+    default.clear()
+    default.update(_database(server.url("levity")))
+    default.setdefault("OPTIONS", {}).pop("pool", None)
+    default["TEST"] = {"NAME": "levity_test"}
+    connections.configure_settings(None)  # Django's defaults for the keys not given
+    for connection in connections.all(initialized_only=True):  # made for the old settings
+        connection.close()
+        del connections[connection.alias]
+    _test_database_url = server.url("levity_test")
+
+
+@pytest.fixture(scope="session")
+def django_db_keepdb(request) -> bool:
+    """PostgreSQL: the test database goes with its throwaway server; nothing to drop."""
+    return TEST_DATABASE == "postgresql" or request.config.getvalue("reuse_db")
+
+
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup) -> str:
+    """The URL of the test database (SQLite file or PostgreSQL database)."""
+    return _test_database_url
 
 
 class DaphneServer(ServerProcess):
@@ -70,11 +154,16 @@ class DaphneServer(ServerProcess):
 
 
 def server_env(test_db_path: Path, **overrides: str) -> dict[str, str]:
+    """A server's environment on the SQLite file ``test_db_path`` (on PostgreSQL: the test database)."""
     env = dict(os.environ)
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "levity_site.settings",
-            "DATABASE_URL": f"sqlite:///{test_db_path}",
+            "DATABASE_URL": (
+                _test_database_url
+                if TEST_DATABASE == "postgresql" and _test_database_url
+                else f"sqlite:///{test_db_path}"
+            ),
             "SECRET_KEY": "levity-tests",
             "LEVITY_LAST_SEEN_FLUSH_SECONDS": "0.5",
             "LOG_LEVEL": "INFO",

@@ -8,7 +8,6 @@ The full run is not part of CI.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,21 +16,27 @@ from pathlib import Path
 import pytest
 
 from bench import run
+from bench.processes import postgres_bin_dir
+from tests.services import program, unavailable
+
+pytestmark = pytest.mark.once  # the benchmark's own servers, not the test database
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-SERVERS = {"levity", "ocpp_websockets", "bare_channels"}
+SERVERS = {"levity", "levity_postgresql", "ocpp_websockets", "bare_channels"}
 SCENARIOS = {"heartbeat", "meter_values", "session"}
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> dict:
+    if postgres_bin_dir() is None:  # the run measures Levity on PostgreSQL too
+        unavailable("PostgreSQL is not installed (enable: sudo apt-get install postgresql)")
     out = tmp_path_factory.mktemp("bench-results")
     completed = subprocess.run(
         [sys.executable, "bench/run.py", "--quick", "--out", str(out)],
         cwd=PROJECT_DIR,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=540,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return {
@@ -41,7 +46,7 @@ def quick_run(tmp_path_factory) -> dict:
     }
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_every_server_and_scenario_has_sane_throughput_and_latency(quick_run):
     rows = quick_run["results"]["throughput"]
     assert {(r["server"], r["scenario"]) for r in rows} == {(s, c) for s in SERVERS for c in SCENARIOS}
@@ -53,7 +58,7 @@ def test_every_server_and_scenario_has_sane_throughput_and_latency(quick_run):
         assert row["loadgen_cpu_pct"] > 0 and row["server_cpu_pct"] > 0, row
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_levity_lost_no_acknowledged_meter_value_or_transaction(quick_run):
     checked = [r for r in quick_run["results"]["throughput"] if r["nothing_lost"]]
     assert {r["scenario"] for r in checked} == {"meter_values", "session"}
@@ -64,10 +69,10 @@ def test_levity_lost_no_acknowledged_meter_value_or_transaction(quick_run):
         assert lost["transactions_acked"] > 0 and lost["transactions_missing"] == 0
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_idle_memory_and_storm_are_measured_for_every_server(quick_run):
     results = quick_run["results"]
-    assert {m["server"] for m in results["idle_memory"]} == SERVERS
+    assert {m["server"] for m in results["idle_memory"]} == SERVERS - {"levity_postgresql"}
     for m in results["idle_memory"]:
         assert m["connections"] > 0 and m["rss_after_mb"] > 0 and not m["errors"], m
     assert {s["server"] for s in results["storm"]} == SERVERS
@@ -77,9 +82,9 @@ def test_idle_memory_and_storm_are_measured_for_every_server(quick_run):
         assert s["p99_runs_s"] == [s["p99_s"]], s  # --quick: one storm per server
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+@pytest.mark.timeout(600)
 def test_two_processes_with_redis_and_a_command_through_the_other_process(quick_run):
+    program("redis-server", "redis-server")
     redis = quick_run["results"]["redis"]
     setups = {(r["setup"], r["scenario"]) for r in redis["throughput"]}
     assert ("2 processes + Redis", "heartbeat") in setups
@@ -89,7 +94,21 @@ def test_two_processes_with_redis_and_a_command_through_the_other_process(quick_
     assert 0 < command["p50_ms"] <= command["p99_ms"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
+def test_levity_on_postgresql_is_reported_beside_sqlite(quick_run):
+    results = quick_run["results"]
+    rows = results["postgresql"]
+    assert {(r["scenario"], r["n"]) for r in rows} == {(c, 5) for c in SCENARIOS}
+    for row in rows:
+        assert row["postgresql_msg_per_s"] > 0 and row["sqlite_msg_per_s"] > 0, row
+        assert row["postgresql_vs_sqlite"] == round(row["postgresql_msg_per_s"] / row["sqlite_msg_per_s"], 2)
+        assert row["postgresql_database_cpu_pct"] > 0, row
+    assert all(r["postgresql_nothing_lost"] for r in rows if r["scenario"] != "heartbeat")
+    assert "## Levity on PostgreSQL beside SQLite" in quick_run["summary"]
+    assert "| scenario | N | SQLite msg/s | PostgreSQL msg/s | PostgreSQL/SQLite |" in quick_run["summary"]
+
+
+@pytest.mark.timeout(600)
 def test_summary_table_targets_and_plot_are_written(quick_run):
     summary = quick_run["summary"]
     assert "| scenario | N | Levity msg/s | (a) msg/s | (b) msg/s |" in summary

@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import program
+
+pytestmark = pytest.mark.once  # the benchmark's own servers, not the test database
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(300)
 def test_a_small_storm_is_answered_and_its_instructions_counted():
+    program("valgrind", "valgrind")
     completed = subprocess.run(
         [sys.executable, "-m", "bench.instructions", "--charge-points", "10"],
         cwd=PROJECT_DIR,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 
 import httpx
 import pytest
@@ -17,15 +16,14 @@ from bench.processes import RedisServer
 from chargepoints.models import ChargePoint, ChargePointCommand
 from tests.conftest import DaphneServer, server_env
 from tests.ocpp_client import OCPPClient
+from tests.services import program
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (.ci/run installs it)"),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
+    program("redis-server", "redis-server")
     redis = RedisServer(tmp_path_factory.mktemp("redis")).start(timeout=10)
     yield redis.url
     redis.stop()

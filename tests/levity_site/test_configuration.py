@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -18,6 +19,8 @@ BAD_VALUES = [
     ("DATABASE_URL", "mysql://db/levity", "Levity supports sqlite:/// and postgres://"),
     ("LEVITY_GC_THRESHOLDS", "2000,10", "must be three whole numbers of at least 1"),
     ("LEVITY_GC_THRESHOLDS", "2000,0,100", "must be three whole numbers of at least 1"),
+    ("DATABASE_POOL_MAX_SIZE", "-1", "must be at least 0"),
+    ("DATABASE_POOL_TIMEOUT", "0", "must be at least 0.1"),
 ]
 
 
@@ -82,3 +85,32 @@ def test_the_server_process_sets_the_default_gc_thresholds_after_freezing(tmp_pa
 def test_the_server_process_takes_gc_thresholds_from_the_environment(tmp_path):
     env = server_env(tmp_path / "db.sqlite3", LEVITY_GC_THRESHOLDS="700,10,10")
     assert server_process_state(env) == "700 10 10 True"
+
+
+def test_a_pool_smaller_than_its_minimum_stops_start_up(tmp_path):
+    env = server_env(tmp_path / "db.sqlite3", DATABASE_POOL_MIN_SIZE="5", DATABASE_POOL_MAX_SIZE="4")
+    result = run(["manage.py", "check"], env)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Levity configuration error: DATABASE_POOL_MIN_SIZE=5 is more than DATABASE_POOL_MAX_SIZE=4."
+    )
+
+
+def database_config(env: dict[str, str]) -> dict:
+    result = run(
+        ["-c", "import json; from django.conf import settings as s; "
+         "d = s.DATABASES['default']; print(json.dumps([d['CONN_MAX_AGE'], d.get('OPTIONS', {})]))"],
+        {**env, "DJANGO_SETTINGS_MODULE": "levity_site.settings"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_postgresql_gets_a_psycopg_pool_instead_of_persistent_connections(tmp_path):
+    env = server_env(tmp_path / "db.sqlite3", DATABASE_URL="postgres://u@db/levity", DATABASE_POOL_MAX_SIZE="7")
+    assert database_config(env) == [0, {"pool": {"min_size": 2, "max_size": 7, "timeout": 10.0}}]
+
+
+def test_a_pool_size_of_zero_keeps_persistent_connections(tmp_path):
+    env = server_env(tmp_path / "db.sqlite3", DATABASE_URL="postgres://u@db/levity", DATABASE_POOL_MAX_SIZE="0")
+    assert database_config(env) == [600, {}]

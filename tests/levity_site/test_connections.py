@@ -1,10 +1,16 @@
-"""A server process closes each HTTP request's database connections when it ends."""
+"""A server process closes each HTTP request's database connections when it ends.
+
+On PostgreSQL they go back to the process's pool: the number of connections to the
+server stays the same however many requests come.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import psutil
 import pytest
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,10 +28,23 @@ def open_database_files(pid: int, database: Path) -> int:
     return count
 
 
-async def test_api_requests_leave_no_database_connection_open(daphne_server, api, test_db_path):
+def open_database_connections(pid: int, database_url: str, database: Path) -> int:
+    """The process's SQLite file descriptors, or its TCP connections to PostgreSQL."""
+    if database_url.startswith("sqlite:"):
+        return open_database_files(pid, database)
+    port = urlsplit(database_url).port
+    connections = psutil.Process(pid).net_connections(kind="tcp")
+    return sum(1 for c in connections if c.raddr and c.raddr.port == port)
+
+
+async def test_api_requests_leave_no_database_connection_open(
+    daphne_server, api, test_db_path, test_database_url
+):
     await api.get("/charge-points")  # the process's own connections are open from here on
-    before = open_database_files(daphne_server.process.pid, test_db_path)
+    pid = daphne_server.process.pid
+    before = open_database_connections(pid, test_database_url, test_db_path)
+    assert before > 0
     for _ in range(40):
         assert (await api.get("/charge-points")).status_code == 200
-    assert open_database_files(daphne_server.process.pid, test_db_path) == before
+    assert open_database_connections(pid, test_database_url, test_db_path) == before
 

@@ -20,6 +20,8 @@ from levity_site import sqlite
 from tests.conftest import PROJECT_DIR, DaphneServer, server_env
 from tests.ocpp_client import OCPPClient
 
+pytestmark = pytest.mark.sqlite
+
 
 @pytest.fixture
 def fresh_database(tmp_path) -> Path:

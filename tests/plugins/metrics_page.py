@@ -7,7 +7,7 @@ import subprocess
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.plugins.prometheus_server import PROMTOOL
+from tests.plugins.prometheus_server import promtool
 
 
 class MetricsPage:
@@ -49,5 +49,5 @@ async def scrape(url: str) -> MetricsPage:
 
 def promtool_check_metrics(text: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+        [promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )

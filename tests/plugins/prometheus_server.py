@@ -17,9 +17,8 @@ import httpx
 
 from bench.processes import ServerProcess, free_port
 from tests.conftest import PROJECT_DIR
+from tests.services import program
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 RULES = PROJECT_DIR / "examples" / "prometheus" / "levity-alerts.yml"
 
 
@@ -27,7 +26,7 @@ class PrometheusServer(ServerProcess):
     def __init__(self, workdir: Path, targets: list[str]):
         port = free_port()
         argv = [
-            PROMETHEUS,
+            program("prometheus", "prometheus"),
             f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -80,3 +79,7 @@ class PrometheusServer(ServerProcess):
                     return seen
             await asyncio.sleep(0.25)
         raise AssertionError(f"{promql} = {seen}, expected {expected}")
+
+
+def promtool() -> str:
+    return program("promtool", "prometheus")

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import PROJECT_DIR
 from tests.plugins.conftest import plugins_env
 from tests.plugins.metrics_page import scrape
-from tests.plugins.prometheus_server import PROMTOOL, RULES, PrometheusServer
+from tests.plugins.prometheus_server import RULES, PrometheusServer, promtool
 from tests.plugins.test_prometheus_metrics import charge
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -115,14 +115,14 @@ async def test_example_alert_rules_load_and_evaluate_on_prometheus(prometheus):
 
 def test_example_rules_pass_promtool_check_rules():
     checked = subprocess.run(
-        [PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=30
+        [promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=30
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_example_scrape_config_passes_promtool_check_config():
     checked = subprocess.run(
-        [PROMTOOL, "check", "config", str(EXAMPLES / "prometheus.yml")],
+        [promtool(), "check", "config", str(EXAMPLES / "prometheus.yml")],
         capture_output=True,
         text=True,
         timeout=30,

@@ -28,18 +28,21 @@ def test_the_transaction_index_leads_with_the_transaction_and_the_time():
     assert index.fields == ["transaction", "timestamp", "measurand"]
 
 
+@pytest.mark.sqlite
 def test_admins_latest_energy_reading_searches_the_transaction_index():
     assert searches_transaction_index(
         Transaction.objects.annotate(latest=latest_energy_register())
     )
 
 
+@pytest.mark.sqlite
 def test_metrics_latest_sample_searches_the_transaction_index():
     assert searches_transaction_index(
         Transaction.objects.annotate(latest=_latest("Power.Active.Import"))
     )
 
 
+@pytest.mark.sqlite
 def test_a_charge_points_samples_are_searched_by_its_own_index():
     text = MeterValue.objects.filter(charge_point_id=1).order_by("-timestamp").explain()
     assert "USING INDEX transaction_charge__78d122_idx (charge_point_id=?)" in text

@@ -1,0 +1,85 @@
+"""WebSocket keep-alive: a charge point that stops answering pings is recorded offline.
+
+A charge point whose power is cut, or whose network is gone, sends no close frame:
+its TCP connection looks open until something is sent and not answered. The
+server pings an idle connection every LEVITY_WEBSOCKET_PING_INTERVAL seconds and
+drops it when no pong comes within LEVITY_WEBSOCKET_PING_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import websockets
+
+from chargepoints.models import ChargePoint
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BOOT = [2, "boot", "BootNotification", {"chargePointVendor": "Acme", "chargePointModel": "AC-22"}]
+
+
+async def online(charge_point_id: str) -> bool:
+    row = await ChargePoint.objects.filter(charge_point_id=charge_point_id).afirst()
+    return bool(row and row.is_connected)
+
+
+async def seconds_until_offline(charge_point_id: str, timeout: float) -> float:
+    started = time.monotonic()
+    while await online(charge_point_id):
+        assert time.monotonic() - started < timeout, f"{charge_point_id} still online after {timeout} s"
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+async def booted(server, charge_point_id: str):
+    ws = await websockets.connect(
+        server.ws_url(charge_point_id), subprotocols=["ocpp1.6"], ping_interval=None
+    )
+    await ws.send(json.dumps(BOOT))
+    assert json.loads(await ws.recv())[0] == 3
+    deadline = time.monotonic() + 10
+    while not await online(charge_point_id):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    return ws
+
+
+async def test_a_charge_point_that_stops_answering_pings_is_offline_within_interval_and_timeout(
+    start_daphne, cp_id
+):
+    server = start_daphne(LEVITY_WEBSOCKET_PING_INTERVAL="2", LEVITY_WEBSOCKET_PING_TIMEOUT="2")
+    silent = await booted(server, cp_id)
+    answering = await booted(server, f"{cp_id}-ok")
+    try:
+        # The silent one's host is gone: its socket reads nothing more, so no pong.
+        silent.transport.pause_reading()
+        # Interval 2 s + timeout 2 s + daphne's 2 s check: 6 s, and room for a loaded machine.
+        took = await seconds_until_offline(cp_id, timeout=20)
+        assert took >= 2  # not before a ping has gone unanswered for its timeout
+        assert f"{cp_id} disconnected" in server.log()
+        # The one that answers pings (websockets does, by itself) stays online meanwhile.
+        assert await online(f"{cp_id}-ok")
+        await answering.send(json.dumps([2, "hb", "Heartbeat", {}]))
+        assert json.loads(await answering.recv())[0] == 3
+    finally:
+        silent.transport.abort()
+        await answering.close()
+
+
+def test_the_ping_options_default_to_the_settings_and_the_command_line_overrides_them(settings):
+    from daphne.cli import CommandLineInterface
+
+    from levity_site.server import levity_defaults
+
+    settings.LEVITY_WEBSOCKET_PING_INTERVAL = 7
+    settings.LEVITY_WEBSOCKET_PING_TIMEOUT = 3
+    command_line = CommandLineInterface()
+    command_line.parser.set_defaults(**levity_defaults())
+    args = command_line.parser.parse_args(["levity_site.asgi:application"])
+    assert (args.ping_interval, args.ping_timeout) == (7, 3)
+    args = command_line.parser.parse_args(["--ping-timeout", "5", "levity_site.asgi:application"])
+    assert (args.ping_interval, args.ping_timeout) == (7, 5)

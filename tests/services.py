@@ -1,0 +1,36 @@
+"""The programs the tests run for real (Redis, PostgreSQL, Prometheus, valgrind...).
+
+``scripts/test`` installs them (scripts/provision). Where one is still missing, a
+test that needs it is skipped with one line naming the command that enables it;
+under ``CI=true`` it fails instead, since CI must run every test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test for ``reason``; under CI=true, fail it."""
+    if CI:
+        pytest.fail(f"{reason}; CI=true skips nothing", pytrace=False)
+    pytest.skip(reason)
+
+
+def program(name: str, package: str) -> str:
+    """The path of an installed program (also found in /usr/sbin), or the test is skipped."""
+    found = shutil.which(name)
+    if found is None and os.access(Path("/usr/sbin") / name, os.X_OK):
+        found = str(Path("/usr/sbin") / name)
+    if found is None:
+        unavailable(
+            f"{name} is not installed (enable: sudo apt-get install {package}, "
+            "or run ./scripts/test as root)"
+        )
+    return found
