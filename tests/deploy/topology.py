@@ -108,12 +108,11 @@ def render_levity_conf(
     """deploy/nginx/levity.conf with this test's ports, certificates and static directory."""
     text = NGINX_CONF.read_text()
     upstream_lines = "\n".join(
-        f"    server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;" for port in upstreams
+        f"    server 127.0.0.1:{port} max_fails=0;" for port in upstreams
     )
     replacements = [
         (
-            "    server 127.0.0.1:9001 max_fails=1 fail_timeout=5s;\n"
-            "    server 127.0.0.1:9002 max_fails=1 fail_timeout=5s;",
+            "    server 127.0.0.1:9001 max_fails=0;\n    server 127.0.0.1:9002 max_fails=0;",
             upstream_lines,
         ),
         ("    listen 80;\n", f"    listen 127.0.0.1:{http_port};\n"),
