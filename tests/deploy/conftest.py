@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 
 import pytest
@@ -11,7 +9,6 @@ import pytest
 from bench.processes import RedisServer
 from tests.conftest import DaphneServer, server_env
 from tests.deploy.topology import (
-    NGINX,
     Certificates,
     NginxServer,
     free_port,
@@ -20,6 +17,7 @@ from tests.deploy.topology import (
     migrate,
     proxied_daphne,
     render_levity_conf,
+    require_program,
 )
 
 #: A file nginx serves from the static directory, never reaching Levity.
@@ -36,16 +34,11 @@ class Topology:
     api_token: str
 
 
-def needs(*programs: str) -> None:
-    missing = [p for p in programs if shutil.which(p) is None and not os.path.exists(p)]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (.ci/run installs them)")
-
-
 @pytest.fixture(scope="session")
 def topology(postgres_server, tmp_path_factory) -> Topology:
     """PostgreSQL, Redis, two Levity processes (--proxy-headers) and nginx with TLS in front."""
-    needs(NGINX, "redis-server")
+    require_program("redis-server", "redis-server")
+    require_program("nginx", "nginx")
     work = tmp_path_factory.mktemp("topology")
     database_url = postgres_server.create_database("levity_topology")
     redis = RedisServer(work).start(timeout=10)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import re
 import secrets
+import shlex
 import shutil
 import ssl
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +25,35 @@ from pathlib import Path
 from bench.processes import ServerProcess, free_port
 from tests.conftest import PROJECT_DIR, DaphneServer
 
+import pytest
+
 NGINX_CONF = PROJECT_DIR / "deploy" / "nginx" / "levity.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SYSTEMD_DIR = PROJECT_DIR / "deploy" / "systemd"
+#: Where deploy/systemd/ expects Levity's checkout and virtual environment.
+INSTALL_DIR = "/srv/levity"
+INSTALL_PYTHON = "/srv/levity/.venv/bin/python"
+
+
+def require_program(program: str, debian_package: str) -> str:
+    """The path of ``program``; installed with apt-get when missing and root, else skip (fail under CI)."""
+    found = shutil.which(program) or next(
+        (p for p in (f"/usr/sbin/{program}", f"/usr/bin/{program}") if os.access(p, os.X_OK)), None
+    )
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", debian_package]
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+            subprocess.run(install, env=env, capture_output=True)
+        found = shutil.which(program)
+        if found:
+            return found
+    message = f"{program} is not installed (apt-get install {debian_package})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @dataclass
@@ -158,13 +188,11 @@ class NginxServer(ServerProcess):
             f"    include {prefix}/levity.conf;\n"
             "}\n"
         )
-        argv = [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "logs" / "error.log")]
+        argv = [require_program("nginx", "nginx"), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "logs" / "error.log")]
         super().__init__("nginx", argv, tls_port, prefix / "logs" / "stdout.log")
 
     def check(self) -> None:
         """``nginx -t`` on the rendered configuration."""
-        import subprocess
-
         result = subprocess.run([*self.argv, "-t"], capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stderr
 
@@ -179,16 +207,23 @@ class NginxServer(ServerProcess):
         return f"https://127.0.0.1:{self.tls_port}"
 
 
+def systemd_exec_start(port: int) -> list[str]:
+    """deploy/systemd/levity@.service's ExecStart for instance ``port``, with this checkout's Python."""
+    [line] = re.findall(r"^ExecStart=(.+)$", (SYSTEMD_DIR / "levity@.service").read_text(), flags=re.M)
+    argv = shlex.split(line.replace("%i", str(port)))
+    assert argv[0] == INSTALL_PYTHON, argv
+    return [sys.executable, *argv[1:]]
+
+
 def proxied_daphne(env: dict[str, str], log_path: Path, port: int | None = None) -> DaphneServer:
-    """A Levity process as deploy/ runs it behind nginx: daphne with --proxy-headers."""
+    """A Levity process exactly as deploy/systemd/levity@.service starts one (--proxy-headers)."""
     server = DaphneServer(env, log_path, port)
-    server.argv.insert(-1, "--proxy-headers")
+    server.argv = systemd_exec_start(server.port)
+    assert "--proxy-headers" in server.argv
     return server
 
 
 def migrate(env: dict[str, str]) -> None:
-    import subprocess
-
     result = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300,
@@ -219,5 +254,5 @@ def rows(database_url: str, query: str, *params) -> list[tuple]:
 
 __all__ = [
     "Certificates", "NginxServer", "free_port", "issue_api_token", "make_certificates",
-    "migrate", "proxied_daphne", "render_levity_conf", "rows",
+    "migrate", "proxied_daphne", "render_levity_conf", "require_program", "rows",
 ]  # fmt: skip
