@@ -5,11 +5,14 @@ message; charge points, connectors, transactions and ID tags do not, and are nev
 pruned (a transaction keeps its meterStart, meterStop and energy when its samples
 go). Rows are deleted in batches, each its own short transaction, so a prune never
 holds SQLite's write lock, or PostgreSQL row locks, for long while the server writes.
+On PostgreSQL, meter values are partitioned by month (transactions.partitions): the
+months wholly past retention are dropped, and only the rest of the boundary month
+is deleted row by row.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -17,6 +20,7 @@ from django.db import models
 from django.db.models import Subquery
 
 from chargepoints.models import ChargePointCommand, StatusNotification
+from transactions import partitions
 from transactions.models import MeterValue
 
 
@@ -29,6 +33,8 @@ class GrowingTable:
     #: Server time the row was written at (not the charge point's own clock).
     time_field: str
     setting: str
+    #: Partitioned by month on PostgreSQL (transactions.partitions).
+    monthly_partitions: bool = False
 
     def days(self) -> int:
         return getattr(settings, self.setting)
@@ -38,7 +44,9 @@ class GrowingTable:
 
 
 GROWING_TABLES = (
-    GrowingTable("meter values", MeterValue, "received_at", "LEVITY_METER_VALUE_RETENTION_DAYS"),
+    GrowingTable(
+        "meter values", MeterValue, "received_at", "LEVITY_METER_VALUE_RETENTION_DAYS", monthly_partitions=True
+    ),
     GrowingTable("status history", StatusNotification, "received_at", "LEVITY_STATUS_RETENTION_DAYS"),
     GrowingTable("command log", ChargePointCommand, "created_at", "LEVITY_COMMAND_RETENTION_DAYS"),
 )
@@ -64,3 +72,20 @@ def delete_before(table: GrowingTable, cutoff: datetime, *, batch_size: int) -> 
         total += deleted
         if deleted < batch_size:
             return total
+
+
+@dataclass
+class Pruned:
+    """What ``prune`` removed from one table."""
+
+    dropped_partitions: list[partitions.Partition] = field(default_factory=list)
+    deleted_rows: int = 0
+
+
+def prune(table: GrowingTable, cutoff: datetime, *, batch_size: int) -> Pruned:
+    """Remove ``table``'s rows written before ``cutoff``: whole monthly partitions, then row by row."""
+    pruned = Pruned()
+    if table.monthly_partitions and partitions.is_partitioned():
+        pruned.dropped_partitions = partitions.drop_partitions_before(cutoff)
+    pruned.deleted_rows = delete_before(table, cutoff, batch_size=batch_size)
+    return pruned

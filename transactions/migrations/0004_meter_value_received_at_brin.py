@@ -2,10 +2,10 @@
 
 Rows arrive in received_at order, so a BRIN index (a few kilobytes per gigabyte of
 table) finds the block ranges of any time window: ``manage.py prune`` finds the
-oldest rows with it, and reads of the last hour or day across all charge points
-touch only the newest blocks. SQLite has no BRIN: there the prune reads in rowid
-order, which is received_at order, and stops at the first batch it needs.
-docs/deployment.md says why this rather than monthly partitions.
+oldest rows of a month it cannot drop whole with it, and reads of the last hour
+across all charge points touch only the newest blocks. Migration 0005 keeps it on
+every monthly partition. SQLite has no BRIN: there the prune reads in rowid order,
+which is received_at order, and stops at the first batch it needs.
 """
 
 from django.db import migrations

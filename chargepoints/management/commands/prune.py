@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from chargepoints.retention import GROWING_TABLES, cutoff_for, delete_before
+from chargepoints.retention import GROWING_TABLES, cutoff_for, prune
+from transactions import partitions
 
 
 class Command(BaseCommand):
@@ -31,6 +32,9 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError(f"--batch-size={batch_size} must be at least 1.")
         now = timezone.now()
+        if partitions.is_partitioned() and not dry_run:
+            for name in partitions.ensure_partitions(now):
+                self.stdout.write(f"meter values: created partition {name}")
         for table in GROWING_TABLES:
             cutoff = cutoff_for(table, now)
             if cutoff is None:
@@ -41,5 +45,8 @@ class Command(BaseCommand):
                 count = table.older_than(cutoff).count()
                 self.stdout.write(f"{table.name}: {count} rows written before {when} would be deleted")
                 continue
-            deleted = delete_before(table, cutoff, batch_size=batch_size)
-            self.stdout.write(f"{table.name}: deleted {deleted} rows written before {when}")
+            pruned = prune(table, cutoff, batch_size=batch_size)
+            for partition in pruned.dropped_partitions:
+                rows = "unknown" if partition.estimated_rows is None else f"about {partition.estimated_rows}"
+                self.stdout.write(f"{table.name}: dropped partition {partition.name} ({rows} rows)")
+            self.stdout.write(f"{table.name}: deleted {pruned.deleted_rows} rows written before {when}")
