@@ -330,6 +330,16 @@ LEVITY_PLUGIN_FACTORY = envstr("LEVITY_PLUGIN_FACTORY", "")
 if not isinstance(LEVITY_PLUGINS, list):
     raise ImproperlyConfigured("LEVITY_PLUGINS must be a JSON list of plugin entries.")
 
+# Retention (manage.py prune): meter values, connector status history and the
+# command log older than this many days are deleted; 0 keeps them for ever. The
+# three LEVITY_*_RETENTION_DAYS override LEVITY_RETENTION_DAYS for one kind each.
+LEVITY_RETENTION_DAYS = envint("LEVITY_RETENTION_DAYS", 0, minimum=0)
+LEVITY_METER_VALUE_RETENTION_DAYS = envint(
+    "LEVITY_METER_VALUE_RETENTION_DAYS", LEVITY_RETENTION_DAYS, minimum=0
+)
+LEVITY_STATUS_RETENTION_DAYS = envint("LEVITY_STATUS_RETENTION_DAYS", LEVITY_RETENTION_DAYS, minimum=0)
+LEVITY_COMMAND_RETENTION_DAYS = envint("LEVITY_COMMAND_RETENTION_DAYS", LEVITY_RETENTION_DAYS, minimum=0)
+
 # --- Remote operations and the HTTP API -------------------------------------------
 
 # Upper bound of the `timeout` a command may ask for (seconds).
