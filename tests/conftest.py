@@ -26,11 +26,10 @@ from websockets.asyncio.server import serve
 
 from bench.processes import ServerProcess, free_port
 from tests.ocpp_client import OCPPClient
-from tests.services import CI
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.admin_fixtures", "tests.postgres_server"]
+pytest_plugins = ["tests.services", "tests.admin_fixtures", "tests.postgres_server"]
 
 #: The database the suite runs on: "sqlite" or "postgresql" (scripts/test runs both).
 TEST_DATABASE = os.environ.get("LEVITY_TEST_DATABASE", "sqlite") or "sqlite"
@@ -45,11 +44,13 @@ def pytest_configure(config) -> None:
         )
     config.addinivalue_line("markers", "sqlite: about SQLite itself; runs on SQLite only")
     config.addinivalue_line(
-        "markers", "once: uses no test database (the benchmark's own servers); runs on SQLite only"
+        "markers", "once: does not depend on the test database; runs in the SQLite pass only"
     )
 
 
 def pytest_report_header(config) -> str:
+    from tests.services import CI
+
     return f"test database: {TEST_DATABASE}" + (" (CI=true: a skip is a failure)" if CI else "")
 
 
@@ -65,17 +66,6 @@ def pytest_collection_modifyitems(config, items) -> None:
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if not sqlite_only(item)]
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    """Under CI=true nothing may be skipped: a skip is reported as a failure."""
-    report = yield
-    if CI and report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.outcome = "failed"
-        report.longrepr = f"skipped under CI=true, which runs every test: {reason}"
-    return report
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 ``scripts/test`` installs them (scripts/provision). Where one is still missing, a
 test that needs it is skipped with one line naming the command that enables it;
-under ``CI=true`` it fails instead, since CI must run every test.
+under ``CI=true`` it fails instead, since CI must run every test. Loaded as a
+pytest plugin (tests/conftest.py), this module also reports any other skip as a
+failure under ``CI=true``.
 """
 
 from __future__ import annotations
@@ -34,3 +36,14 @@ def program(name: str, package: str) -> str:
             "or run ./scripts/test as root)"
         )
     return found
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true nothing may be skipped: a skip is reported as a failure."""
+    report = yield
+    if CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which runs every test: {reason}"
+    return report

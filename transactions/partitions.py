@@ -97,7 +97,11 @@ def create_partition(start: datetime) -> None:
             f"RETURNING *) INSERT INTO {name} SELECT * FROM moved",
             [start, end],
         )
-        cursor.execute(f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)", [start, end])
+        # DDL takes no bound parameters: the bounds are written out (ISO 8601, UTC).
+        cursor.execute(
+            f"ALTER TABLE {TABLE} ATTACH PARTITION {name} "
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        )
 
 
 def drop_partitions_before(cutoff: datetime) -> list[Partition]:

@@ -7,6 +7,8 @@ import pytest
 
 from chargepoints.ocpp16 import protocol
 
+pytestmark = pytest.mark.once  # no database at all
+
 UNITS = ["Wh", "kWh", "varh", "W", "A", "V", "Celsius", "Percent"]
 SCHEMA = {
     "type": "object",

@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import PROJECT_DIR, free_port, server_env
 
+pytestmark = pytest.mark.once  # settings only; DATABASE_URL is parsed, never opened
+
 BAD_VALUES = [
     ("LEVITY_HEARTBEAT_INTERVAL", "abc", "is not a whole number"),
     ("LEVITY_HEARTBEAT_INTERVAL", "0", "must be at least 1"),

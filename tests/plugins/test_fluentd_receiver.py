@@ -15,6 +15,8 @@ from fluent.sender import EventTime, FluentSender
 
 from tests.plugins.fluentd_receiver import FluentdReceiver
 
+pytestmark = pytest.mark.once  # no database at all
+
 
 @pytest.fixture
 def receiver():

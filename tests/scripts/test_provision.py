@@ -17,6 +17,8 @@ import pytest
 from tests.conftest import PROJECT_DIR
 from tests.services import unavailable
 
+pytestmark = pytest.mark.once  # no database at all
+
 PROVISION = PROJECT_DIR / "scripts" / "provision"
 PACKAGES = ["redis-server", "postgresql", "prometheus", "nginx", "openssl", "valgrind"]
 

@@ -73,9 +73,9 @@ def partition_by_month(apps, schema_editor):
         last = month_start(max(newest or now, now), MONTHS_AHEAD)
         while month <= last:
             following = month_start(month, 1)
-            cursor.execute(
-                f"CREATE TABLE {TABLE}_{month:%Y_%m} PARTITION OF {TABLE} FOR VALUES FROM (%s) TO (%s)",
-                [month, following],
+            cursor.execute(  # DDL takes no bound parameters: the bounds are written out
+                f"CREATE TABLE {TABLE}_{month:%Y_%m} PARTITION OF {TABLE} "
+                f"FOR VALUES FROM ('{month.isoformat()}') TO ('{following.isoformat()}')"
             )
             month = following
         cursor.execute(f"INSERT INTO {TABLE} SELECT * FROM {OLD}")
