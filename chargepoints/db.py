@@ -1,4 +1,4 @@
-"""Row helpers every write of the OCPP session uses: bulk INSERT and UPDATE of plain values.
+"""Row helpers every write of the data layer uses: bulk INSERT and UPDATE of plain values.
 
 What ``QuerySet.bulk_create`` and ``bulk_update`` store, without a model instance
 per row or the SQL Django compiles per value: for the rows of a reconnect storm,
@@ -96,7 +96,8 @@ def insert_rows(model: type[Model], rows: Iterable[dict[str, Any]]) -> None:
     What ``QuerySet.bulk_create`` stores (a field a row leaves out gets its default;
     an ``auto_now``/``auto_now_add`` datetime the time of the call), without a model
     instance per row or the SQL it compiles per value of every row -- which, for the
-    rows of a reconnect storm, cost more than the insert itself.
+    rows of a reconnect storm, cost more than the insert itself. A key that names
+    no field of the model raises TypeError: nothing is dropped silently.
     """
     connection = connections[router.db_for_write(model)]
     fields, sql = insert_statement(model, connection)
@@ -110,38 +111,54 @@ def insert_rows(model: type[Model], rows: Iterable[dict[str, Any]]) -> None:
             columns.append((None, lambda: now, value_preparer(field, connection)))
         else:
             columns.append((field.attname, field.get_default, value_preparer(field, connection)))
-    params = [
-        tuple(
-            prepare(row[attname] if attname in row else missing())
-            for attname, missing, prepare in columns
+    known = {field.attname for field in fields}
+    params = []
+    for row in rows:
+        if not row.keys() <= known:
+            unknown = ", ".join(sorted(row.keys() - known))
+            raise TypeError(f"insert_rows(): {model.__name__} has no field {unknown}")
+        params.append(
+            tuple(prepare(row[attname] if attname in row else missing()) for attname, missing, prepare in columns)
         )
-        for row in rows
-    ]
     if params:
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
 
 
-def update_rows(model: type[Model], field_names: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def update_rows(
+    model: type[Model],
+    field_names: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    match: Sequence[str] = (),
+) -> None:
     """UPDATE many rows, each to its own values: one statement, run by executemany.
 
-    Each row is ``(pk, value, ...)``, its values in the order of ``field_names``.
-    What ``QuerySet.bulk_update`` does, without the model instances it takes or the
-    CASE expression it builds per row and field -- which, for a few hundred charge
-    points, cost more than the update.
+    Each row is ``(pk, value, ..., matched, ...)``: its values in the order of
+    ``field_names``, then the values the fields of ``match`` must still have for the
+    row to be updated (a row changed meanwhile is left alone). What
+    ``QuerySet.bulk_update`` does, without the model instances it takes or the CASE
+    expression it builds per row and field.
     """
     connection = connections[router.db_for_write(model)]
     meta = model._meta
     fields = [meta.get_field(name) for name in field_names]
+    matched = [meta.get_field(name) for name in match]
     quote = connection.ops.quote_name
-    sql = "UPDATE {} SET {} WHERE {} = %s".format(
+    sql = "UPDATE {} SET {} WHERE {}".format(
         quote(meta.db_table),
         ", ".join(f"{quote(field.column)} = %s" for field in fields),
-        quote(meta.pk.column),
+        " AND ".join(f"{quote(field.column)} = %s" for field in [meta.pk, *matched]),
     )
     preparers = [value_preparer(field, connection) for field in fields]
+    matched_preparers = [value_preparer(field, connection) for field in matched]
+    width = len(fields)
     params = [
-        (*(prepare(value) for prepare, value in zip(preparers, row[1:], strict=True)), row[0])
+        (
+            *(prepare(value) for prepare, value in zip(preparers, row[1 : 1 + width], strict=True)),
+            row[0],
+            *(prepare(value) for prepare, value in zip(matched_preparers, row[1 + width :], strict=True)),
+        )
         for row in rows
     ]
     if params:

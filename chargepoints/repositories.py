@@ -1,19 +1,37 @@
-"""Async repositories for plugins (`charge_point.cp_repo`, `charge_point.conn_repo`)."""
+"""Async repositories for plugins (`charge_point.cp_repo`, `charge_point.conn_repo`).
+
+A repository writes through ``run`` (``run(func, *args)`` runs the synchronous
+``func`` atomically and returns its result): the session gives its repositories
+the OCPP write path; one made without ``run`` uses a thread of asgiref's.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from channels.db import database_sync_to_async
 
 from .models import ChargePoint, Connector
 
+Run = Callable[..., Awaitable[Any]]
+
+
+async def run_in_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``func(*args, **kwargs)`` through channels' ``database_sync_to_async``."""
+    return await database_sync_to_async(func)(*args, **kwargs)
+
 
 class ChargePointRepository:
+    def __init__(self, run: Run = run_in_thread) -> None:
+        self.run = run
+
     async def get_by_id(self, charge_point_id: str) -> ChargePoint | None:
         return await ChargePoint.objects.filter(charge_point_id=charge_point_id).afirst()
 
     async def update_status(self, charge_point_id: str, status: str) -> bool:
         """Set the status of the charge point as a whole (connector 0)."""
-        return await database_sync_to_async(_update_status)(charge_point_id, status)
+        return await self.run(_update_status, charge_point_id, status)
 
 
 def _update_status(charge_point_id: str, status: str) -> bool:

@@ -1,10 +1,9 @@
 """Database work of the OCPP session for charge points and connectors.
 
-Each function is synchronous and runs in the database thread. The messages that
-every charge point sends at once after a restart -- connect, BootNotification,
-StatusNotification -- and its disconnect are written in bulk: the work of many
-sessions in a few queries, with a result (or an exception) per message
-(chargepoints.session.writer.BulkWrite).
+Each function is synchronous. The messages that every charge point sends at once
+after a restart -- connect, BootNotification, StatusNotification -- and its
+disconnect are written in bulk: the work of many sessions in a few queries, with a
+result (or an exception) per message, which the session layer's group commit runs.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-
-from django.db import transaction
 
 from .db import insert_rows, update_rows
 from .models import (
@@ -101,32 +98,49 @@ class Disconnection:
     now: datetime
     last_seen_at: datetime
     last_heartbeat_at: datetime | None
+    #: The ``connected_at`` the session's connect wrote: a newer connect of the same
+    #: charge point (another session) wrote another, and then its row is left alone.
+    connected_at: datetime | None = None
 
 
 def record_disconnections(disconnections: list[Disconnection]) -> list[None]:
-    """Mark many charge points offline at once (a fleet that lost its network drops together)."""
+    """Mark many charge points offline at once (a fleet that lost its network drops together).
+
+    A disconnect never overwrites a newer connect: with ``connected_at``, a row whose
+    connect time is another session's is not touched.
+    """
+    matched = [d for d in disconnections if d.connected_at is not None]
     _update_seen(
-        {d.charge_point_pk: (d.last_seen_at, d.last_heartbeat_at, False, d.now, None) for d in disconnections},
+        {d.charge_point_pk: (d.last_seen_at, d.last_heartbeat_at, False, d.now, None) for d in disconnections
+         if d.connected_at is None},
         ["is_connected", "disconnected_at", "server_process"],
+    )
+    _update_seen(
+        {d.charge_point_pk: (d.last_seen_at, d.last_heartbeat_at, False, d.now, None, d.connected_at)
+         for d in matched},
+        ["is_connected", "disconnected_at", "server_process"],
+        match=("connected_at",),
     )
     return [None] * len(disconnections)
 
 
 def record_last_seen(rows: dict[int, tuple[datetime, datetime | None]]) -> None:
     """Write many charge points' last-seen and last-heartbeat times at once."""
-    with transaction.atomic():
-        _update_seen(rows, [])
+    _update_seen(rows, [])
 
 
-def _update_seen(rows: dict[int, tuple], field_names: list[str]) -> None:
+def _update_seen(rows: dict[int, tuple], field_names: list[str], match: tuple[str, ...] = ()) -> None:
     """UPDATE the last-seen times and ``field_names``; a last heartbeat only where there is one.
 
-    ``rows``: by charge point pk, ``(last_seen_at, last_heartbeat_at, *values of field_names)``.
+    ``rows``: by charge point pk, ``(last_seen_at, last_heartbeat_at, *values of field_names,
+    *values of match)`` (see ``update_rows``).
     """
+    if not rows:
+        return
     with_heartbeat = [(pk, seen, beat, *values) for pk, (seen, beat, *values) in rows.items() if beat is not None]
     without = [(pk, seen, *values) for pk, (seen, beat, *values) in rows.items() if beat is None]
-    update_rows(ChargePoint, ["last_seen_at", "last_heartbeat_at", *field_names], with_heartbeat)
-    update_rows(ChargePoint, ["last_seen_at", *field_names], without)
+    update_rows(ChargePoint, ["last_seen_at", "last_heartbeat_at", *field_names], with_heartbeat, match=match)
+    update_rows(ChargePoint, ["last_seen_at", *field_names], without, match=match)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
-"""Async repositories for plugins (`charge_point.tx_repo`, `charge_point.meter_repo`)."""
+"""Async repositories for plugins (`charge_point.tx_repo`, `charge_point.meter_repo`).
+
+Writes go through ``run``, as in chargepoints.repositories.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from channels.db import database_sync_to_async
+from chargepoints.repositories import Run, run_in_thread
 
 from . import services
 from .models import MeterValue, Transaction
@@ -13,6 +16,9 @@ ENERGY_REGISTER = "Energy.Active.Import.Register"
 
 
 class TransactionRepository:
+    def __init__(self, run: Run = run_in_thread) -> None:
+        self.run = run
+
     async def get_by_id(self, transaction_id: int) -> Transaction | None:
         return await Transaction.objects.filter(pk=transaction_id).afirst()
 
@@ -35,8 +41,12 @@ class TransactionRepository:
         tx = await self.get_by_id(transaction_id)
         if tx is None:
             return False
-        return await database_sync_to_async(services.close_transaction)(
-            tx, meter_stop=meter_stop, reason=reason, now=timestamp or datetime.now(timezone.utc)
+        return await self.run(
+            services.close_transaction,
+            tx,
+            meter_stop=meter_stop,
+            reason=reason,
+            now=timestamp or datetime.now(timezone.utc),
         )
 
 

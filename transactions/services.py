@@ -1,24 +1,25 @@
 """Authorization, transactions and meter values: the database side of the OCPP session.
 
-Each public function does one message's work in one database transaction and is
-called from the session through a single hop to the database thread.
+The functions are synchronous. The bulk ones (``authorize_many``,
+``start_transactions``, ``stop_transactions``, ``record_meter_values_batch``) do the
+work of many messages at once, with a result (or an exception) per message; the
+session layer runs them in its group commit. Rows are inserted with
+``chargepoints.db.insert_rows`` only.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from chargepoints.db import insert_statement, instance_rows, update_rows
-from chargepoints.ocpp16.protocol import format_timestamp, parse_timestamp
+from chargepoints.db import insert_rows, instance_rows, update_rows
+from chargepoints.timestamps import format_timestamp, parse_timestamp
 
 from .models import AuthorizationStatus, IdTag, MeterValue, Transaction
 
@@ -84,9 +85,14 @@ def authorize(id_tag: str, now: datetime, *, check_concurrent: bool = True) -> d
     return authorize_many([Authorization(id_tag, now, check_concurrent)])[0]
 
 
-def authorize_many(authorizations: list[Authorization]) -> list[dict[str, Any]]:
-    """idTagInfo for many Authorize messages at once: one query for the tags, one for
-    those already charging."""
+def authorize_many(authorizations: list[Authorization], *, starting: bool = False) -> list[dict[str, Any]]:
+    """idTagInfo for many tags at once: one query for the tags, one for those already charging.
+
+    The ConcurrentTx rule lives here alone: an accepted tag that ``check_concurrent``
+    is ConcurrentTx when a transaction with it is active; and, when the
+    authorizations are for transactions ``starting`` together, when an earlier one
+    of them accepted it (as if they came one after the other).
+    """
     tags = {tag.id_tag: tag for tag in IdTag.objects.filter(id_tag__in={a.id_tag for a in authorizations})}
 
     def status(authorization: Authorization) -> str:
@@ -100,11 +106,11 @@ def authorize_many(authorizations: list[Authorization]) -> list[dict[str, Any]]:
         return AuthorizationStatus.ACCEPTED
 
     statuses = [status(a) for a in authorizations]
-    to_check = {
+    to_check = [
         index
         for index, (a, s) in enumerate(zip(authorizations, statuses))
         if a.check_concurrent and s == AuthorizationStatus.ACCEPTED
-    }
+    ]
     if to_check:
         charging = set(
             Transaction.objects.active()
@@ -112,8 +118,11 @@ def authorize_many(authorizations: list[Authorization]) -> list[dict[str, Any]]:
             .values_list("id_tag", flat=True)
         )
         for index in to_check:
-            if authorizations[index].id_tag in charging:
+            id_tag = authorizations[index].id_tag
+            if id_tag in charging:
                 statuses[index] = AuthorizationStatus.CONCURRENT_TX
+            elif starting:
+                charging.add(id_tag)
     return [_id_tag_info(s, tags.get(a.id_tag)) for a, s in zip(authorizations, statuses)]
 
 
@@ -121,7 +130,6 @@ def authorize_many(authorizations: list[Authorization]) -> list[dict[str, Any]]:
 class StartResult:
     transaction_id: int
     id_tag_info: dict[str, Any]
-    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,41 +168,31 @@ class TransactionStart:
 
 def start_transaction(start: TransactionStart) -> StartResult:
     """Create the transaction, or find the one a retried StartTransaction created."""
-    with transaction.atomic():
-        info = start.decided_id_tag_info or authorize(start.id_tag, start.now)
-        try:
-            with transaction.atomic():
-                tx = start.row(info["status"])
-                tx.save(force_insert=True)
-        except IntegrityError:
-            # A retry (its answer was lost) or a concurrent twin: the same transaction,
-            # answered as it was the first time.
-            existing = Transaction.objects.get(**start.key)
-            logger.info("Repeated StartTransaction answered with transaction %s", existing.pk)
-            tag = IdTag.objects.filter(id_tag=start.id_tag).first()
-            return StartResult(existing.pk, _id_tag_info(existing.id_tag_status, tag), True)
-    return StartResult(tx.pk, info)
+    try:
+        with transaction.atomic():
+            return start_transactions([start])[0]
+    except IntegrityError:
+        # A retry (its answer was lost) or a concurrent twin: the same transaction,
+        # answered as it was the first time.
+        existing = Transaction.objects.get(**start.key)
+        logger.info("Repeated StartTransaction answered with transaction %s", existing.pk)
+        tag = IdTag.objects.filter(id_tag=start.id_tag).first()
+        return StartResult(existing.pk, _id_tag_info(existing.id_tag_status, tag))
 
 
 def start_transactions(starts: list[TransactionStart]) -> list[StartResult]:
     """Many StartTransactions at once: the tags looked up together, one INSERT.
 
     A retried StartTransaction collides with its unique constraint and fails the
-    bulk INSERT; the batch is then redone one by one (chargepoints.session.writer.BulkWrite),
-    where start_transaction() finds the first one's row.
+    bulk INSERT; the batch is then redone one by one, where start_transaction()
+    finds the first one's row.
     """
     looked_up = iter(
-        authorize_many([Authorization(s.id_tag, s.now) for s in starts if s.decided_id_tag_info is None])
+        authorize_many(
+            [Authorization(s.id_tag, s.now) for s in starts if s.decided_id_tag_info is None], starting=True
+        )
     )
     infos = [s.decided_id_tag_info if s.decided_id_tag_info is not None else next(looked_up) for s in starts]
-    # Two charge points starting with one tag in the same batch: as if one after the
-    # other, the second is told the tag is already charging.
-    accepted: set[str] = set()
-    for index, (start, info) in enumerate(zip(starts, infos)):
-        if start.decided_id_tag_info is None and info["status"] == AuthorizationStatus.ACCEPTED:
-            if start.id_tag in accepted:
-                infos[index] = {**info, "status": AuthorizationStatus.CONCURRENT_TX}
-            accepted.add(start.id_tag)
     rows = Transaction.objects.bulk_create(
         [start.row(info["status"]) for start, info in zip(starts, infos)]
     )
@@ -252,7 +250,7 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
     )
     results: list[StopResult] = []
     stopped: dict[int, Transaction] = {}
-    meter_values: list[MeterValue] = []
+    meter_values: list[dict] = []
     for stop in stops:
         if stop.decided_id_tag_info is not None:
             info = stop.decided_id_tag_info
@@ -266,11 +264,11 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
             stopped[tx.pk] = tx
         if outcome != "repeated" and stop.transaction_data:
             meter_values += meter_value_rows(
-                stop.charge_point_pk, tx.connector_id if tx else 0, tx, stop.transaction_data, stop.now
+                stop.charge_point_pk, tx.connector_id if tx else 0, tx.pk if tx else None, stop.transaction_data, stop.now
             )
         results.append(StopResult(tx, info, outcome))
     update_rows(Transaction, STOP_FIELDS, instance_rows(stopped.values(), STOP_FIELDS))
-    MeterValue.objects.bulk_create(meter_values)
+    insert_rows(MeterValue, meter_values)
     return results
 
 
@@ -328,22 +326,19 @@ def close_transaction(tx: Transaction, *, meter_stop: int, reason: str, now: dat
 def meter_value_rows(
     charge_point_pk: int,
     connector_id: int,
-    tx: Transaction | None,
+    transaction_id: int | None,
     meter_values: list[dict],
     now: datetime,
     default_context: str = "Sample.Periodic",
-) -> list[MeterValue]:
-    """MeterValue rows (unsaved) for the snake_case meterValue list of a message."""
-    return [
-        MeterValue(
-            charge_point_id=charge_point_pk,
-            connector_id=connector_id,
-            transaction=tx,
-            received_at=now,
-            **sample,
-        )
-        for sample in sampled_values(meter_values, default_context)
-    ]
+) -> list[dict]:
+    """MeterValue rows (``insert_rows`` dicts) for the snake_case meterValue list of a message."""
+    common = {
+        "charge_point_id": charge_point_pk,
+        "connector_id": connector_id,
+        "transaction_id": transaction_id,
+        "received_at": now,
+    }
+    return [{**sample, **common} for sample in sampled_values(meter_values, default_context)]
 
 
 def sampled_values(meter_values: list[dict], default_context: str = "Sample.Periodic"):
@@ -389,7 +384,7 @@ def _normalize(value: str, unit: str, fmt: str) -> tuple[float | None, str]:
     return float(number * factor), normalized_unit
 
 
-# --- MeterValues from many sessions at once (chargepoints.session.writer.BulkWrite) ------
+# --- MeterValues from many sessions at once ---------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -404,7 +399,7 @@ class MeterValuesRequest:
 
 
 def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | Exception]:
-    """Store the sampled values of many MeterValues messages: one query, one INSERT, one commit.
+    """Store the sampled values of many MeterValues messages: one query, one INSERT.
 
     Returns, per request, the number of rows stored or the exception that request
     alone raised.
@@ -416,7 +411,7 @@ def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | 
             Transaction.objects.filter(pk__in=wanted).order_by().values_list("pk", "charge_point_id")
         )
     results: list[int | Exception] = []
-    per_request: list[list[tuple]] = []
+    rows: list[dict] = []
     for request in requests:
         try:
             tx_id = request.transaction_id
@@ -425,71 +420,14 @@ def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | 
                     "MeterValues name unknown transaction %s; stored without a transaction", tx_id
                 )
                 tx_id = None
-            params = _insert_params(
-                {
-                    "charge_point_id": request.charge_point_pk,
-                    "connector_id": request.connector_id,
-                    "transaction_id": tx_id,
-                    "received_at": request.now,
-                },
-                sampled_values(request.meter_value),
+            own = meter_value_rows(
+                request.charge_point_pk, request.connector_id, tx_id, request.meter_value, request.now
             )
         except Exception as exc:  # e.g. a timestamp that is not one: this message only
             results.append(exc)
-            per_request.append([])
             continue
-        results.append(len(params))
-        per_request.append(params)
-    # If the database refuses the INSERT, BulkWrite redoes each message alone.
-    _insert_meter_values([p for params in per_request for p in params])
+        results.append(len(own))
+        rows += own
+    # If the database refuses the INSERT, the writer redoes each message alone.
+    insert_rows(MeterValue, rows)
     return results
-
-
-@lru_cache(maxsize=None)
-def _meter_value_columns(vendor: str) -> tuple[Callable[[dict], tuple], frozenset[str], str]:
-    """A row's values in column order (from a dict by attname), the datetime
-    attnames, and the INSERT statement."""
-    from django.db import connection
-
-    fields, sql = insert_statement(MeterValue, connection)
-    datetimes = frozenset(f.attname for f in fields if f.get_internal_type() == "DateTimeField")
-    return itemgetter(*(f.attname for f in fields)), datetimes, sql
-
-
-def _insert_params(common: dict, samples: Iterable[dict]) -> list[tuple]:
-    """INSERT parameters in column order, datetimes adapted by the backend as bulk_create does.
-
-    The other fields are already str, int, float or None, which need no adaptation.
-    Each sample dict is completed in place (``sampled_values`` makes a new one each).
-    """
-    from django.db import connection
-
-    row_values, datetimes, _ = _meter_value_columns(connection.vendor)
-    adapt = connection.ops.adapt_datetimefield_value
-    common = {k: adapt(v) if k in datetimes and v is not None else v for k, v in common.items()}
-    adapted: dict = {}
-    out = []
-    sample_datetimes = None
-    for sample in samples:
-        if sample_datetimes is None:  # the same keys in every sample
-            sample_datetimes = datetimes.intersection(sample)
-        for attname in sample_datetimes:
-            value = sample[attname]
-            if value is not None:
-                if value not in adapted:
-                    adapted[value] = adapt(value)
-                sample[attname] = adapted[value]
-        sample.update(common)
-        out.append(row_values(sample))
-    return out
-
-
-def _insert_meter_values(params: list[tuple]) -> None:
-    """INSERT prepared rows with executemany: bulk_create's statement without its per-field compiler."""
-    from django.db import connection
-
-    if not params:
-        return
-    _, _, sql = _meter_value_columns(connection.vendor)
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)

@@ -1,11 +1,11 @@
-"""OCPP-J 1.6 framing and validation: our small layer over the `ocpp` package.
+"""OCPP 1.6 validation, error codes and naming: our small layer over the `ocpp` package.
 
 The `ocpp` package is right about the message classes and schemas, but on the wire
 it sends the OCPP 2.0 code `FormatViolation` where 1.6 says `FormationViolation`,
 swaps NotImplemented/NotSupported for unknown actions, and validates every payload
 with jsonschema in a thread-pool executor. Here the same schemas (shipped inside the
 package) are compiled once with fastjsonschema and run inline, errors carry the 1.6
-codes, and JSON goes through orjson.
+codes. The OCPP-J framing itself is shared by every version (chargepoints.session.framing).
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import fields, is_dataclass
-from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 import ocpp
-import orjson
 from fastjsonschema.draft07 import CodeGeneratorDraft07
 from fastjsonschema.ref_resolver import RefResolver
 from ocpp.exceptions import (
@@ -34,103 +32,18 @@ from ocpp.exceptions import (
     ProtocolError,
     TypeConstraintViolationError,
 )
-from ocpp.messages import Call, CallError, CallResult, MessageType
 from ocpp.v16.enums import Action
 
+from ..timestamps import format_timestamp, parse_timestamp  # noqa: F401 - the 1.6 session's names for them
+
 SCHEMA_DIR = Path(ocpp.__file__).parent / "v16" / "schemas"
-MAX_MESSAGE_ID_LENGTH = 36
-# The id used in a CALLERROR when the message id of a frame cannot be read.
-UNKNOWN_MESSAGE_ID = "-1"
 
 OCPP16_ACTIONS = frozenset(action.value for action in Action)
 
 
-class FrameError(Exception):
-    """A frame that cannot be routed; answered with a CALLERROR."""
-
-    def __init__(self, error: OCPPError, unique_id: str = UNKNOWN_MESSAGE_ID):
-        super().__init__(error.description)
-        self.error = error
-        self.unique_id = unique_id
-
-
-def decode(raw: str | bytes) -> Call | CallResult | CallError:
-    """Parse one OCPP-J frame, raising FrameError with the 1.6 code when it is bad."""
-    try:
-        frame = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise FrameError(FormationViolationError(description="Message is not valid JSON")) from None
-    if not isinstance(frame, list) or not frame:
-        raise FrameError(
-            FormationViolationError(description="Message is not an OCPP-J array")
-        )
-    message_type = frame[0]
-    unique_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
-    if unique_id is None:
-        raise FrameError(
-            FormationViolationError(description="Message id is missing or not a string")
-        )
-    if len(unique_id) > MAX_MESSAGE_ID_LENGTH:
-        raise FrameError(
-            FormationViolationError(
-                description=f"Message id is longer than {MAX_MESSAGE_ID_LENGTH} characters"
-            ),
-            unique_id,
-        )
-    reply_id = unique_id
-    if message_type == MessageType.Call:
-        if len(frame) != 4:
-            raise FrameError(
-                FormationViolationError(description="A CALL has exactly 4 elements"), reply_id
-            )
-        if not isinstance(frame[2], str):
-            raise FrameError(
-                FormationViolationError(description="Action must be a string"), reply_id
-            )
-        if not isinstance(frame[3], dict):
-            raise FrameError(
-                FormationViolationError(description="Payload must be a JSON object"), reply_id
-            )
-        return Call(unique_id, frame[2], frame[3])
-    if message_type == MessageType.CallResult:
-        if len(frame) != 3 or not isinstance(frame[2], dict):
-            raise FrameError(
-                FormationViolationError(description="A CALLRESULT is [3, id, {payload}]"),
-                reply_id,
-            )
-        return CallResult(unique_id, frame[2])
-    if message_type == MessageType.CallError:
-        if len(frame) < 4:
-            raise FrameError(
-                FormationViolationError(description="A CALLERROR has at least 4 elements"),
-                reply_id,
-            )
-        details = frame[4] if len(frame) > 4 and isinstance(frame[4], dict) else {}
-        return CallError(unique_id, str(frame[2]), str(frame[3]), details)
-    raise FrameError(
-        FormationViolationError(description=f"Unknown message type {message_type!r}"), reply_id
-    )
-
-
-def encode_call(unique_id: str, action: str, payload: dict) -> str:
-    return orjson.dumps([MessageType.Call, unique_id, action, payload]).decode()
-
-
-def encode_call_result(unique_id: str, payload: dict) -> str:
-    return orjson.dumps([MessageType.CallResult, unique_id, payload]).decode()
-
-
-def encode_call_error(unique_id: str, error: OCPPError) -> str:
-    details = error.details if isinstance(error.details, dict) else {}
-    try:
-        return orjson.dumps(
-            [MessageType.CallError, unique_id, error.code, error.description or "", details]
-        ).decode()
-    except TypeError:
-        # Details that orjson cannot encode (e.g. an ocpp message object) are dropped.
-        return orjson.dumps(
-            [MessageType.CallError, unique_id, error.code, error.description or "", {}]
-        ).decode()
+def frame_error(description: str) -> OCPPError:
+    """The 1.6 error for a frame that is not an OCPP-J message (2.0.1 calls it FormatViolation)."""
+    return FormationViolationError(description=description)
 
 
 # --- validation -------------------------------------------------------------------
@@ -302,29 +215,3 @@ def to_payload(obj: Any) -> Any:
     if hasattr(obj, "value") and isinstance(obj, str):  # str enums
         return obj.value
     return obj
-
-
-# --- time -------------------------------------------------------------------------
-
-
-def parse_timestamp(value: str) -> datetime:
-    """An OCPP date-time as an aware UTC datetime; a missing offset means UTC."""
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        raise PropertyConstraintViolationError(
-            description=f"{value!r} is not a date-time", details={"value": value}
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
-def format_timestamp(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{value.microsecond // 1000:03d}Z"
-    )
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

@@ -24,17 +24,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.v16 import call
 
-from ..ocpp16 import protocol
-from . import registry
-from ..ocpp16.session import ChargePointDisconnected, LevityChargePoint
 from ..models import ChargePoint, ChargePointCommand, CommandStatus, ConfigurationKey
+from ..ocpp16 import protocol
+from . import registry, writer
+from .base import ChargePointDisconnected, Session
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +160,8 @@ async def send_command(
     """
     timeout = validate_command(action, payload, timeout)
     message_id = str(uuid.uuid4())
-    command = await database_sync_to_async(_create)(
+    command = await writer.run(
+        _create,
         charge_point_id,
         action=action,
         message_id=message_id,
@@ -201,7 +200,7 @@ async def _deliver(command: ChargePointCommand, payload: dict) -> ChargePointCom
         outcome = Outcome(
             CommandStatus.OFFLINE, error_description=f"{charge_point_id} is not connected"
         )
-    await database_sync_to_async(_finish)(command, outcome)
+    await writer.run(_finish, command, outcome)
     log = logger.info if command.status == CommandStatus.ACCEPTED else logger.warning
     log(
         "%s %s by %s: %s %s",
@@ -215,7 +214,7 @@ async def _deliver(command: ChargePointCommand, payload: dict) -> ChargePointCom
 
 
 async def call_session(
-    session: LevityChargePoint, action: str, payload: dict, timeout: float, message_id: str
+    session: Session, action: str, payload: dict, timeout: float, message_id: str
 ) -> Outcome:
     """Run one validated command on a session of this process."""
     request = ACTIONS[action](**protocol.snake_case(payload))
@@ -338,10 +337,9 @@ def _finish(command: ChargePointCommand, outcome: Outcome) -> None:
     command.answered_at = _when(outcome.answered_at)
     if outcome.sent_at is not None and outcome.answered_at is not None:
         command.duration_ms = max(0, round((outcome.answered_at - outcome.sent_at) * 1000))
-    with transaction.atomic():
-        command.save(update_fields=OUTCOME_FIELDS)
-        if command.status == CommandStatus.ACCEPTED:
-            _record_configuration(command)
+    command.save(update_fields=OUTCOME_FIELDS)
+    if command.status == CommandStatus.ACCEPTED:
+        _record_configuration(command)
 
 
 def _record_configuration(command: ChargePointCommand) -> None:
@@ -430,7 +428,7 @@ async def _call_through_channel_layer(
             return Outcome(**message["outcome"])
 
 
-async def serve_routed_command(session: LevityChargePoint, layer, event: dict) -> None:
+async def serve_routed_command(session: Session, layer, event: dict) -> None:
     """Run a command another process routed to this one's session, and report back."""
     reply_channel = event["reply_channel"]
     call = asyncio.ensure_future(

@@ -14,9 +14,10 @@ from plugins import loading
 from plugins.signals import charge_point_disconnected
 
 from .. import services
+from ..ocpp16.session import LevityChargePoint
 from . import commands, processes, registry
 from .groups import CommandGroup
-from ..ocpp16.session import LevityChargePoint, connections_writer
+from .registry import connections_writer
 from .transport import LeanWebsocketConsumer
 
 logger = logging.getLogger(__name__)
@@ -84,11 +85,12 @@ class OCPPConsumer(LeanWebsocketConsumer):
             return
         client = self.scope.get("client") or ("", 0)
         remote_address = f"{client[0]}:{client[1]}" if client[0] else ""
+        connected_at = datetime.now(timezone.utc)
         charge_point_pk = await connections_writer.submit(
             services.Connection(
                 charge_point_id,
                 remote_address,
-                datetime.now(timezone.utc),
+                connected_at,
                 auto_register=settings.LEVITY_AUTO_REGISTER,
                 server_process=processes.current(),
             )
@@ -104,6 +106,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
             plugins=loading.plugins_for(charge_point_id),
             remote_address=remote_address,
             charge_point_pk=charge_point_pk,
+            row_connected_at=connected_at,
         )
         await registry.open_session(self.charge_point)
         logger.info("%s connected from %s", charge_point_id, remote_address)

@@ -4,7 +4,7 @@ Commands sent through the API of another server process reach the session throug
 the group ``cp.<id>`` (chargepoints.commands), and a session joining it closes the
 charge point's older session in another process. The consumer receives the group's
 events on its own channel, which Channels dispatches to its handlers; a session
-served the spec's third way (``LevityChargePoint.start()``) has no consumer, so it
+served the spec's third way (``Session.start()``) has no consumer, so it
 listens on a channel of its own (``listen``).
 """
 
@@ -18,7 +18,7 @@ from . import commands, registry
 from .registry import CLOSE_REPLACED
 
 if TYPE_CHECKING:
-    from ..ocpp16.session import LevityChargePoint
+    from .base import Session
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ REFRESH_SECONDS = 3600
 class CommandGroup:
     """Membership of ``session`` in its group, as ``channel_name`` of ``layer``."""
 
-    def __init__(self, session: LevityChargePoint, layer, channel_name: str):
+    def __init__(self, session: Session, layer, channel_name: str):
         self.session = session
         self.layer = layer
         self.channel_name = channel_name
@@ -40,7 +40,7 @@ class CommandGroup:
         self._commands: set[asyncio.Task] = set()
 
     @classmethod
-    async def join(cls, session: LevityChargePoint, layer, channel_name: str) -> CommandGroup | None:
+    async def join(cls, session: Session, layer, channel_name: str) -> CommandGroup | None:
         """Take over the charge point's group (its session elsewhere is closed); None on failure."""
         group = cls(session, layer, channel_name)
         try:
@@ -53,7 +53,7 @@ class CommandGroup:
         return group
 
     @classmethod
-    async def listen(cls, session: LevityChargePoint, layer) -> CommandGroup | None:
+    async def listen(cls, session: Session, layer) -> CommandGroup | None:
         """Join on a channel of the session's own, and handle the group's events as they come."""
         group = await cls.join(session, layer, await layer.new_channel())
         if group is not None:
@@ -79,6 +79,7 @@ class CommandGroup:
             task.add_done_callback(self._commands.discard)
         elif event["type"] == "session.replaced" and event["channel"] != self.channel_name:
             logger.info("%s reconnected to another server process; closing this session", self.session.id)
+            self.session.mark_replaced()  # its writes not yet in a batch are dropped
             registry.unregister(self.session)  # so that the disconnect leaves the new session's row alone
             await self.session.close(CLOSE_REPLACED)
 

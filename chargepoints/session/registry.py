@@ -12,33 +12,33 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from .. import services
-from .writer import BulkWrite
+from . import writer
 
 if TYPE_CHECKING:
-    from ..ocpp16.session import LevityChargePoint
+    from .base import Session
 
 logger = logging.getLogger(__name__)
 
 #: Close code sent to a session that a reconnect with the same id replaced.
 CLOSE_REPLACED = 4000
+#: Close code for a charge point the onboarding policy refuses (a session served by ``start()``).
+CLOSE_REFUSED = 4003
 
-disconnections_writer = BulkWrite(services.record_disconnections)
+#: What every charge point sends at once when a server restarts -- its connect, and
+#: before that often its disconnect -- is written in bulk.
+connections_writer = writer.Write(services.register_connections)
+disconnections_writer = writer.Write(services.record_disconnections)
 
-_sessions: dict[str, LevityChargePoint] = {}
+_sessions: dict[str, Session] = {}
 _flushed: dict[str, tuple[float, float | None]] = {}
 _flusher: asyncio.Task | None = None
 
 
-def get(charge_point_id: str) -> LevityChargePoint | None:
+def get(charge_point_id: str) -> Session | None:
     return _sessions.get(charge_point_id)
-
-
-def connected_ids() -> list[str]:
-    return list(_sessions)
 
 
 def connected_pks() -> list[int]:
@@ -46,17 +46,19 @@ def connected_pks() -> list[int]:
     return [s.charge_point_pk for s in list(_sessions.values()) if s.charge_point_pk is not None]
 
 
-def register(session: LevityChargePoint) -> LevityChargePoint | None:
+def register(session: Session) -> Session | None:
     """Make `session` the charge point's session; return the one it replaces."""
     global _flusher
     previous = _sessions.get(session.id)
+    if previous is not None and previous is not session:
+        previous.mark_replaced()
     _sessions[session.id] = session
     if _flusher is None or _flusher.done():
         _flusher = asyncio.create_task(_flush_forever())
     return previous
 
 
-def unregister(session: LevityChargePoint) -> bool:
+def unregister(session: Session) -> bool:
     """Forget `session`; False when a newer session of the same id replaced it."""
     if _sessions.get(session.id) is not session:
         return False
@@ -65,7 +67,7 @@ def unregister(session: LevityChargePoint) -> bool:
     return True
 
 
-async def open_session(session: LevityChargePoint) -> None:
+async def open_session(session: Session) -> None:
     """Register `session` so commands reach it; close the older one it replaces."""
     previous = register(session)
     if previous is not None:
@@ -73,13 +75,14 @@ async def open_session(session: LevityChargePoint) -> None:
         await previous.close(CLOSE_REPLACED)
 
 
-async def close_session(session: LevityChargePoint) -> None:
+async def close_session(session: Session) -> None:
     """Unregister `session` and record the charge point offline with its last-seen times.
 
     Nothing is written when a newer session of the same id replaced it: the row is
-    that session's now.
+    that session's now. Nor when a newer connect wrote the row meanwhile (its
+    session not registered yet): the disconnect matches this session's connect time.
     """
-    if not unregister(session):
+    if not unregister(session) or session.charge_point_pk is None:
         return
     await disconnections_writer.submit(
         services.Disconnection(
@@ -87,6 +90,7 @@ async def close_session(session: LevityChargePoint) -> None:
             datetime.now(timezone.utc),
             _timestamp(session.last_seen_at),
             _timestamp(session.last_heartbeat_at),
+            connected_at=session.row_connected_at,
         )
     )
 
@@ -109,7 +113,7 @@ def _changed_rows() -> dict[int, tuple[datetime, datetime | None]]:
 async def flush_last_seen() -> int:
     rows = _changed_rows()
     if rows:
-        await database_sync_to_async(services.record_last_seen)(rows)
+        await writer.run(services.record_last_seen, rows)
     return len(rows)
 
 

@@ -5,10 +5,10 @@ spends, for every frame it receives,
 
 - a hop to the sync thread: Channels 4.3's ``dispatch()`` awaits
   ``aclose_old_connections()`` first (and ``websocket_disconnect()`` once more).
-  The OCPP session's database work already runs through ``database_sync_to_async``,
-  which closes stale connections around each use, so this hop only costs a thread
-  round trip and queues every frame (even a Heartbeat, which touches no database)
-  behind the database thread;
+  The OCPP session's database work runs on a thread of its own
+  (chargepoints.session.writer), which closes stale connections around each batch,
+  so this hop only costs a thread round trip and queues every frame (even a
+  Heartbeat, which touches no database) behind asgiref's shared thread;
 - a new task and an ``asyncio.wait()``: ``await_many_dispatch`` wraps each receive
   so that it can listen to a channel layer at the same time. Without a channel
   layer there is nothing else to listen to, and the wait also keeps one more pending
@@ -68,7 +68,7 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
 
     async def websocket_disconnect(self, message: dict) -> None:
         # As AsyncWebsocketConsumer's, minus the same hop: a fleet that drops at once
-        # would queue a thread round trip per charge point behind the database thread.
+        # would queue a thread round trip per charge point behind asgiref's shared thread.
         if self.groups:
             await super().websocket_disconnect(message)
             return

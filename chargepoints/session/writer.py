@@ -1,22 +1,37 @@
-"""Group commit: the database writes of many sessions in one thread hop and one transaction.
+"""The one write path from the sessions to the database: group commit, on a thread of its own.
 
-Each OCPP session awaits its own write, but while one batch runs in the database
-thread the writes of other sessions queue up, and the next batch takes them all.
-With one charge point it behaves as before (no added wait); with hundreds it turns
-hundreds of thread hops, transactions and INSERTs into a few. A session answers
-only after its batch has committed, so an acknowledged message is always stored.
+Every database write of the OCPP session layer -- a session's messages, connects and
+disconnects, last-seen times, CS->CP commands, the plugins' repositories -- is a
+request of some ``Write``, submitted here. Requests queue while a batch runs; the
+next batch takes them all, of every kind, into one transaction on the OCPP
+database thread: one thread hop and one commit for hundreds of messages. A session
+answers only after its batch has committed, so an acknowledged message is stored.
+
+In a batch each kind of write runs its requests together (``bulk``) in a savepoint.
+Should that fail -- a row the database refuses, a unique key raced by another
+server process -- its requests are redone one by one, each in a savepoint of its
+own (``alone``), so that one request's failure stays its own. Should the commit
+itself fail (SQLite checks foreign keys at commit), every request is redone in a
+transaction of its own.
+
+A request of a session that ended or was replaced meanwhile is dropped before its
+batch runs (the awaiting handler gets ``Dropped``), not committed after.
+
+The thread is Levity's own (``executor``), not asgiref's single shared thread: a
+slow synchronous signal receiver or HTTP view never delays an OCPP answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
+import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
-from channels.db import database_sync_to_async
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connections, transaction
 
 from levity_site import sqlite
 
@@ -25,150 +40,221 @@ Result = TypeVar("Result")
 
 logger = logging.getLogger(__name__)
 
-
-class GroupCommit(Generic[Request, Result]):
-    """Runs ``batch(requests) -> [result or exception per request]`` on queued requests.
-
-    ``batch`` is synchronous, runs in the database thread, and must isolate one
-    request's failure from the others (return the exception in its place). If
-    ``batch`` itself raises, every request of that batch gets the exception.
-    """
-
-    def __init__(self, batch: Callable[[list[Request]], list], max_batch: int = 500) -> None:
-        self.batch = batch
-        self._run_in_db_thread = database_sync_to_async(self._batch_and_tend_log)
-        self.max_batch = max_batch
-        self._queue: list[tuple[Request, asyncio.Future]] = []
-        self._runner: asyncio.Task | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _batch_and_tend_log(self, requests: list[Request]) -> list:
-        results = self.batch(requests)
-        sqlite.after_commit(connections[DEFAULT_DB_ALIAS])
-        return results
-
-    async def submit(self, request: Request) -> Result:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new event loop (tests): forget the old one's state
-            self._loop, self._queue, self._runner = loop, [], None
-        future = loop.create_future()
-        self._queue.append((request, future))
-        if self._runner is None:
-            # In a context of its own: the batches must run in the process-wide
-            # database thread, not in the thread of whichever HTTP request (an
-            # asgiref ThreadSensitiveContext) happened to submit first.
-            self._runner = loop.create_task(self._run(), context=contextvars.Context())
-        return await future
-
-    async def _run(self) -> None:
-        try:
-            while self._queue:
-                taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                requests = [request for request, _ in taken]
-                try:
-                    results = await self._run_in_db_thread(requests)
-                except asyncio.CancelledError:
-                    for _, future in taken + self._queue:
-                        future.cancel()
-                    self._queue = []
-                    raise
-                except Exception as exc:  # the batch as a whole failed: every waiter learns why
-                    results = [exc] * len(taken)
-                for (_, future), result in zip(taken, results):
-                    if future.done():  # the session went away meanwhile
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-        finally:
-            self._runner = None
+#: The most requests one batch takes; the rest wait for the next.
+MAX_BATCH = 500
 
 
-class BulkWrite(GroupCommit[Request, Result]):
-    """A GroupCommit whose requests are written together in a few bulk queries.
+class Dropped(Exception):
+    """A request not written because its session ended or was replaced first."""
 
-    ``bulk(requests)`` does the work of every request at once (one INSERT for all
-    history rows, one query to read what they update, ...) and returns a result per
-    request (or, in its place, the exception that request alone met). If that
-    transaction fails -- a row the database refuses, a unique constraint raced by
-    another server process -- each request is redone alone in a transaction of its
-    own, so one request's failure stays its own: by ``bulk([request])``, or by
-    ``single(request)`` where the one-message form must handle what the bulk form
-    leaves to it (a retried StartTransaction's unique key).
+
+class BatchFailed(Exception):
+    """The batch holding a request failed as a whole (its cause is ``__cause__``)."""
+
+
+class Owner(Protocol):
+    """What a request's session tells the writer: whether its writes are still wanted."""
+
+    @property
+    def accepts_writes(self) -> bool: ...
+
+
+class Write(Generic[Request, Result]):
+    """A kind of database write: ``bulk(requests) -> [result or exception per request]``.
+
+    ``bulk`` is synchronous and does the work of many requests at once; it may return
+    an exception in the place of a request that alone failed. ``alone(request)``,
+    when given, is what redoes a request by itself if the bulk form failed (a
+    retried StartTransaction finds its first row there); else ``bulk([request])``.
     """
 
     def __init__(
         self,
-        bulk: Callable[[list[Request]], list[Result]],
-        single: Callable[[Request], Result] | None = None,
-        max_batch: int = 500,
+        bulk: Callable[[list[Request]], list],
+        alone: Callable[[Request], Result] | None = None,
     ) -> None:
         self.bulk = bulk
-        self.single = single
-        super().__init__(self._write, max_batch)
+        self.alone = alone
 
-    def _write(self, requests: list[Request]) -> list:
-        try:
-            with transaction.atomic():
-                return self.bulk(requests)
-        except Exception:  # noqa: BLE001 - redone alone below; each request gets its own outcome
-            if self.single is None and len(requests) == 1:
-                raise  # it was already alone
-            logger.debug(
-                "%s of %d requests failed; doing them one by one",
-                self.bulk.__qualname__,
-                len(requests),
-                exc_info=True,
-            )
-        return [_alone(self._one, (request,), {}) for request in requests]
+    def __repr__(self) -> str:
+        return f"<Write {self.bulk.__qualname__}>"
 
-    def _one(self, request: Request) -> Result:
-        if self.single is not None:
-            return self.single(request)
-        return self.bulk([request])[0]
+    async def submit(self, request: Request, session: Owner | None = None) -> Result:
+        """Write ``request`` in the next batch; its result, or its own exception.
+
+        With ``session``, the request is dropped (``Dropped``) if the session no
+        longer ``accepts_writes`` when its batch is about to run.
+        """
+        return await _group_commit.submit(self, request, session)
+
+    def one(self, request: Request) -> Result:
+        if self.alone is not None:
+            return self.alone(request)
+        result = self.bulk([request])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
 
-def _run_each(calls: list[tuple[Callable, tuple, dict]]) -> list:
-    """Each call in its own savepoint, all in one transaction: one commit for the batch."""
-    results: list = []
+def _call_each(calls: list[tuple[Callable, tuple, dict]]) -> list:
+    return [func(*args, **kwargs) for func, args, kwargs in calls]
+
+
+#: One synchronous database function call per request (what has no bulk form).
+calls: Write[tuple[Callable, tuple, dict], Any] = Write(_call_each)
+
+
+async def run(func: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+    """``func(*args, **kwargs)`` in the next batch, atomically; its result or exception."""
+    return await calls.submit((func, args, kwargs))
+
+
+async def run_for(session: Owner, func: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+    """As ``run``, for a session: dropped if the session ends before the batch runs."""
+    return await calls.submit((func, args, kwargs), session)
+
+
+# --- the batches ---------------------------------------------------------------------------
+
+
+def write_batch(items: list[tuple[Write, Any]]) -> list:
+    """Write ``(write, request)`` pairs in one transaction; a result or an exception per pair."""
+    results: list = [None] * len(items)
+    groups: dict[Write, list[int]] = {}
+    for index, (write, _) in enumerate(items):
+        groups.setdefault(write, []).append(index)
     try:
         with transaction.atomic():
-            for func, args, kwargs in calls:
-                try:
-                    with transaction.atomic():
-                        results.append(func(*args, **kwargs))
-                except Exception as exc:  # this call's work is rolled back; the others' is kept
-                    results.append(exc)
-    except DatabaseError:
+            for write, indexes in groups.items():
+                requests = [items[index][1] for index in indexes]
+                for index, result in zip(indexes, _write_group(write, requests), strict=True):
+                    results[index] = result
+    except DatabaseError as exc:
         # The commit itself failed: a deferred constraint (SQLite checks foreign keys
-        # at commit), so some call wrote a row whose charge point was deleted
+        # at commit), so some request wrote a row whose charge point was deleted
         # meanwhile. Which one only its own commit can tell.
-        if len(calls) == 1:
-            raise
-        logger.warning("A batch of %d failed at commit; redoing each alone", len(calls), exc_info=True)
-        return [_alone(func, args, kwargs) for func, args, kwargs in calls]
+        if len(items) == 1:
+            return [exc]
+        logger.warning("A batch of %d writes failed at commit; redoing each alone", len(items), exc_info=True)
+        return [_alone(write, request, savepoint=False) for write, request in items]
     return results
 
 
-def _alone(func: Callable, args: tuple, kwargs: dict):
-    """``func`` in a transaction of its own; its exception, if any, as its result."""
+def _write_group(write: Write, requests: list) -> list:
     try:
         with transaction.atomic():
-            return func(*args, **kwargs)
+            results = write.bulk(requests)
+            if len(results) != len(requests):
+                raise RuntimeError(f"{write!r} returned {len(results)} results for {len(requests)} requests")
+            return results
+    except Exception as exc:  # noqa: BLE001 - redone alone below; each request gets its own outcome
+        if write.alone is None and len(requests) == 1:
+            return [exc]  # it was already alone
+        logger.debug("%r of %d requests failed; doing them one by one", write, len(requests), exc_info=True)
+    return [_alone(write, request) for request in requests]
+
+
+def _alone(write: Write, request: Any, *, savepoint: bool = True) -> Any:
+    """``write.one(request)`` in a transaction (or savepoint) of its own; its exception as its result."""
+    try:
+        with transaction.atomic(savepoint=savepoint):
+            return write.one(request)
     except Exception as exc:
         return exc
 
 
-#: The session's database work (one message's worth per call), batched across sessions.
-shared_transactions: GroupCommit = GroupCommit(_run_each)
+def _write_in_thread(items: list[tuple[Write, Any]]) -> list:
+    """A batch on the OCPP database thread, with Django's connection upkeep around it."""
+    close_old_connections()
+    try:
+        return write_batch(items)
+    finally:
+        sqlite.after_commit(connections[DEFAULT_DB_ALIAS])
+        close_old_connections()
 
 
-async def run_batched(func: Callable[..., Result], *args, **kwargs) -> Result:
-    """Run a synchronous database function in the next shared batch and return its result.
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
 
-    Like ``database_sync_to_async(func)(*args, **kwargs)``: the same thread, the same
-    result or exception, and an atomic unit of work (a savepoint); but many sessions'
-    calls share one thread hop and one commit.
-    """
-    return await shared_transactions.submit((func, args, kwargs))
+
+def executor() -> ThreadPoolExecutor:
+    """The OCPP database thread: one, so that batches run one after the other."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="levity-db")
+        return _executor
+
+
+@dataclass(slots=True)
+class _Pending:
+    write: Write
+    request: Any
+    future: asyncio.Future
+    session: Owner | None
+
+    def wanted(self) -> bool:
+        return not self.future.done() and (self.session is None or self.session.accepts_writes)
+
+
+class GroupCommit:
+    """The queue of requests and the task that writes them, batch after batch."""
+
+    def __init__(self, max_batch: int = MAX_BATCH) -> None:
+        self.max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._runner: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def submit(self, write: Write, request: Any, session: Owner | None) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (tests): forget the old one's state
+            self._loop, self._queue, self._runner = loop, [], None
+        future = loop.create_future()
+        self._queue.append(_Pending(write, request, future, session))
+        if self._runner is None:
+            self._runner = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                live = []
+                for pending in taken:
+                    if pending.wanted():
+                        live.append(pending)
+                    elif not pending.future.done():
+                        pending.future.set_exception(Dropped(f"{pending.write!r}: the session ended"))
+                if not live:
+                    continue
+                try:
+                    results = await loop.run_in_executor(
+                        executor(), _write_in_thread, [(p.write, p.request) for p in live]
+                    )
+                except asyncio.CancelledError:
+                    for pending in live + self._queue:
+                        pending.future.cancel()
+                    self._queue = []
+                    raise
+                except Exception as exc:  # the batch as a whole failed: each waiter gets its own error
+                    results = [_batch_failed(exc, len(live)) for _ in live]
+                for pending, result in zip(live, results):
+                    if pending.future.done():  # its waiter went away meanwhile
+                        continue
+                    if isinstance(result, BaseException):
+                        pending.future.set_exception(result)
+                    else:
+                        pending.future.set_result(result)
+        finally:
+            self._runner = None
+
+
+def _batch_failed(cause: Exception, size: int) -> BatchFailed:
+    error = BatchFailed(f"The batch of {size} writes failed: {cause!r}")
+    error.__cause__ = cause
+    return error
+
+
+_group_commit = GroupCommit()

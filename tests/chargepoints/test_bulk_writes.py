@@ -17,7 +17,7 @@ from django.utils.functional import lazystr
 
 from chargepoints import services
 from chargepoints.db import insert_rows, value_preparer
-from chargepoints.session.writer import BulkWrite, _run_each
+from chargepoints.session import writer
 from chargepoints.models import ChargePoint, Connector, RegistrationStatus, StatusNotification
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -211,8 +211,10 @@ def test_disconnections_in_one_batch_keep_each_charge_points_own_times():
 
 def test_a_status_notification_for_a_deleted_charge_point_fails_alone_in_its_batch():
     kept, gone_pk = kept_and_deleted("bulk")
-    writer = BulkWrite(services.record_status_notifications)
-    results = writer.batch([report(kept.pk, "Available", T0), report(gone_pk, "Available", T0)])
+    status_notifications = writer.Write(services.record_status_notifications)
+    results = writer.write_batch(
+        [(status_notifications, report(kept.pk, "Available", T0)), (status_notifications, report(gone_pk, "Available", T0))]
+    )
     assert results[0] is None
     assert isinstance(results[1], Exception)
     assert Connector.objects.get(charge_point=kept).status == "Available"
@@ -222,9 +224,11 @@ def test_a_status_notification_for_a_deleted_charge_point_fails_alone_in_its_bat
 
 def test_a_boot_of_a_deleted_charge_point_fails_alone_in_its_batch():
     kept, gone_pk = kept_and_deleted("boot")
-    writer = BulkWrite(services.record_boots)
+    boots = writer.Write(services.record_boots)
     identity = {"charge_point_vendor": "V", "charge_point_model": "M"}
-    results = writer.batch([services.Boot(kept.pk, identity, T0), services.Boot(gone_pk, identity, T0)])
+    results = writer.write_batch(
+        [(boots, services.Boot(kept.pk, identity, T0)), (boots, services.Boot(gone_pk, identity, T0))]
+    )
     assert results[0] == "Accepted"
     assert isinstance(results[1], ChargePoint.DoesNotExist)
     kept.refresh_from_db()
@@ -239,7 +243,7 @@ def test_a_shared_batch_whose_commit_fails_keeps_the_work_of_the_other_calls():
             charge_point_id=charge_point_pk, connector_id=1, status="Available", received_at=T0
         ).pk
 
-    results = _run_each([(store, (kept.pk,), {}), (store, (gone_pk,), {})])
+    results = writer.write_batch([(writer.calls, (store, (kept.pk,), {})), (writer.calls, (store, (gone_pk,), {}))])
     assert isinstance(results[0], int)
     assert isinstance(results[1], Exception)
     assert StatusNotification.objects.filter(charge_point=kept).count() == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -353,23 +354,76 @@ def test_a_subclass_override_of_a_handler_is_the_one_routed():
     assert set(handlers(Quiet)) == LevityChargePoint.answered_actions()
 
 
-def test_the_ocpp_route_map_is_still_there_for_code_that_reads_it():
+def test_the_session_is_levitys_own_class_not_ocpps_charge_point():
+    from ocpp.charge_point import ChargePoint as OCPPChargePoint
+
+    from chargepoints.ocpp16.session import LevityChargePoint
+
+    assert not issubclass(LevityChargePoint, OCPPChargePoint)
+
+
+def test_an_ocpp_after_handler_is_refused_when_the_class_is_made():
+    from ocpp.routing import after
     from ocpp.v16.enums import Action
 
     from chargepoints.ocpp16.session import LevityChargePoint
 
-    charge_point = LevityChargePoint("CP-ROUTES", connection=None)
-    handler = charge_point.route_map[Action.heartbeat]["_on_action"]
-    assert handler.__func__ is LevityChargePoint.on_heartbeat
-    assert handler.__self__ is charge_point
+    with pytest.raises(TypeError, match="after_heartbeat is an ocpp @after handler"):
+
+        class WithAfter(LevityChargePoint):
+            @after(Action.heartbeat)
+            async def after_heartbeat(self, **kwargs):
+                pass
 
 
-def test_a_session_has_every_attribute_ocpps_charge_point_sets():
-    """LevityChargePoint sets them itself (not ocpp's __init__, for its route map)."""
-    from ocpp.v16 import ChargePoint as OCPP16ChargePoint
+def test_handlers_of_a_mixin_are_collected_through_the_mro():
+    from ocpp.routing import on
+
+    from chargepoints.ocpp16.session import LevityChargePoint, handlers
+
+    class Extension:
+        @on("SignCertificate")
+        async def on_sign_certificate(self, csr: str, **kwargs):
+            return {"status": "Accepted"}
+
+    class Extended(Extension, LevityChargePoint):
+        pass
+
+    assert handlers(Extended)["SignCertificate"] is Extension.on_sign_certificate
+    assert Extended.answered_actions() == LevityChargePoint.answered_actions() | {"SignCertificate"}
+
+
+def frames_of(charge_point_class, frame: list) -> list:
+    from plugins.testing import FakeConnection
+
+    async def exchange() -> list:
+        connection = FakeConnection()
+        session = charge_point_class("CP-SKIP", connection)
+        connection.charge_point = session
+        await session.receive_frame(json.dumps(frame))
+        while session._worker is not None:
+            await asyncio.sleep(0.01)
+        return connection.sent
+
+    return asyncio.run(exchange())
+
+
+def test_a_handler_marked_skip_schema_validation_gets_the_payload_unvalidated():
+    from ocpp.routing import on
+    from ocpp.v16 import call_result
 
     from chargepoints.ocpp16.session import LevityChargePoint
 
-    ours = LevityChargePoint("CP-ATTRS", connection=None)
-    theirs = OCPP16ChargePoint("CP-ATTRS", connection=None)
-    assert set(vars(theirs)) <= set(vars(ours)) | {"route_map"}
+    class Unchecked(LevityChargePoint):
+        @on("Heartbeat", skip_schema_validation=True)
+        def on_heartbeat(self, **kwargs):  # ocpp's @on allows a synchronous handler too
+            return call_result.Heartbeat(current_time=str(sorted(kwargs)))
+
+    assert frames_of(Unchecked, [2, "u-1", "Heartbeat", {"notInTheSchema": 1}]) == [
+        [3, "u-1", {"currentTime": "['not_in_the_schema']"}]
+    ]
+    assert frames_of(LevityChargePoint, [2, "u-2", "Heartbeat", {"notInTheSchema": 1}])[0][:3] == [
+        4,
+        "u-2",
+        "FormationViolation",
+    ]

@@ -1,0 +1,27 @@
+"""OCPP date-times as stored: every protocol version and the data layer read and write them here."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ocpp.exceptions import PropertyConstraintViolationError
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An OCPP date-time as an aware UTC datetime; a missing offset means UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise PropertyConstraintViolationError(
+            description=f"{value!r} is not a date-time", details={"value": value}
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_timestamp(value: datetime) -> str:
+    """An aware datetime as OCPP writes it: UTC, milliseconds, ``Z``."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{value.microsecond // 1000:03d}Z"
+    )
