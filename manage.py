@@ -11,7 +11,7 @@ def main() -> None:
     from django.core.management import execute_from_command_line
 
     try:
-        settings.INSTALLED_APPS  # read the environment now: a bad value is one clear line
+        settings.INSTALLED_APPS  # noqa: B018  read the environment now: a bad value is one clear line
     except ImproperlyConfigured as exc:
         sys.exit(f"Levity configuration error: {exc}")
     execute_from_command_line(sys.argv)

@@ -24,7 +24,7 @@ if not settings.configured:
     settings.configure(INSTALLED_APPS=[], DATABASES={}, USE_TZ=True)
     django.setup()
 
-from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
+from channels.generic.websocket import AsyncWebsocketConsumer
 
 CANNED = {
     "BootNotification": {"currentTime": "2026-01-01T00:00:00.000Z", "interval": 300, "status": "Accepted"},

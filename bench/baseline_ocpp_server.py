@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 from datetime import datetime, timezone
 
@@ -68,10 +69,8 @@ async def on_connect(websocket) -> None:
         return
     charge_point_id = websocket.request.path.strip("/").split("/")[-1]
     charge_point = CentralSystemChargePoint(charge_point_id, websocket)
-    try:
+    with contextlib.suppress(websockets.ConnectionClosed):
         await charge_point.start()
-    except websockets.ConnectionClosed:
-        pass
 
 
 async def serve(host: str, port: int, backlog: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import subprocess
@@ -73,10 +74,8 @@ class Worker:
         self.process.stdin.flush()
 
     def finish(self, timeout: float = 30) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.process.stdin.close()
-        except OSError:
-            pass
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -114,7 +113,7 @@ class Group:
         """`urls`: one base URL, or one per worker (charge points split across servers)."""
         indices = list(range(len(cp_ids)))
         group = cls()
-        for k, (idx, ids) in enumerate(zip(split(indices, procs), split(cp_ids, procs))):
+        for k, (idx, ids) in enumerate(zip(split(indices, procs), split(cp_ids, procs), strict=True)):
             config = {
                 "url": urls[k % len(urls)],
                 "scenario": scenario,
@@ -183,7 +182,7 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile of an already sorted list."""
     if not sorted_values:
         return None
-    rank = max(0, min(len(sorted_values) - 1, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
+    rank = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
     return sorted_values[rank]
 
 

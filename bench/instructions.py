@@ -31,10 +31,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import dbcheck  # noqa: E402
-from bench.driver import Group  # noqa: E402
-from bench.processes import ServerProcess  # noqa: E402
-from bench.servers import PROJECT_DIR, free_port, levity_env  # noqa: E402
+from bench import dbcheck
+from bench.driver import Group
+from bench.processes import ServerProcess
+from bench.servers import PROJECT_DIR, free_port, levity_env
 
 APPLICATIONS = {
     "levity": "levity_site.asgi:application",

@@ -35,7 +35,7 @@ from websockets.asyncio.client import connect
 if __package__ in (None, ""):
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from bench import frames  # noqa: E402
+from bench import frames
 
 SUBPROTOCOL = "ocpp1.6"
 METER_VALUES_PER_SESSION = 3
@@ -342,7 +342,7 @@ async def main(config: dict) -> None:
     scenario = config["scenario"]
     cps = [
         SimulatedChargePoint(index, cp_id, config, stats)
-        for index, cp_id in zip(config["indices"], config["cp_ids"])
+        for index, cp_id in zip(config["indices"], config["cp_ids"], strict=True)
     ]
 
     if scenario == "storm":
@@ -369,7 +369,7 @@ async def main(config: dict) -> None:
     outcomes = await bounded_gather(
         [setup(cp, scenario) for cp in cps], config.get("connect_concurrency", 100)
     )
-    for cp, outcome in zip(cps, outcomes):
+    for cp, outcome in zip(cps, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             kind = outcome.kind if isinstance(outcome, CallFailed) else type(outcome).__name__
             stats.error(f"setup:{kind}")

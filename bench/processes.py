@@ -66,7 +66,7 @@ class ServerProcess:
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
 
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115  closed in stop()
         self.process = subprocess.Popen(
             self.argv,
             cwd=self.cwd,

@@ -39,10 +39,10 @@ if __package__ in (None, ""):
     # not from bench/ (whose module names must not shadow anything).
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import dbcheck, profiling, report  # noqa: E402
-from bench.driver import Group, latency_summary, merge_counts  # noqa: E402
-from bench.processes import PostgresServer, postgres_bin_dir  # noqa: E402
-from bench.servers import (  # noqa: E402
+from bench import dbcheck, profiling, report
+from bench.driver import Group, latency_summary, merge_counts
+from bench.processes import PostgresServer, postgres_bin_dir
+from bench.servers import (
     PROJECT_DIR,
     Redis,
     Server,
@@ -319,7 +319,7 @@ class Bench:
         errors = merge_counts([r["errors"] for r in results])
         completed = sum(r["completed"] for r in results)
         loadgen_cpu_s = sum(r["cpu_seconds"] or 0 for r in results)
-        server_cpu_s = sum(a - b for a, b in zip(cpu_after, cpu_before))
+        server_cpu_s = sum(a - b for a, b in zip(cpu_after, cpu_before, strict=True))
         other_s = (machine_after - machine_before) - server_cpu_s - loadgen_cpu_s - database_s
         row = {
             "server": server_name,
@@ -334,7 +334,7 @@ class Bench:
             "connected": group.connected,
             "server_cpu_pct": round(100 * server_cpu_s / duration, 1),
             "database_cpu_pct": round(100 * database_s / duration, 1) if database_s else None,
-            "servers_cpu_pct": [round(100 * (a - b) / duration, 1) for a, b in zip(cpu_after, cpu_before)],
+            "servers_cpu_pct": [round(100 * (a - b) / duration, 1) for a, b in zip(cpu_after, cpu_before, strict=True)],
             "loadgen_cpu_pct": round(100 * loadgen_cpu_s / duration, 1),
             "other_cpu_pct": round(100 * max(other_s, 0) / duration, 1),
             "loadgen_processes": procs,

@@ -25,8 +25,6 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.text import Truncator
 
-from .session import commands
-from .session.consumer import CHARGE_POINT_ID
 from .forms import OPERATIONS
 from .models import (
     ApiToken,
@@ -44,6 +42,8 @@ from .models import (
     StatusNotification,
 )
 from .services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
+from .session import commands
+from .session.consumer import CHARGE_POINT_ID
 
 #: What the session records about a charge point's connection (read-only here).
 CONNECTION_FIELDS = [
@@ -405,7 +405,7 @@ class ChargePointAdmin(admin.ModelAdmin):
             ),
             return_exceptions=True,
         )
-        for cp_id, result in zip(charge_point_ids, results):
+        for cp_id, result in zip(charge_point_ids, results, strict=True):
             level, text = _report(cp_id, form.action, result)
             messages.add_message(request, level, text)
         return HttpResponseRedirect(next_url)

@@ -156,6 +156,9 @@ class DataTransfer(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"{self.charge_point} DataTransfer {self.vendor_id} {self.status}"
+
 
 class DiagnosticsStatusNotification(models.Model):
     charge_point = models.ForeignKey(
@@ -167,6 +170,9 @@ class DiagnosticsStatusNotification(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"{self.charge_point} DiagnosticsStatus {self.status}"
+
 
 class FirmwareStatusNotification(models.Model):
     charge_point = models.ForeignKey(
@@ -177,6 +183,9 @@ class FirmwareStatusNotification(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.charge_point} FirmwareStatus {self.status}"
 
 
 # --- remote operations (CS->CP commands) ---------------------------------------

@@ -9,8 +9,8 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "levity_site.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
-from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.core.asgi import get_asgi_application
+from django.core.exceptions import ImproperlyConfigured
 
 try:
     django_asgi_app = get_asgi_application()
@@ -18,9 +18,9 @@ except ImproperlyConfigured as exc:
     # A malformed setting stops daphne with one line naming it, not a traceback.
     raise SystemExit(f"Levity configuration error: {exc}") from None
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter
 
-from chargepoints.routing import websocket_urlpatterns  # noqa: E402
+from chargepoints.routing import websocket_urlpatterns
 
 application = ProtocolTypeRouter(
     {
@@ -39,12 +39,12 @@ from plugins.signals import server_started  # noqa: E402
 # with DRF, drf-spectacular and the PostgreSQL field modules they pull in, and the
 # channel layer with redis-py. Lazily, the first API request waited ~5 s for them
 # and the first charge point ~0.8 s; and loaded here, they are frozen below.
-get_resolver().url_patterns
+get_resolver().url_patterns  # noqa: B018  (loads the URLconf)
 get_channel_layer()
 
-from chargepoints.session import processes  # noqa: E402
-from chargepoints.ocpp16.session import LevityChargePoint  # noqa: E402
 from chargepoints.ocpp16.protocol import compile_validators  # noqa: E402
+from chargepoints.ocpp16.session import LevityChargePoint  # noqa: E402
+from chargepoints.session import processes  # noqa: E402
 from chargepoints.session.transport import defer_autobahn_debug_formatting  # noqa: E402
 from levity_site.connections import close_connections_after_requests  # noqa: E402
 from levity_site.sqlite import start_checkpointer  # noqa: E402

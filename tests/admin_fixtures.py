@@ -32,7 +32,7 @@ class FormFields(HTMLParser):
         attrs = dict(attrs)
         if tag == "form":
             self.inside = attrs.get("id") == self.form_id
-        if not self.inside or "name" not in attrs and tag != "option":
+        if not self.inside or ("name" not in attrs and tag != "option"):
             return
         if tag == "input" and attrs.get("type") not in {"submit", "checkbox", "radio"}:
             self.fields[attrs["name"]] = attrs.get("value") or ""

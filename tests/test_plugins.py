@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from ocpp.v16 import call, call_result
 
+from chargepoints.models import ChargePoint, StatusNotification
 from chargepoints.ocpp16 import protocol
 from chargepoints.ocpp16.session import ChargePointDisconnected, LevityChargePoint
-from chargepoints.models import ChargePoint, StatusNotification
 from plugins import AutoRemoteStartPlugin, OrphanedTransactionPlugin, signals
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook
 from plugins.testing import (
@@ -93,7 +93,7 @@ class Recorder(ChargePointPlugin):
         self.probe = probe
 
     def hooks(self) -> dict[PluginHook, str]:
-        return {hook: "record" for hook in PluginHook}
+        return dict.fromkeys(PluginHook, "record")
 
     async def record(self, context: PluginContext) -> None:
         cp = context.charge_point
@@ -323,7 +323,7 @@ class BootWatcher(ChargePointPlugin):
     async def on_boot_complete(self, context):
         vendor = context.message_data.get("charge_point_vendor")
         self.booted.append((context.charge_point.id, vendor))
-        self.logger.info(f"Charge point {context.charge_point.id} ({vendor}) has booted!")
+        self.logger.info("Charge point %s (%s) has booted!", context.charge_point.id, vendor)
 
 
 async def test_create_test_charge_point_as_in_the_spec(caplog):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..session.commands import ACTIONS
 from ..models import ChargePoint, ChargePointCommand, ConfigurationKey, Connector
 from ..services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
+from ..session.commands import ACTIONS
 from .base import ChargePointRowSerializer
 
 

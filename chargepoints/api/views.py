@@ -15,8 +15,8 @@ from rest_framework.filters import SearchFilter
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from ..session import commands
 from ..models import ApiToken, ChargePoint, ChargePointCommand, CommandStatus, Connector
+from ..session import commands
 from .base import ChargePointRowViewSet
 from .filters import ChargePointFilter, CommandFilter, ConnectorFilter
 from .permissions import CanSendCommands

@@ -88,7 +88,7 @@ def _compile(schema: dict, formats: dict) -> Callable[[Any], Any]:
     return functools.partial(namespace[resolver.get_scope_name()], custom_formats=formats)
 
 
-@lru_cache(maxsize=None)
+@functools.cache
 def _validator(schema_name: str, lenient: bool, partial: bool = False):
     schema = json.loads((SCHEMA_DIR / f"{schema_name}.json").read_text(encoding="utf-8-sig"))
     if partial:

@@ -17,8 +17,8 @@ from django.utils.functional import lazystr
 
 from chargepoints import services
 from chargepoints.db import insert_rows, value_preparer
-from chargepoints.session import writer
 from chargepoints.models import ChargePoint, Connector, RegistrationStatus, StatusNotification
+from chargepoints.session import writer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,7 +108,7 @@ async def test_status_notifications_sent_at_once_are_all_in_history_and_connecto
         c.charge_point.charge_point_id: c.status
         async for c in Connector.objects.filter(charge_point__charge_point_id__in=ids).select_related("charge_point")
     }
-    assert states == {cp: "Charging" for cp in ids}
+    assert states == dict.fromkeys(ids, "Charging")
     assert await StatusNotification.objects.filter(charge_point__charge_point_id__in=ids).acount() == 2 * len(ids)
 
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from ocpp.exceptions import GenericError
 
-from chargepoints.ocpp16 import protocol
 from chargepoints.models import ChargePoint, ChargePointCommand, ConfigurationKey
+from chargepoints.ocpp16 import protocol
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -94,7 +94,7 @@ async def test_remote_start_sends_the_command_prints_the_answer_and_exits_0(mana
 )
 async def test_command_sends_its_payload_and_exits_0(manage, connect, cp_id, args, action, received):
     client = await connect(cp_id)
-    code, out, err = await manage(*[a.replace("{cp}", cp_id) for a in args])
+    code, _out, err = await manage(*[a.replace("{cp}", cp_id) for a in args])
     assert (code, err) == (0, "")
     assert await client.wait_for_command(action) == received
 

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from chargepoints.session import processes, registry
 from chargepoints.models import ChargePoint, ServerProcess
+from chargepoints.session import processes, registry
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 

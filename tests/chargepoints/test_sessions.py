@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from chargepoints.session import commands, registry
 from chargepoints.models import ChargePoint, CommandStatus
+from chargepoints.session import commands, registry
 from tests.ocpp_client import OCPPClient
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -16,7 +16,6 @@ import pytest
 import websockets
 from ocpp.v16 import call
 
-from chargepoints.ocpp16.session import LevityChargePoint
 from chargepoints.models import (
     ChargePoint,
     Connector,
@@ -24,6 +23,7 @@ from chargepoints.models import (
     FirmwareStatusNotification,
     StatusNotification,
 )
+from chargepoints.ocpp16.session import LevityChargePoint
 from chargepoints.simulator import SimulatedChargePoint, SimulatorOptions, connect
 from tests.conftest import PROJECT_DIR, free_port, server_env
 from transactions.models import IdTag, MeterValue, Transaction
@@ -183,7 +183,7 @@ async def test_simulator_answers_remote_start_and_stop_sent_through_the_api(
 ):
     """--sessions 0: idle until the operator starts a session through the HTTP API."""
     await IdTag.objects.acreate(id_tag="SIMTAG")
-    simulator = subprocess.Popen(
+    simulator = subprocess.Popen(  # noqa: ASYNC220  starting it does not block; it runs beside the test
         [
             sys.executable, "manage.py", "simulate_charge_point", cp_id,
             "--url", f"ws://127.0.0.1:{daphne_server.port}/ocpp",

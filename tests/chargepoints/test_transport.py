@@ -50,15 +50,13 @@ def test_a_debug_value_is_not_formatted_until_the_line_is(deferred_autobahn):
     config = [("openHandshakeTimeout", CountsRepr(), "Factory")]
     value = autobahn.websocket.protocol.pformat(config)
     assert CountsRepr.reprs == 0
-    assert "\n{attrs}".format(attrs=value) == "\n" + pprint.pformat(config)
+    assert f"\n{value}" == "\n" + pprint.pformat(config)
     assert CountsRepr.reprs == 2
 
 
 def test_highlighted_names_and_values_read_as_autobahn_writes_them(deferred_autobahn):
     method = autobahn.websocket.protocol.WebSocketProtocol.sendData
-    line = "{func} sent {data_len} bytes".format(
-        func=autobahn.twisted.websocket.hltype(method), data_len=autobahn.websocket.protocol.hlval(42)
-    )
+    line = f"{autobahn.twisted.websocket.hltype(method)} sent {autobahn.websocket.protocol.hlval(42)} bytes"
     assert line == f"{autobahn.util.hltype(method)} sent {autobahn.util.hlval(42)} bytes"
 
 

@@ -15,6 +15,7 @@ them, with a small receive buffer, as a hung Fluentd would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import socket
 import socketserver
@@ -142,10 +143,8 @@ class FluentdReceiver:
         self._server.server_close()
         with self._lock:
             for sock in list(self._open):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
         self._server = None
 
     # --- bookkeeping (handler threads) -----------------------------------------------

@@ -64,7 +64,7 @@ async def test_meter_values_sent_at_once_by_many_charge_points_are_all_stored(ra
                 )
             return answers
 
-        all_answers = await asyncio.gather(*(send_rounds(raw, tx) for raw, tx in zip(sessions, tx_ids)))
+        all_answers = await asyncio.gather(*(send_rounds(raw, tx) for raw, tx in zip(sessions, tx_ids, strict=True)))
     for answers in all_answers:
         assert answers == [[3, f"mv{k}", {}] for k in range(rounds)]
     for i, tx_id in enumerate(tx_ids):
@@ -93,7 +93,7 @@ async def test_a_meter_values_message_with_an_impossible_date_is_refused_and_oth
             meter_values_frame("mv", tx, 10, "2026-13-45T10:05:00Z" if i == 0 else "2026-01-01T10:05:00Z")
             for i, tx in enumerate(tx_ids)
         ]
-        answers = await asyncio.gather(*(raw.exchange(f) for raw, f in zip(sessions, frames)))
+        answers = await asyncio.gather(*(raw.exchange(f) for raw, f in zip(sessions, frames, strict=True)))
     assert answers[0][:3] == [4, "mv", "PropertyConstraintViolation"]
     assert all(a == [3, "mv", {}] for a in answers[1:])
     assert await MeterValue.objects.filter(transaction_id=tx_ids[0]).acount() == 0

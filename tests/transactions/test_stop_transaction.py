@@ -221,7 +221,7 @@ async def test_stop_transactions_sent_at_once_each_stop_their_own_transaction(ra
         answers = await asyncio.gather(
             *(
                 s.exchange(stop_frame("x", tx, meterStop=1000 + i, idTag="CARD-1", transactionData=data))
-                for i, (s, tx) in enumerate(zip(sessions, tx_ids))
+                for i, (s, tx) in enumerate(zip(sessions, tx_ids, strict=True))
             ),
             other.exchange(stop_frame("unknown", 987654321)),
         )

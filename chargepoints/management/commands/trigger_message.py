@@ -1,5 +1,5 @@
-from chargepoints.session.commands import TRIGGERABLE_MESSAGES
 from chargepoints.management.remote import RemoteCommand
+from chargepoints.session.commands import TRIGGERABLE_MESSAGES
 
 
 class Command(RemoteCommand):
