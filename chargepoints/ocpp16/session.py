@@ -50,6 +50,7 @@ from ..repositories import ChargePointRepository, ConnectorRepository
 from ..session import processes, registry
 from ..session.writer import BulkWrite, run_batched
 from . import protocol
+from .security import SecurityExtensionHandlers
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class ChargePointDisconnected(Exception):
     """The charge point went away before answering."""
 
 
-class LevityChargePoint(OCPP16ChargePoint):
+class LevityChargePoint(SecurityExtensionHandlers, OCPP16ChargePoint):
     """One connected charge point.
 
     ``connection`` is anything with ``async send(str)`` (and ``recv()`` for
