@@ -100,7 +100,7 @@ def _check_pem_certificates(text: str) -> str:
         x509.load_pem_x509_certificates(text.encode())
     except ValueError:
         raise forms.ValidationError("Paste PEM certificate(s): -----BEGIN CERTIFICATE----- ...") from None
-    return text
+    return text.strip().replace("\r\n", "\n") + "\n"  # PEM as files hold it
 
 
 def _timestamp(value) -> str | None:
