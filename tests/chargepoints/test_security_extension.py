@@ -104,19 +104,26 @@ def make_csr(common_name: str, key=None) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
+CA_PASSWORD = "levity ca passphrase"
+
+
 @pytest.fixture(scope="module")
 def test_ca(tmp_path_factory) -> SigningCA:
-    return make_ca(tmp_path_factory.mktemp("ca"))
+    """A CA whose key is encrypted (its passphrase in a file, as a secret would be)."""
+    directory = tmp_path_factory.mktemp("ca")
+    (directory / "passphrase").write_text(CA_PASSWORD + "\n")
+    return make_ca(directory, CA_PASSWORD.encode())
 
 
 @pytest.fixture(scope="module")
 def ca_server(django_db_setup, test_db_path, tmp_path_factory, test_ca):
-    """A daphne whose CA signs charge point certificates (valid 30 days)."""
+    """A daphne whose CA (key encrypted) signs charge point certificates, valid 30 days."""
     server = DaphneServer(
         server_env(
             test_db_path,
             LEVITY_CSMS_CA_CERT_FILE=str(test_ca.cert_file),
             LEVITY_CSMS_CA_KEY_FILE=str(test_ca.key_file),
+            LEVITY_CSMS_CA_KEY_PASSWORD_FILE=str(test_ca.key_file.parent / "passphrase"),
             LEVITY_CSMS_CERT_VALIDITY_DAYS="30",
         ),
         tmp_path_factory.mktemp("ca-logs") / "daphne.log",
