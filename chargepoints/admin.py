@@ -28,6 +28,7 @@ from django.utils.text import Truncator
 from .forms import OPERATIONS
 from .models import (
     ApiToken,
+    CertificateSigningRequest,
     ChargePoint,
     ChargePointCommand,
     ChargePointStatus,
@@ -37,8 +38,11 @@ from .models import (
     DataTransfer,
     DiagnosticsStatusNotification,
     FirmwareStatusNotification,
+    LogStatusNotification,
     RegistrationStatus,
+    SecurityEvent,
     ServerProcess,
+    SignedFirmwareStatusNotification,
     StatusNotification,
 )
 from .services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
@@ -175,6 +179,23 @@ class StatusHistoryInline(ReportedInline):
         return StatusNotification.objects.filter(pk__in=latest).order_by("-received_at", "-id")
 
 
+class SecurityEventInline(ReportedInline):
+    """The latest security events; ChargePointAdmin limits the rows."""
+
+    model = SecurityEvent
+    verbose_name_plural = f"Recent security events (latest {RECENT_STATUS_ROWS})"
+    fields = ["received_at", "type", "timestamp", "tech_info"]
+
+    @staticmethod
+    def recent(charge_point: ChargePoint) -> QuerySet:
+        latest = list(
+            SecurityEvent.objects.filter(charge_point=charge_point)
+            .order_by("-received_at", "-id")
+            .values_list("pk", flat=True)[:RECENT_STATUS_ROWS]
+        )
+        return SecurityEvent.objects.filter(pk__in=latest).order_by("-received_at", "-id")
+
+
 class ChargePointForm(forms.ModelForm):
     class Meta:
         model = ChargePoint
@@ -254,7 +275,7 @@ class ChargePointAdmin(admin.ModelAdmin):
         "reject_registration",
         *(_operation_action(operation) for operation in OPERATIONS),
     ]
-    inlines = [ConnectorInline, ConfigurationKeyInline, StatusHistoryInline]
+    inlines = [ConnectorInline, ConfigurationKeyInline, StatusHistoryInline, SecurityEventInline]
     fieldsets = [
         (None, {"fields": ["charge_point_id", "registration_status", "activity"]}),
         (
@@ -280,7 +301,7 @@ class ChargePointAdmin(admin.ModelAdmin):
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
-        if isinstance(inline, StatusHistoryInline) and obj is not None and obj.pk:
+        if isinstance(inline, (StatusHistoryInline, SecurityEventInline)) and obj is not None and obj.pk:
             kwargs["queryset"] = inline.recent(obj)
         return kwargs
 
@@ -315,6 +336,10 @@ class ChargePointAdmin(admin.ModelAdmin):
             (admin_url(DataTransfer, **query), "data transfers"),
             (admin_url(DiagnosticsStatusNotification, **query), "diagnostics status"),
             (admin_url(FirmwareStatusNotification, **query), "firmware status"),
+            (admin_url(SecurityEvent, **query), "security events"),
+            (admin_url(SignedFirmwareStatusNotification, **query), "signed firmware status"),
+            (admin_url(LogStatusNotification, **query), "log status"),
+            (admin_url(CertificateSigningRequest, **query), "certificate requests"),
         ]
         return format_html_join(" · ", '<a href="{}">{}</a>', links)
 
@@ -663,3 +688,50 @@ class FirmwareStatusNotificationAdmin(ReportedByChargePointAdmin):
     list_filter = ["status"]
     search_fields = ["charge_point__charge_point_id"]
     date_hierarchy = "received_at"
+
+
+# --- the security extension ------------------------------------------------------------
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(ReportedByChargePointAdmin):
+    list_display = ["received_at", "charge_point", "type", "timestamp", "tech_info"]
+    list_filter = ["type"]
+    search_fields = ["charge_point__charge_point_id", "type", "tech_info"]
+    date_hierarchy = "received_at"
+
+
+@admin.register(SignedFirmwareStatusNotification)
+class SignedFirmwareStatusNotificationAdmin(ReportedByChargePointAdmin):
+    list_display = ["received_at", "charge_point", "status", "request_id"]
+    list_filter = ["status"]
+    search_fields = ["charge_point__charge_point_id"]
+    date_hierarchy = "received_at"
+
+
+@admin.register(LogStatusNotification)
+class LogStatusNotificationAdmin(ReportedByChargePointAdmin):
+    list_display = ["received_at", "charge_point", "status", "request_id"]
+    list_filter = ["status"]
+    search_fields = ["charge_point__charge_point_id"]
+    date_hierarchy = "received_at"
+
+
+@admin.register(CertificateSigningRequest)
+class CertificateSigningRequestAdmin(ReportedByChargePointAdmin):
+    list_display = [
+        "received_at",
+        "charge_point",
+        "status",
+        "outcome",
+        "serial_number",
+        "not_after",
+        "short_reason",
+    ]
+    list_filter = ["outcome", "status"]
+    search_fields = ["charge_point__charge_point_id", "serial_number"]
+    date_hierarchy = "received_at"
+
+    @admin.display(description="reason")
+    def short_reason(self, obj: CertificateSigningRequest) -> str:
+        return Truncator(obj.reason).chars(80)

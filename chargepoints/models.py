@@ -343,3 +343,89 @@ class ApiToken(models.Model):
     @property
     def requested_by(self) -> str:
         return f"{self.kind if self.kind == ApiTokenKind.CLI else 'token'}:{self.name}"
+
+
+# --- the security extension (OCPP 1.6 security whitepaper) ------------------------------
+
+
+class SecurityEvent(models.Model):
+    """A SecurityEventNotification: a security-related event the charge point reported."""
+
+    charge_point = models.ForeignKey(
+        ChargePoint, on_delete=models.CASCADE, related_name="security_events", db_index=False
+    )
+    type = models.CharField(max_length=50, help_text="The whitepaper's event type, e.g. FirmwareUpdated.")
+    timestamp = models.DateTimeField(help_text="As the charge point reported it.")
+    tech_info = models.CharField("technical information", max_length=255, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["charge_point", "-received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.charge_point_id}: {self.type}"
+
+
+class SignedFirmwareStatusNotification(models.Model):
+    charge_point = models.ForeignKey(
+        ChargePoint, on_delete=models.CASCADE, related_name="signed_firmware_status_notifications"
+    )
+    status = models.CharField(max_length=30)
+    request_id = models.IntegerField(null=True, blank=True, help_text="Of the SignedUpdateFirmware.")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+
+class LogStatusNotification(models.Model):
+    charge_point = models.ForeignKey(
+        ChargePoint, on_delete=models.CASCADE, related_name="log_status_notifications"
+    )
+    status = models.CharField(max_length=30)
+    request_id = models.IntegerField(null=True, blank=True, help_text="Of the GetLog.")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+
+class CertificateRequestOutcome(models.TextChoices):
+    REJECTED = "rejected", "rejected (SignCertificate answered Rejected)"
+    SIGNING = "signing", "accepted, being signed and sent"
+    INSTALLED = "installed", "installed (the charge point accepted CertificateSigned)"
+    REFUSED = "refused", "refused (the charge point rejected CertificateSigned)"
+    FAILED = "failed", "failed (not signed, or CertificateSigned not delivered)"
+
+
+class CertificateSigningRequest(models.Model):
+    """A SignCertificate from a charge point, the certificate issued for it, and the outcome."""
+
+    charge_point = models.ForeignKey(
+        ChargePoint, on_delete=models.CASCADE, related_name="certificate_requests"
+    )
+    csr = models.TextField("CSR", help_text="The PEM certificate signing request, as sent.")
+    status = models.CharField(max_length=10, help_text="What SignCertificate was answered.")
+    outcome = models.CharField(max_length=10, choices=CertificateRequestOutcome.choices)
+    reason = models.TextField(blank=True, help_text="Why it was rejected or failed.")
+    received_at = models.DateTimeField()
+    certificate = models.TextField(blank=True, help_text="The issued certificate (PEM).")
+    serial_number = models.CharField(max_length=40, blank=True, help_text="Hexadecimal.")
+    not_after = models.DateTimeField("valid until", null=True, blank=True)
+    command = models.ForeignKey(
+        ChargePointCommand,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The CertificateSigned sent with the certificate.",
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name = "certificate signing request"
+
+    def __str__(self) -> str:
+        return f"{self.charge_point_id}: {self.outcome}"

@@ -15,11 +15,16 @@ from datetime import datetime
 
 from .db import insert_rows, update_rows
 from .models import (
+    CertificateRequestOutcome,
+    CertificateSigningRequest,
     ChargePoint,
     Connector,
     DataTransfer,
     DiagnosticsStatusNotification,
     FirmwareStatusNotification,
+    LogStatusNotification,
+    SecurityEvent,
+    SignedFirmwareStatusNotification,
     StatusNotification,
 )
 
@@ -295,4 +300,73 @@ def record_diagnostics_status(charge_point_pk: int, status: str, received_at: da
 def record_firmware_status(charge_point_pk: int, status: str, received_at: datetime) -> None:
     FirmwareStatusNotification.objects.create(
         charge_point_id=charge_point_pk, status=status, received_at=received_at
+    )
+
+
+# --- the security extension ----------------------------------------------------------
+
+
+def record_security_event(
+    charge_point_pk: int, *, type: str, timestamp: datetime, tech_info: str, received_at: datetime
+) -> None:
+    SecurityEvent.objects.create(
+        charge_point_id=charge_point_pk,
+        type=type,
+        timestamp=timestamp,
+        tech_info=tech_info,
+        received_at=received_at,
+    )
+
+
+def record_signed_firmware_status(
+    charge_point_pk: int, status: str, request_id: int | None, received_at: datetime
+) -> None:
+    SignedFirmwareStatusNotification.objects.create(
+        charge_point_id=charge_point_pk, status=status, request_id=request_id, received_at=received_at
+    )
+
+
+def record_log_status(
+    charge_point_pk: int, status: str, request_id: int | None, received_at: datetime
+) -> None:
+    LogStatusNotification.objects.create(
+        charge_point_id=charge_point_pk, status=status, request_id=request_id, received_at=received_at
+    )
+
+
+def record_certificate_request(
+    charge_point_pk: int, *, csr: str, accepted: bool, reason: str, received_at: datetime
+) -> int:
+    """Store a SignCertificate and what it is answered; return the row's pk."""
+    return CertificateSigningRequest.objects.create(
+        charge_point_id=charge_point_pk,
+        csr=csr,
+        status="Accepted" if accepted else "Rejected",
+        outcome=CertificateRequestOutcome.SIGNING if accepted else CertificateRequestOutcome.REJECTED,
+        reason=reason,
+        received_at=received_at,
+        completed_at=None if accepted else received_at,
+    ).pk
+
+
+def record_certificate_issued(
+    charge_point_pk: int, request_pk: int, *, certificate: str, serial_number: str, not_after: datetime
+) -> None:
+    CertificateSigningRequest.objects.filter(pk=request_pk, charge_point_id=charge_point_pk).update(
+        certificate=certificate, serial_number=serial_number, not_after=not_after
+    )
+
+
+def record_certificate_outcome(
+    charge_point_pk: int,
+    request_pk: int,
+    *,
+    outcome: str,
+    reason: str = "",
+    command_pk: int | None = None,
+    completed_at: datetime,
+) -> None:
+    """What became of an accepted request: installed, refused by the charge point, or failed."""
+    CertificateSigningRequest.objects.filter(pk=request_pk, charge_point_id=charge_point_pk).update(
+        outcome=outcome, reason=reason, command_id=command_pk, completed_at=completed_at
     )

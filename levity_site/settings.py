@@ -352,6 +352,29 @@ LEVITY_API_URL = envstr("LEVITY_API_URL", "http://127.0.0.1:9000").rstrip("/")
 # A token for those commands when they cannot mint their own in the database.
 LEVITY_API_TOKEN = envstr("LEVITY_API_TOKEN", "")
 
+# --- The CA that signs charge point certificates (security extension, SignCertificate) ---
+
+# Its certificate (PEM; the issuing CA first, then any intermediates to send along)
+# and private key (PEM). Both unset: SignCertificate is answered Rejected.
+LEVITY_CSMS_CA_CERT_FILE = envstr("LEVITY_CSMS_CA_CERT_FILE", "")
+LEVITY_CSMS_CA_KEY_FILE = envstr("LEVITY_CSMS_CA_KEY_FILE", "")
+# The key's passphrase, if it is encrypted (or a file holding it).
+LEVITY_CSMS_CA_KEY_PASSWORD = envstr("LEVITY_CSMS_CA_KEY_PASSWORD", "")
+if not LEVITY_CSMS_CA_KEY_PASSWORD and envstr("LEVITY_CSMS_CA_KEY_PASSWORD_FILE"):
+    try:
+        LEVITY_CSMS_CA_KEY_PASSWORD = (
+            Path(envstr("LEVITY_CSMS_CA_KEY_PASSWORD_FILE")).read_text().strip()
+        )
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"LEVITY_CSMS_CA_KEY_PASSWORD_FILE cannot be read: {exc.strerror}."
+        ) from None
+# Days a certificate issued to a charge point is valid (never beyond the CA's own).
+LEVITY_CSMS_CERT_VALIDITY_DAYS = envint("LEVITY_CSMS_CERT_VALIDITY_DAYS", 365, minimum=1)
+# The smallest keys a charge point's CSR may carry (the whitepaper's minimums).
+LEVITY_CSMS_CSR_MIN_RSA_BITS = envint("LEVITY_CSMS_CSR_MIN_RSA_BITS", 2048, minimum=1024)
+LEVITY_CSMS_CSR_MIN_EC_BITS = envint("LEVITY_CSMS_CSR_MIN_EC_BITS", 224, minimum=160)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "chargepoints.api.authentication.BearerTokenAuthentication",

@@ -39,6 +39,8 @@ class PluginHook(str, enum.Enum):
     AFTER_METER_VALUES = "after_meter_values"
     BEFORE_AUTHORIZE = "before_authorize"
     AFTER_AUTHORIZE = "after_authorize"
+    BEFORE_SECURITY_EVENT_NOTIFICATION = "before_security_event_notification"
+    AFTER_SECURITY_EVENT_NOTIFICATION = "after_security_event_notification"
 
     @property
     def is_before(self) -> bool:
@@ -58,6 +60,7 @@ _ACTIONS = {
     "heartbeat": "Heartbeat",
     "meter_values": "MeterValues",
     "authorize": "Authorize",
+    "security_event_notification": "SecurityEventNotification",
 }
 
 

@@ -30,7 +30,7 @@ from the session's own task (so a receiver may call the charge point);
 ``charge_point_disconnected`` once they are cleaned up. ``data_transfer_received``
 is described below.
 
-Besides the fourteen message hooks:
+Besides the sixteen message hooks:
 
 - ``charge_point_connected(sender, charge_point)``: after the session is registered.
 - ``charge_point_disconnected(sender, charge_point, close_code)``: after it ended.
@@ -55,6 +55,11 @@ before_meter_values = Signal()
 after_meter_values = Signal()
 before_authorize = Signal()
 after_authorize = Signal()
+#: SecurityEventNotification (security extension): ``context.message_data`` has
+#: ``type``, ``timestamp`` (as sent) and, if sent, ``tech_info``; the event is stored
+#: (chargepoints.models.SecurityEvent) before the AFTER signal is sent.
+before_security_event_notification = Signal()
+after_security_event_notification = Signal()
 
 charge_point_connected = Signal()
 charge_point_disconnected = Signal()

@@ -162,6 +162,23 @@ DEFAULT_ANSWERS = {
     },
     "SendLocalList": {"status": "Accepted"},
     "GetLocalListVersion": {"list_version": 1},
+    "CertificateSigned": {"status": "Accepted"},
+    "InstallCertificate": {"status": "Accepted"},
+    "GetInstalledCertificateIds": {
+        "status": "Accepted",
+        "certificate_hash_data": [
+            {
+                "hash_algorithm": "SHA256",
+                "issuer_name_hash": "a1" * 32,
+                "issuer_key_hash": "b2" * 32,
+                "serial_number": "1f",
+            }
+        ],
+    },
+    "DeleteCertificate": {"status": "Accepted"},
+    "ExtendedTriggerMessage": {"status": "Accepted"},
+    "GetLog": {"status": "Accepted", "filename": "security.log"},
+    "SignedUpdateFirmware": {"status": "Accepted"},
 }
 
 

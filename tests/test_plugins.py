@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from ocpp.v16 import call, call_result
 
-from chargepoints.models import ChargePoint, StatusNotification
+from chargepoints.models import ChargePoint, SecurityEvent, StatusNotification
 from chargepoints.ocpp16 import protocol
 from chargepoints.ocpp16.session import ChargePointDisconnected, LevityChargePoint
 from plugins import AutoRemoteStartPlugin, OrphanedTransactionPlugin, signals
@@ -147,6 +147,10 @@ async def meter_values_stored(cp):
     return await MeterValue.objects.filter(charge_point_id=cp.charge_point_pk).aexists()
 
 
+async def security_event_stored(cp):
+    return await SecurityEvent.objects.filter(charge_point_id=cp.charge_point_pk).aexists()
+
+
 SAMPLED = [{"timestamp": START_TIME, "sampledValue": [{"value": "150", "unit": "Wh"}]}]
 SAMPLED_SNAKE = [{"timestamp": START_TIME, "sampled_value": [{"value": "150", "unit": "Wh"}]}]
 
@@ -213,6 +217,12 @@ CASES = [
         meter_values_stored,
     ),
     Case("Authorize", {"idTag": "TAG-1"}, {"id_tag": "TAG-1"}, nothing_stored),
+    Case(
+        "SecurityEventNotification",
+        {"type": "SettingSystemTime", "timestamp": START_TIME, "techInfo": "NTP"},
+        {"type": "SettingSystemTime", "timestamp": START_TIME, "tech_info": "NTP"},
+        security_event_stored,
+    ),
 ]
 
 
@@ -262,8 +272,9 @@ async def test_every_hook_signal_reaches_a_receiver_of_another_app():
         await cp.on_meter_values(1, SAMPLED_SNAKE, transaction_id=started.transaction_id)
         await cp.on_stop_transaction(200, STOP_TIME, started.transaction_id)
         await cp.on_heartbeat()
+        await cp.on_security_event_notification("SettingSystemTime", START_TIME)
     assert {hook for hook, *_ in received} == set(PluginHook)
-    assert len(received) == 14
+    assert len(received) == 16
     assert all(sender is LevityChargePoint and cp_id == cp.id for _, sender, cp_id, _ in received)
     assert all((result is None) == hook.is_before for hook, _, _, result in received)
 

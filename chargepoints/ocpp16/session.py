@@ -30,6 +30,7 @@ from ..session.base import ChargePointDisconnected, Session, handlers  # noqa: F
 from ..session.registry import connections_writer  # noqa: F401 - public name
 from ..timestamps import format_timestamp, parse_timestamp
 from . import protocol
+from .security import SecurityExtensionHandlers
 
 #: The writes of a 1.6 session; each goes to the database in the shared batches of
 #: chargepoints.session.writer (one thread hop, one commit for all that queued meanwhile).
@@ -42,7 +43,7 @@ transaction_starts = writer.Write(tx_services.start_transactions, tx_services.st
 transaction_stops = writer.Write(tx_services.stop_transactions)
 
 
-class LevityChargePoint(Session):
+class LevityChargePoint(SecurityExtensionHandlers, Session):
     """One connected OCPP 1.6 charge point.
 
     ``connection`` is anything with ``async send(str)`` (and async iteration for

@@ -59,6 +59,14 @@ ACTIONS: dict[str, type] = {
         "GetCompositeSchedule",
         "SendLocalList",
         "GetLocalListVersion",
+        # The security extension (OCPP 1.6 security whitepaper).
+        "CertificateSigned",
+        "InstallCertificate",
+        "GetInstalledCertificateIds",
+        "DeleteCertificate",
+        "ExtendedTriggerMessage",
+        "GetLog",
+        "SignedUpdateFirmware",
     )
 }
 
@@ -73,8 +81,21 @@ TRIGGERABLE_MESSAGES = [
     "StatusNotification",
 ]
 
+#: What an ExtendedTriggerMessage (security extension) may request.
+EXTENDED_TRIGGERABLE_MESSAGES = [
+    "BootNotification",
+    "LogStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "SignChargePointCertificate",
+    "StatusNotification",
+]
+
 #: Answers whose `status` means the charge point does (or will do) what was asked.
-SUCCESS_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired"})
+SUCCESS_STATUSES = frozenset(
+    {"Accepted", "Unlocked", "Scheduled", "RebootRequired", "AcceptedCanceled"}
+)
 
 
 class CommandError(Exception):

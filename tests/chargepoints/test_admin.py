@@ -9,11 +9,15 @@ import httpx
 import pytest
 
 from chargepoints.models import (
+    CertificateSigningRequest,
     ChargePoint,
     Connector,
     DataTransfer,
     DiagnosticsStatusNotification,
     FirmwareStatusNotification,
+    LogStatusNotification,
+    SecurityEvent,
+    SignedFirmwareStatusNotification,
     StatusNotification,
 )
 from tests.admin_fixtures import form_fields
@@ -173,6 +177,38 @@ def test_charge_point_page_shows_connectors_and_recent_status_history(operator_c
     assert "status history" in html and "0 transactions (0 active)" in html
 
 
+def test_charge_point_page_shows_its_recent_security_events(operator_client):
+    cp = make_charge_point("CP-SEC")
+    for n in range(22):
+        SecurityEvent.objects.create(
+            charge_point=cp,
+            type="InvalidFirmwareSignature",
+            timestamp=datetime(2025, 3, 1, 9, n, tzinfo=timezone.utc),
+            tech_info=f"event-{n:02d}",
+            received_at=datetime(2025, 3, 1, 10, n, tzinfo=timezone.utc),
+        )
+    html = operator_client.get(f"{CHANGELIST}{cp.pk}/change/").content.decode()
+    assert "Recent security events (latest 20)" in html
+    assert "event-21" in html and "event-02" in html
+    assert "event-01" not in html  # older than the latest 20
+    assert "security events" in html and "certificate requests" in html
+
+
+def test_security_events_are_listed_filterable_by_type_and_read_only(operator_client):
+    cp = make_charge_point("CP-SECLIST")
+    at = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    event = SecurityEvent.objects.create(
+        charge_point=cp, type="TamperDetectionActivated", timestamp=at, tech_info="lid", received_at=at
+    )
+    SecurityEvent.objects.create(charge_point=cp, type="StartupOfTheDevice", timestamp=at, received_at=at)
+    base = "/admin/chargepoints/securityevent/"
+    listing = operator_client.get(base, {"type": "TamperDetectionActivated"}).content.decode()
+    rows = listing.split("<tbody>")[1].split("</tbody>")[0]
+    assert "TamperDetectionActivated" in rows and "StartupOfTheDevice" not in rows
+    assert operator_client.get(f"{base}add/").status_code == 403
+    assert 'name="_save"' not in operator_client.get(f"{base}{event.pk}/change/").content.decode()
+
+
 def test_protocol_fields_cannot_be_changed_in_the_admin(operator_client):
     cp = make_charge_point("CP-RO", charge_point_vendor="Acme", firmware_version="1.0")
     page = operator_client.get(f"{CHANGELIST}{cp.pk}/change/").content.decode()
@@ -220,6 +256,9 @@ def test_charge_point_id_that_could_never_connect_is_refused(operator_client):
             StatusNotification,
             {"connector_id": 1, "status": "Faulted", "error_code": "GroundFailure"},
         ),
+        (SignedFirmwareStatusNotification, {"status": "InvalidSignature", "request_id": 4}),
+        (LogStatusNotification, {"status": "UploadFailure", "request_id": 5}),
+        (CertificateSigningRequest, {"csr": "x", "status": "Rejected", "outcome": "rejected"}),
     ],
     ids=lambda v: getattr(v, "__name__", ""),
 )

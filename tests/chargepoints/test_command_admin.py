@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from datetime import datetime, timedelta, timezone
 import re
 from urllib.parse import urlencode
 
@@ -83,6 +84,13 @@ async def test_change_page_offers_the_remote_operations(admin, connect, cp_id):
         "change-configuration",
         "trigger-message",
         "clear-cache",
+        "certificate-signed",
+        "install-certificate",
+        "get-installed-certificate-ids",
+        "delete-certificate",
+        "extended-trigger-message",
+        "get-log",
+        "signed-update-firmware",
     ):
         assert f'action="{COMMAND_URL.format(operation)}"' in page.text
 
@@ -191,6 +199,54 @@ async def test_staff_without_the_send_permission_cannot_send(daphne_server, conn
     assert response.status_code == 403
     assert client.received == []
     await session.client.aclose()
+
+
+def _self_signed_pem() -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Levity test root")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+async def test_install_certificate_from_the_change_page_sends_the_pem(admin, connect, cp_id):
+    client = await connect(cp_id)
+    pem = _self_signed_pem()
+    response = await admin.post(
+        COMMAND_URL.format("install-certificate"),
+        {"charge_point": cp_id, "certificate_type": "CentralSystemRootCertificate", "certificate": pem, "next": "/admin/"},
+    )
+    assert await admin.messages_after(response) == [
+        ("success", f'{cp_id} accepted InstallCertificate: {{"status": "Accepted"}}')
+    ]
+    received = await client.wait_for_command("InstallCertificate")
+    assert received == {"certificate_type": "CentralSystemRootCertificate", "certificate": pem}
+
+
+async def test_install_certificate_that_is_not_pem_is_not_sent(admin, connect, cp_id):
+    client = await connect(cp_id)
+    response = await admin.post(
+        COMMAND_URL.format("install-certificate"),
+        {"charge_point": cp_id, "certificate_type": "CentralSystemRootCertificate", "certificate": "hello", "next": "/admin/"},
+    )
+    [(level, text)] = await admin.messages_after(response)
+    assert level == "error" and "Paste PEM certificate(s)" in text
+    assert not await ChargePointCommand.objects.filter(charge_point__charge_point_id=cp_id).aexists()
+    assert client.received == []
 
 
 async def test_commands_are_listed_read_only(admin, connect, cp_id):

@@ -93,6 +93,56 @@ COMMANDS = {
         "Accepted",
     ),
     "GetLocalListVersion": ({}, ""),
+    # The security extension.
+    "CertificateSigned": ({"certificateChain": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}, "Accepted"),
+    "InstallCertificate": (
+        {
+            "certificateType": "CentralSystemRootCertificate",
+            "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        },
+        "Accepted",
+    ),
+    "GetInstalledCertificateIds": ({"certificateType": "ManufacturerRootCertificate"}, "Accepted"),
+    "DeleteCertificate": (
+        {
+            "certificateHashData": {
+                "hashAlgorithm": "SHA256",
+                "issuerNameHash": "a1" * 32,
+                "issuerKeyHash": "b2" * 32,
+                "serialNumber": "1f",
+            }
+        },
+        "Accepted",
+    ),
+    "ExtendedTriggerMessage": ({"requestedMessage": "SignChargePointCertificate"}, "Accepted"),
+    "GetLog": (
+        {
+            "logType": "SecurityLog",
+            "requestId": 12,
+            "retries": 1,
+            "retryInterval": 60,
+            "log": {
+                "remoteLocation": "https://logs.example.com/upload",
+                "oldestTimestamp": "2025-01-01T00:00:00Z",
+                "latestTimestamp": "2025-01-02T00:00:00Z",
+            },
+        },
+        "Accepted",
+    ),
+    "SignedUpdateFirmware": (
+        {
+            "requestId": 5,
+            "retries": 2,
+            "firmware": {
+                "location": "https://fw.example.com/fw.bin",
+                "retrieveDateTime": "2025-01-01T00:00:00Z",
+                "installDateTime": "2025-01-01T01:00:00Z",
+                "signingCertificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+                "signature": "c2lnbmF0dXJl",
+            },
+        },
+        "Accepted",
+    ),
 }
 
 
@@ -121,6 +171,49 @@ async def test_every_cs_to_cp_command_reaches_the_charge_point_and_its_answer_is
     assert stored.sent_at is not None and stored.answered_at >= stored.sent_at
     assert stored.duration_ms is not None
     assert response.headers["Location"].endswith(f"/api/v1/commands/{stored.pk}")
+
+
+async def test_get_installed_certificate_ids_answer_is_stored_with_its_hash_data(api, connect, cp_id):
+    await connect(cp_id)
+    response = await command(
+        api, cp_id, "GetInstalledCertificateIds", {"certificateType": "CentralSystemRootCertificate"}
+    )
+    assert response.status_code == 201, response.text
+    stored = await ChargePointCommand.objects.aget(pk=response.json()["id"])
+    assert stored.response == {
+        "status": "Accepted",
+        "certificateHashData": [
+            {
+                "hashAlgorithm": "SHA256",
+                "issuerNameHash": "a1" * 32,
+                "issuerKeyHash": "b2" * 32,
+                "serialNumber": "1f",
+            }
+        ],
+    }
+
+
+async def test_trigger_message_refuses_what_only_extended_trigger_message_may_request(api, connect, cp_id):
+    client = await connect(cp_id)
+    response = await command(api, cp_id, "TriggerMessage", {"requestedMessage": "SignChargePointCertificate"})
+    assert response.status_code == 422
+    assert response.json()["field"] == "requestedMessage"
+    response = await command(api, cp_id, "ExtendedTriggerMessage", {"requestedMessage": "Foo"})
+    assert response.status_code == 422
+    assert response.json()["field"] == "requestedMessage"
+    assert client.received == []
+
+
+async def test_get_log_answered_accepted_canceled_counts_as_accepted(api, connect, cp_id):
+    client = await connect(cp_id)
+    client.answers["GetLog"] = {"status": "AcceptedCanceled"}
+    payload, _ = COMMANDS["GetLog"]
+    response = await command(api, cp_id, "GetLog", payload)
+    assert response.status_code == 201, response.text
+    assert (response.json()["status"], response.json()["response_status"]) == (
+        "accepted",
+        "AcceptedCanceled",
+    )
 
 
 async def test_a_rejected_command_is_answered_201_with_status_rejected(api, connect, cp_id):

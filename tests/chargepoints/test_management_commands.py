@@ -99,6 +99,29 @@ async def test_command_sends_its_payload_and_exits_0(manage, connect, cp_id, arg
     assert await client.wait_for_command(action) == received
 
 
+async def test_ocpp_call_sends_a_security_extension_command_and_prints_the_answer(manage, connect, cp_id):
+    client = await connect(cp_id)
+    code, out, err = await manage(
+        "ocpp_call", cp_id, "GetLog", '{"logType": "SecurityLog", "requestId": 3, "log": {"remoteLocation": "ftp://logs.example.com/"}}'
+    )
+    assert (code, err) == (0, "")
+    assert '"filename": "security.log"' in out
+    assert await client.wait_for_command("GetLog") == {
+        "log_type": "SecurityLog",
+        "request_id": 3,
+        "log": {"remote_location": "ftp://logs.example.com/"},
+    }
+    stored = await ChargePointCommand.objects.aget(charge_point__charge_point_id=cp_id)
+    assert (stored.action, stored.status, stored.response_status) == ("GetLog", "accepted", "Accepted")
+
+
+async def test_ocpp_call_refuses_an_extended_trigger_message_outside_its_enum_exit_2(manage, connect, cp_id):
+    await connect(cp_id)
+    code, _, err = await manage("ocpp_call", cp_id, "ExtendedTriggerMessage", '{"requestedMessage": "DiagnosticsStatusNotification"}')
+    assert code == 2
+    assert "requestedMessage must be one of" in err and len(err.strip().splitlines()) == 1
+
+
 async def test_get_configuration_prints_the_keys(manage, connect, cp_id):
     await connect(cp_id)
     code, out, _ = await manage("get_configuration", cp_id, "NumberOfConnectors", "Nope")

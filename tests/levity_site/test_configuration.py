@@ -23,6 +23,8 @@ BAD_VALUES = [
     ("LEVITY_GC_THRESHOLDS", "2000,0,100", "must be three whole numbers of at least 1"),
     ("DATABASE_POOL_MAX_SIZE", "-1", "must be at least 0"),
     ("DATABASE_POOL_TIMEOUT", "0", "must be at least 0.1"),
+    ("LEVITY_CSMS_CERT_VALIDITY_DAYS", "0", "must be at least 1"),
+    ("LEVITY_CSMS_CSR_MIN_RSA_BITS", "512", "must be at least 1024"),
 ]
 
 
@@ -116,3 +118,97 @@ def test_postgresql_gets_a_psycopg_pool_instead_of_persistent_connections(tmp_pa
 def test_a_pool_size_of_zero_keeps_persistent_connections(tmp_path):
     env = server_env(tmp_path / "db.sqlite3", DATABASE_URL="postgres://u@db/levity", DATABASE_POOL_MAX_SIZE="0")
     assert database_config(env) == [600, {}]
+# --- the CA that signs charge point certificates ----------------------------------------
+
+
+def _write_ca(directory, *, ca: bool = True) -> tuple[str, str]:
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "ca.pem", directory / "ca.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+def test_a_ca_certificate_without_its_key_stops_start_up(tmp_path):
+    cert_file, _ = _write_ca(tmp_path)
+    env = server_env(tmp_path / "db.sqlite3", LEVITY_CSMS_CA_CERT_FILE=cert_file)
+    result = run(["manage.py", "check"], env)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Levity configuration error: LEVITY_CSMS_CA_KEY_FILE is not set: the CA that signs "
+        "charge point certificates needs both LEVITY_CSMS_CA_CERT_FILE and LEVITY_CSMS_CA_KEY_FILE."
+    ]
+
+
+def test_a_ca_key_that_is_not_the_certificates_stops_start_up(tmp_path):
+    cert_file, _ = _write_ca(tmp_path)
+    (tmp_path / "other").mkdir()
+    _, other_key = _write_ca(tmp_path / "other")
+    env = server_env(
+        tmp_path / "db.sqlite3", LEVITY_CSMS_CA_CERT_FILE=cert_file, LEVITY_CSMS_CA_KEY_FILE=other_key
+    )
+    result = run(["manage.py", "check"], env)
+    assert result.returncode != 0
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Levity configuration error: LEVITY_CSMS_CA_KEY_FILE=")
+    assert "is not the key of the certificate in LEVITY_CSMS_CA_CERT_FILE" in line
+
+
+def test_an_end_entity_certificate_as_ca_stops_start_up(tmp_path):
+    cert_file, key_file = _write_ca(tmp_path, ca=False)
+    env = server_env(
+        tmp_path / "db.sqlite3", LEVITY_CSMS_CA_CERT_FILE=cert_file, LEVITY_CSMS_CA_KEY_FILE=key_file
+    )
+    result = run(["manage.py", "check"], env)
+    assert result.returncode != 0
+    assert "its first certificate is not a CA certificate" in result.stderr
+
+
+def test_an_unreadable_ca_file_stops_daphne_naming_the_variable(tmp_path):
+    env = server_env(
+        tmp_path / "db.sqlite3",
+        LEVITY_CSMS_CA_CERT_FILE=str(tmp_path / "missing.pem"),
+        LEVITY_CSMS_CA_KEY_FILE=str(tmp_path / "missing.key"),
+    )
+    result = run(
+        ["-m", "levity_site.server", "-b", "127.0.0.1", "-p", str(free_port()), "levity_site.asgi:application"],
+        env,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Levity configuration error: LEVITY_CSMS_CA_CERT_FILE='{tmp_path / 'missing.pem'}' "
+        "cannot be read: No such file or directory."
+    )
+
+
+def test_a_valid_ca_passes_the_checks(tmp_path):
+    cert_file, key_file = _write_ca(tmp_path)
+    env = server_env(
+        tmp_path / "db.sqlite3", LEVITY_CSMS_CA_CERT_FILE=cert_file, LEVITY_CSMS_CA_KEY_FILE=key_file
+    )
+    result = run(["manage.py", "check"], env)
+    assert result.returncode == 0, result.stderr
