@@ -29,6 +29,7 @@ from django.conf import settings
 from ocpp.charge_point import LOGGER as ocpp_logger
 from ocpp.exceptions import (
     FormationViolationError,
+    GenericError,
     InternalError,
     OCPPError,
     PropertyConstraintViolationError,
@@ -47,7 +48,7 @@ from transactions.repositories import MeterValueRepository, TransactionRepositor
 
 from .. import services
 from ..repositories import ChargePointRepository, ConnectorRepository
-from ..session import processes, registry
+from ..session import limits, processes, registry
 from ..session.writer import BulkWrite, run_batched
 from . import protocol
 
@@ -144,6 +145,9 @@ class LevityChargePoint(OCPP16ChargePoint):
         self._lenient = settings.LEVITY_OCPP_LENIENT
         self._started: asyncio.Task | None = None
         self._closed = False
+        self.call_rate = limits.CallRate.from_settings()
+        self._inbox_room: asyncio.Event | None = None
+        self._closing_over_rate = False
 
     def __repr__(self) -> str:
         return f"<LevityChargePoint {self.id}>"
@@ -227,6 +231,9 @@ class LevityChargePoint(OCPP16ChargePoint):
                 )
             return
         if isinstance(message, Call):
+            if not self.call_rate.admit():
+                await self._refuse_over_rate(message)
+                return
             self._inbox.append(message)
             if self._worker is None:
                 self._worker = asyncio.create_task(self._drain_inbox())
@@ -244,7 +251,10 @@ class LevityChargePoint(OCPP16ChargePoint):
             if self._started is not None and not self._started.done():
                 await asyncio.shield(self._started)
             while self._inbox:
-                await self._handle_call(self._inbox.popleft())
+                call = self._inbox.popleft()
+                if self._inbox_room is not None:
+                    self._inbox_room.set()
+                await self._handle_call(call)
         finally:
             self._worker = None
 
@@ -270,6 +280,7 @@ class LevityChargePoint(OCPP16ChargePoint):
         deferred: list = []
         token = _deferred_after.set(deferred)
         try:
+            limits.check_meter_values(msg.action, msg.payload)
             protocol.validate(msg.action, msg.payload, lenient=self._lenient)
             result = await handler(self, **protocol.snake_case(msg.payload))
             payload = protocol.to_payload(result)
@@ -289,6 +300,36 @@ class LevityChargePoint(OCPP16ChargePoint):
             self._after_tasks.add(task)
             task.add_done_callback(self._after_tasks.discard)
         return None
+
+    async def _refuse_over_rate(self, msg: Call) -> None:
+        """Answer a CALL past the charge point's rate; close the session when it stays past it."""
+        rate = self.call_rate
+        await self._send_error(msg, GenericError(description=limits.over_rate_description(rate)))
+        if rate.sustained() and not self._closed and not self._closing_over_rate:
+            self._closing_over_rate = True
+            logger.warning(
+                "%s: closed (1008): more than %g messages a second for %g s",
+                self.id,
+                rate.rate,
+                rate.close_after,
+            )
+            await self.close(limits.CLOSE_POLICY_VIOLATION)
+
+    async def wait_for_room(self) -> None:
+        """Return when this session may take another frame (its receiver waits meanwhile).
+
+        While CALLs wait for the worker past ``LEVITY_MAX_QUEUED_CALLS``, and for the
+        next token after a CALL was refused for the rate: the frames then wait in the
+        server, which stops reading the socket (levity_site.protocol_limits).
+        """
+        delay = self.call_rate.delay() if self.call_rate.refusing_since is not None else 0
+        if delay > 0:
+            await asyncio.sleep(delay)
+        while len(self._inbox) >= settings.LEVITY_MAX_QUEUED_CALLS and not self._closed:
+            if self._inbox_room is None:
+                self._inbox_room = asyncio.Event()
+            self._inbox_room.clear()
+            await self._inbox_room.wait()
 
     async def _send_error(self, msg: Call, error: OCPPError) -> str:
         await self._send(protocol.encode_call_error(msg.unique_id, error))
