@@ -184,6 +184,10 @@ class ReadPause:
         self.reasons.clear()
 
 
+#: RFC 6455 close codes a server sends: going away, policy violation, internal error.
+SERVER_CLOSE_CODES = {1001, 1008, 1011}
+
+
 class LimitedWebSocketProtocol:
     """Mixin for daphne's WebSocket protocol: handshake deadline, back-pressure."""
 
@@ -224,6 +228,19 @@ class LimitedWebSocketProtocol:
             self._resume_check = _reactor().callLater(
                 self.RESUME_CHECK_SECONDS, self._resume_when_room
             )
+
+    def handle_reply(self, message: dict) -> None:
+        # autobahn's sendClose() lets an application send 1000 and 3000-4999 only; a
+        # server also ends sessions with RFC 6455's 1001, 1008 and 1011.
+        code = message.get("code")
+        if (
+            message.get("type") == "websocket.close"
+            and code in SERVER_CLOSE_CODES
+            and self.state == self.STATE_OPEN
+        ):
+            self.sendCloseFrame(code=code, isReply=False)
+            return
+        super().handle_reply(message)
 
     def onClose(self, wasClean: bool, code: int, reason: str) -> None:
         handshake_done(self.transport)
