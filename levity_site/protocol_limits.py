@@ -255,8 +255,14 @@ def _reactor():
     return reactor
 
 
-def frame_size_options(max_message: int, max_frame: int) -> dict[str, int]:
-    """autobahn's size options: daphne's (its command line) capped by ``LEVITY_MAX_FRAME_BYTES``."""
+def frame_size_options(max_message: int, max_frame: int) -> dict[str, int | bool]:
+    """autobahn's size options: daphne's (its command line) capped by ``LEVITY_MAX_FRAME_BYTES``.
+
+    With ``failByDrop`` off, autobahn ends a connection that breaks a limit or the
+    protocol with a close frame carrying the code (1009, 1002, 1007) instead of
+    dropping it unexplained; what the client still sends is discarded, unread
+    into memory, until its close reply or autobahn's close handshake timeout.
+    """
     limit = settings.LEVITY_MAX_FRAME_BYTES
 
     def capped(value: int) -> int:
@@ -264,4 +270,8 @@ def frame_size_options(max_message: int, max_frame: int) -> dict[str, int]:
             return value
         return limit if value == 0 else min(value, limit)
 
-    return {"maxMessagePayloadSize": capped(max_message), "maxFramePayloadSize": capped(max_frame)}
+    return {
+        "maxMessagePayloadSize": capped(max_message),
+        "maxFramePayloadSize": capped(max_frame),
+        "failByDrop": False,
+    }
