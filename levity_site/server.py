@@ -62,6 +62,8 @@ from daphne.utils import HEADER_NAME_RE, INVALID_HEADER_VALUE_BYTES
 from twisted.internet import asyncioreactor, defer, protocol, tcp
 from twisted.protocols.policies import ProtocolWrapper
 
+from . import protocol_limits
+
 logger = logging.getLogger("daphne.server")
 
 
@@ -156,6 +158,7 @@ class UpgradeFirst(protocol.Protocol):
         self.addr = addr
 
     def connectionMade(self) -> None:
+        protocol_limits.start_handshake_deadline(self.transport, self.factory.reactor)
         if isinstance(self.transport, ProtocolWrapper):
             # TLS and other wrappers (ALPN, PROXY protocol) take daphne's way.
             self._hand_over(self.factory.build_http_protocol(self.addr))
@@ -175,6 +178,7 @@ class UpgradeFirst(protocol.Protocol):
 
     def connectionLost(self, reason) -> None:
         self._stop_timeout()
+        protocol_limits.handshake_done(self.transport)
 
     def _hand_over(self, successor: protocol.Protocol) -> None:
         self._stop_timeout()
@@ -229,7 +233,7 @@ class Connection(tcp.Server):
             super().startWriting()
 
 
-class WebSocketProtocol(ws_protocol.WebSocketProtocol):
+class WebSocketProtocol(protocol_limits.LimitedWebSocketProtocol, ws_protocol.WebSocketProtocol):
     """Daphne's WebSocket protocol, which takes autobahn's options from its factory in one step.
 
     autobahn copies each of its 29 options to every new connection one by one, and
@@ -250,6 +254,17 @@ class WebSocketProtocol(ws_protocol.WebSocketProtocol):
 class WebSocketFactory(ws_protocol.WebSocketFactory):
     protocol = WebSocketProtocol
 
+    def setProtocolOptions(self, **options) -> None:
+        # Daphne's frame and message size options, capped by LEVITY_MAX_FRAME_BYTES.
+        if "maxMessagePayloadSize" in options or "maxFramePayloadSize" in options:
+            options.update(
+                protocol_limits.frame_size_options(
+                    options.get("maxMessagePayloadSize", self.maxMessagePayloadSize),
+                    options.get("maxFramePayloadSize", self.maxFramePayloadSize),
+                )
+            )
+        super().setProtocolOptions(**options)
+
 
 class LevityHTTPFactory(HTTPFactory):
     """Daphne's HTTP factory, whose connections start with ``UpgradeFirst``."""
@@ -258,7 +273,10 @@ class LevityHTTPFactory(HTTPFactory):
         return UpgradeFirst(self, addr)
 
     def build_http_protocol(self, addr) -> protocol.Protocol:
-        return super().buildProtocol(addr)
+        http_protocol = super().buildProtocol(addr)
+        # Bodies larger than LEVITY_MAX_REQUEST_BODY_BYTES are refused before they are read.
+        http_protocol.requestFactory = protocol_limits.body_size_limited(http_protocol.requestFactory)
+        return http_protocol
 
 
 def levity_defaults() -> dict:

@@ -430,3 +430,33 @@ if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
 # away (overflowing: the buffer is dropped). Drops are counted and logged.
 LEVITY_FLUENTD_QUEUE_SIZE = envint("LEVITY_FLUENTD_QUEUE_SIZE", 1000, minimum=1)
 LEVITY_FLUENTD_BUFFER_BYTES = envint("LEVITY_FLUENTD_BUFFER_BYTES", 1024 * 1024, minimum=1024)
+
+# --- Limits (docs/security.md, "Limits") ------------------------------------------
+
+# Largest WebSocket frame or message a charge point may send (bytes; 0: daphne's own
+# --websocket-max-message-size/--websocket-max-frame-size only). Larger: closed with 1009.
+LEVITY_MAX_FRAME_BYTES = envint("LEVITY_MAX_FRAME_BYTES", 1024 * 1024, minimum=0)
+# CALLs a charge point may send per second on average (0: no limit), and at once.
+# Past it: a CALLERROR; still past it after LEVITY_CALL_RATE_CLOSE_AFTER_SECONDS: closed with 1008.
+LEVITY_CALL_RATE = envfloat("LEVITY_CALL_RATE", 10.0, minimum=0)
+LEVITY_CALL_BURST = envint("LEVITY_CALL_BURST", 60, minimum=1)
+LEVITY_CALL_RATE_CLOSE_AFTER_SECONDS = envfloat("LEVITY_CALL_RATE_CLOSE_AFTER_SECONDS", 10.0, minimum=0)
+# CALLs of one charge point waiting to be handled; past it the server stops reading its socket.
+LEVITY_MAX_QUEUED_CALLS = envint("LEVITY_MAX_QUEUED_CALLS", 16, minimum=1)
+# Frames of one connection waiting for its session; past it the server stops reading its socket.
+LEVITY_MAX_QUEUED_FRAMES = envint("LEVITY_MAX_QUEUED_FRAMES", 16, minimum=1)
+# Sampled values one MeterValues may carry (0: no limit); past it: OccurenceConstraintViolation.
+LEVITY_MAX_SAMPLED_VALUES = envint("LEVITY_MAX_SAMPLED_VALUES", 1000, minimum=0)
+# Open WebSocket sessions per client address and server process (0: no limit).
+LEVITY_MAX_CONNECTIONS_PER_ADDRESS = envint("LEVITY_MAX_CONNECTIONS_PER_ADDRESS", 0, minimum=0)
+# Failed WebSocket handshakes (refused id, no subprotocol, bad credentials) an address may
+# make within the window before its handshakes are refused until the window has passed (0: off).
+LEVITY_HANDSHAKE_FAILURES_PER_ADDRESS = envint("LEVITY_HANDSHAKE_FAILURES_PER_ADDRESS", 30, minimum=0)
+LEVITY_HANDSHAKE_FAILURE_WINDOW_SECONDS = envfloat(
+    "LEVITY_HANDSHAKE_FAILURE_WINDOW_SECONDS", 60.0, minimum=1
+)
+# From accept until the first HTTP request has arrived whole or the WebSocket is open
+# (seconds; bytes do not extend it; 0: Twisted's idle timeout only).
+LEVITY_HANDSHAKE_TIMEOUT_SECONDS = envfloat("LEVITY_HANDSHAKE_TIMEOUT_SECONDS", 10.0, minimum=0)
+# Largest HTTP request body (bytes, by its declared size, before it is read; 0: no limit).
+LEVITY_MAX_REQUEST_BODY_BYTES = envint("LEVITY_MAX_REQUEST_BODY_BYTES", 1024 * 1024, minimum=0)

@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from django.conf import settings
-from ocpp.exceptions import InternalError, OCPPError
+from ocpp.exceptions import GenericError, InternalError, OCPPError
 from ocpp.messages import Call, CallError
 
 from plugins import decisions, dispatch
@@ -43,7 +43,7 @@ from plugins.base import ChargePointPlugin, PluginContext, PluginHook
 from plugins.signals import HOOK_SIGNALS, message_handled
 
 from .. import services
-from . import framing, writer
+from . import framing, limits, writer
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,9 @@ class Session:
         self._started: asyncio.Task | None = None
         self._closed = False
         self._replaced = False
+        self.call_rate = limits.CallRate.from_settings()
+        self._inbox_room: asyncio.Event | None = None
+        self._closing_over_rate = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
@@ -235,6 +238,9 @@ class Session:
         if isinstance(message, Call):
             if self._closed:
                 return
+            if not self.call_rate.admit():
+                await self._refuse_over_rate(message)
+                return
             self._inbox.append(message)
             if self._worker is None:
                 self._worker = asyncio.create_task(self._drain_inbox())
@@ -255,7 +261,10 @@ class Session:
             if self._started is not None and not self._started.done():
                 await asyncio.shield(self._started)
             while self._inbox and not self._closed:
-                await self._handle_call(self._inbox.popleft())
+                call = self._inbox.popleft()
+                if self._inbox_room is not None:
+                    self._inbox_room.set()
+                await self._handle_call(call)
         except Exception as exc:
             # Sending failed: the connection is closing (daphne: "Attempt to send on a
             # closed protocol"), the disconnect follows.
@@ -292,6 +301,7 @@ class Session:
         deferred: list = []
         token = _deferred_after.set(deferred)
         try:
+            limits.check_meter_values(msg.action, msg.payload)
             if not getattr(handler, "_skip_schema_validation", False):
                 protocol.validate(msg.action, msg.payload, lenient=self._lenient)
             result = handler(self, **protocol.snake_case(msg.payload))
@@ -314,6 +324,36 @@ class Session:
             self._after_tasks.add(task)
             task.add_done_callback(self._after_tasks.discard)
         return None
+
+    async def _refuse_over_rate(self, msg: Call) -> None:
+        """Answer a CALL past the charge point's rate; close the session when it stays past it."""
+        rate = self.call_rate
+        await self._send_error(msg, GenericError(description=limits.over_rate_description(rate)))
+        if rate.sustained() and not self._closed and not self._closing_over_rate:
+            self._closing_over_rate = True
+            logger.warning(
+                "%s: closed (1008): more than %g messages a second for %g s",
+                self.id,
+                rate.rate,
+                rate.close_after,
+            )
+            await self.close(limits.CLOSE_POLICY_VIOLATION)
+
+    async def wait_for_room(self) -> None:
+        """Return when this session may take another frame (its receiver waits meanwhile).
+
+        While CALLs wait for the worker past ``LEVITY_MAX_QUEUED_CALLS``, and for the
+        next token after a CALL was refused for the rate: the frames then wait in the
+        server, which stops reading the socket (levity_site.protocol_limits).
+        """
+        delay = self.call_rate.delay() if self.call_rate.refusing_since is not None else 0
+        if delay > 0:
+            await asyncio.sleep(delay)
+        while len(self._inbox) >= settings.LEVITY_MAX_QUEUED_CALLS and not self._closed:
+            if self._inbox_room is None:
+                self._inbox_room = asyncio.Event()
+            self._inbox_room.clear()
+            await self._inbox_room.wait()
 
     async def _send_error(self, msg: Call, error: OCPPError) -> str:
         await self._send(framing.encode_call_error(msg.unique_id, error))

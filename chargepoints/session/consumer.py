@@ -15,7 +15,7 @@ from plugins.signals import charge_point_disconnected
 
 from .. import services
 from ..ocpp16.session import LevityChargePoint
-from . import commands, processes, registry
+from . import commands, limits, processes, registry
 from .groups import CommandGroup
 from .registry import connections_writer
 from .transport import LeanWebsocketConsumer
@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 SUBPROTOCOL = "ocpp1.6"
 #: OCPP-J sets no limit; 48 characters of URL-safe text is what we accept.
 CHARGE_POINT_ID = re.compile(r"^[A-Za-z0-9._:@+~*-]{1,48}$")
+#: Ids that match the pattern but cannot be addressed in a URL: a path segment of
+#: "." or ".." is removed by clients and proxies (RFC 3986's dot segments).
+UNADDRESSABLE_IDS = {".", ".."}
 #: Close code when the client offered no `ocpp1.6` subprotocol. (RFC 6455's 1002
 #: is reserved to the WebSocket layer; daphne only sends 1000 and 3000-4999.)
 CLOSE_SUBPROTOCOL_REQUIRED = 4001
@@ -44,6 +47,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
 
     charge_point: LevityChargePoint | None = None
     command_group: CommandGroup | None = None
+    address = ""
     _disconnected = False
 
     @property
@@ -74,16 +78,27 @@ class OCPPConsumer(LeanWebsocketConsumer):
 
     async def connect(self) -> None:
         charge_point_id = self.scope["url_route"]["kwargs"]["charge_point_id"]
+        client = self.scope.get("client") or ("", 0)
+        address = client[0] or ""
+        if not limits.handshake_allowed(address):
+            logger.warning("%s: refused %r, too many failed handshakes from its address", address, charge_point_id)
+            await self.close()
+            return
+        if not limits.connection_allowed(address):
+            logger.warning("%s: refused %r, too many connections from its address", address, charge_point_id)
+            await self.close()
+            return
         if SUBPROTOCOL not in self.scope.get("subprotocols", ()):
             logger.warning("%s: refused, no %s subprotocol offered", charge_point_id, SUBPROTOCOL)
+            limits.handshake_failed(address, "no subprotocol")
             await self.accept()
             await self.close(code=CLOSE_SUBPROTOCOL_REQUIRED)
             return
-        if not CHARGE_POINT_ID.match(charge_point_id):
+        if not CHARGE_POINT_ID.match(charge_point_id) or charge_point_id in UNADDRESSABLE_IDS:
             logger.warning("Refused charge point id %r: not 1-48 URL-safe characters", charge_point_id)
+            limits.handshake_failed(address, "invalid id")
             await self.close()
             return
-        client = self.scope.get("client") or ("", 0)
         remote_address = f"{client[0]}:{client[1]}" if client[0] else ""
         connected_at = datetime.now(timezone.utc)
         charge_point_pk = await connections_writer.submit(
@@ -97,9 +112,12 @@ class OCPPConsumer(LeanWebsocketConsumer):
         )
         if charge_point_pk is None:
             logger.warning("Refused unknown charge point %s (LEVITY_AUTO_REGISTER=false)", charge_point_id)
+            limits.handshake_failed(address, "unknown id")
             await self.close()
             return
         await self.accept(SUBPROTOCOL)
+        limits.connection_opened(address)
+        self.address = address
         self.charge_point = LevityChargePoint(
             charge_point_id,
             self,
@@ -121,12 +139,14 @@ class OCPPConsumer(LeanWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.charge_point is not None:
             await self.charge_point.receive_frame(text_data if text_data is not None else bytes_data)
+            await self.charge_point.wait_for_room()
 
     async def disconnect(self, code: int) -> None:
         session = self.charge_point
         if session is None or self._disconnected:
             return
         self._disconnected = True
+        limits.connection_closed(self.address)
         if self.command_group is not None:
             await self.command_group.leave()
         await session.shutdown(code)

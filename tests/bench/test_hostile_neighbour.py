@@ -1,0 +1,47 @@
+"""The hostile-neighbour scenario (``python bench/hostile_neighbour.py --quick``), bounded.
+
+One charge point floods the server as fast as its socket allows while a few
+neighbours heartbeat: with Levity's default limits, a neighbour's Heartbeat p99
+under the flood stays under three times its p99 before it, on the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("hostile-neighbour")
+    completed = subprocess.run(
+        [sys.executable, "bench/hostile_neighbour.py", "--quick", "--with-limits-only", "--out", str(out)],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return json.loads((out / "hostile_neighbour.json").read_text())
+
+
+@pytest.mark.timeout(200)
+def test_a_flooding_charge_point_does_not_slow_its_neighbours_heartbeats(quick_run):
+    run = quick_run["runs"]["with limits"]
+    assert run["quiet"]["count"] > 20 and run["flood"]["count"] > 20, run
+    assert run["flooder"]["frames_sent"] > 10_000, run  # it did flood
+    assert run["flood"]["p99_ms"] < 3 * run["quiet"]["p99_ms"], run
+
+
+@pytest.mark.timeout(200)
+def test_the_scenario_writes_its_table(quick_run, tmp_path):
+    from bench.hostile_neighbour import markdown
+
+    table = markdown(quick_run)
+    assert "| with limits |" in table and "p99 flood/quiet" in table

@@ -1,0 +1,232 @@
+"""Limits the server enforces before the application sees a byte (levity_site.protocol_limits).
+
+Raw sockets, so that a test can send what no well-behaved client would: half a
+frame, a body announced but never sent, a request head dripped byte by byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import time
+import uuid
+
+import psutil
+import pytest
+import websockets
+
+from tests.ocpp_client import OCPPClient
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def new_id() -> str:
+    return f"CP-{uuid.uuid4().hex[:10]}"
+
+
+async def open_websocket(port: int, charge_point_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket opened by hand: the upgrade's answer read, nothing else."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ocpp/{charge_point_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+        ).encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+def frame_header(length: int, opcode: int = 1) -> bytes:
+    """A masked client frame's header announcing ``length`` bytes (mask of zeros)."""
+    if length < 126:
+        size = struct.pack("!B", 0x80 | length)
+    elif length < 65536:
+        size = struct.pack("!BH", 0x80 | 126, length)
+    else:
+        size = struct.pack("!BQ", 0x80 | 127, length)
+    return struct.pack("!B", 0x80 | opcode) + size + b"\0\0\0\0"
+
+
+async def read_close_code(reader: asyncio.StreamReader, timeout: float = 10) -> int:
+    """The code of the close frame the server sends (skipping other frames)."""
+    async def read() -> int:
+        while True:
+            first, second = await reader.readexactly(2)
+            length = second & 0x7F
+            if length == 126:
+                (length,) = struct.unpack("!H", await reader.readexactly(2))
+            elif length == 127:
+                (length,) = struct.unpack("!Q", await reader.readexactly(8))
+            payload = await reader.readexactly(length)
+            if first & 0x0F == 8:
+                return struct.unpack("!H", payload[:2])[0]
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def test_a_frame_larger_than_the_limit_closes_with_1009_before_it_is_read(start_daphne):
+    server = start_daphne(LEVITY_MAX_FRAME_BYTES="65536")
+    reader, writer = await open_websocket(server.port, new_id())
+    # Announce 100 MB, send only the first kilobyte: the server must not wait for the rest.
+    writer.write(frame_header(100 * 1024 * 1024) + b"x" * 1024)
+    await writer.drain()
+    assert await read_close_code(reader) == 1009
+    writer.close()
+
+
+async def test_a_message_larger_than_the_limit_in_fragments_closes_with_1009(start_daphne):
+    server = start_daphne(LEVITY_MAX_FRAME_BYTES="65536")
+    reader, writer = await open_websocket(server.port, new_id())
+    fragment = b"x" * 40_000
+    # Two 40 kB fragments of one text message (FIN unset on the first).
+    writer.write(bytes([0x01]) + frame_header(len(fragment))[1:] + fragment)
+    writer.write(bytes([0x80]) + frame_header(len(fragment))[1:] + fragment)
+    await writer.drain()
+    assert await read_close_code(reader) == 1009
+    writer.close()
+
+
+async def test_a_frame_within_the_limit_is_answered(start_daphne):
+    server = start_daphne(LEVITY_MAX_FRAME_BYTES="65536")
+    async with websockets.connect(server.ws_url(new_id()), subprotocols=["ocpp1.6"]) as ws:
+        await ws.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "acme", "data": "x" * 60_000}]))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert answer[:2] == [3, "big"]
+
+
+async def http_exchange(port: int, request: bytes, timeout: float = 10) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+async def test_a_request_body_declared_larger_than_the_limit_is_refused_before_it_is_sent(daphne_server):
+    # 100 MB announced, none of it sent: the answer comes from the head alone.
+    response = await http_exchange(
+        daphne_server.port,
+        b"POST /api/v1/charge-points/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer garbage\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n",
+    )
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert json.loads(body) == {
+        "error": "request_too_large",
+        "detail": "The request body may be at most 1048576 bytes.",
+    }
+    await daphne_server.wait_for_log("request body of 100000000 bytes refused (LEVITY_MAX_REQUEST_BODY_BYTES=1048576)")
+
+
+async def test_a_chunked_request_body_growing_past_the_limit_is_refused(start_daphne):
+    server = start_daphne(LEVITY_MAX_REQUEST_BODY_BYTES="1000")
+    chunk = b"x" * 600
+    response = await http_exchange(
+        server.port,
+        b"POST /api/v1/charge-points/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2,
+    )
+    assert response.startswith(b"HTTP/1.1 413")
+
+
+async def test_a_request_body_within_the_limit_reaches_the_api(daphne_server):
+    body = b"{}"
+    response = await http_exchange(
+        daphne_server.port,
+        b"POST /api/v1/charge-points/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+    )
+    # The API's own answer (no token), not the server's 413.
+    assert response.split(b"\r\n", 1)[0] in (b"HTTP/1.1 401 Unauthorized", b"HTTP/1.1 403 Forbidden")
+
+
+async def test_slow_handshakes_time_out_without_starving_new_charge_points(start_daphne):
+    server = start_daphne(LEVITY_HANDSHAKE_TIMEOUT_SECONDS="2")
+    slow: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    for _ in range(200):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /ocpp/slow HTTP/1.1\r\nHost: x\r\n")
+        slow.append((reader, writer))
+    started = time.monotonic()
+
+    async def drip(writer: asyncio.StreamWriter) -> None:
+        # A header byte every 0.2 s: each would restart Twisted's idle timer.
+        with pytest.raises((ConnectionError, OSError)):
+            for _ in range(100):
+                writer.write(b"X")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+
+    async def closed_by_server(reader: asyncio.StreamReader) -> float:
+        try:
+            await asyncio.wait_for(reader.read(), 15)
+        except ConnectionResetError:  # aborted: the server does not wait to flush anything
+            pass
+        return time.monotonic() - started
+
+    dripping = [asyncio.create_task(drip(writer)) for _, writer in slow]
+    # Meanwhile a charge point connects and is answered at once.
+    client = await OCPPClient.open(server.ws_url(new_id()))
+    try:
+        assert (await asyncio.wait_for(client.boot(), 10)).status == "Accepted"
+    finally:
+        await client.close()
+    closed_after = await asyncio.gather(*(closed_by_server(reader) for reader, _ in slow))
+    assert max(closed_after) < 10  # a 2 s deadline, with room for a loaded machine
+    await asyncio.gather(*dripping)
+    await server.wait_for_log("handshake not done within 2 s (LEVITY_HANDSHAKE_TIMEOUT_SECONDS)")
+
+
+async def test_a_charge_point_pipelining_large_frames_is_not_read_ahead(start_daphne):
+    # Every Authorize hangs in a BEFORE hook, so that nothing the charge point sends is handled.
+    server = start_daphne(
+        LEVITY_EXTRA_APPS="tests.sample_plugins",
+        LEVITY_PLUGINS=json.dumps([{"class": "tests.sample_plugins.plugins.HangingPlugin"}]),
+        LEVITY_BEFORE_HOOK_TIMEOUT="60",
+        LEVITY_CALL_RATE="0",
+        LEVITY_OCPP_LENIENT="true",  # the padding is accepted, and dropped
+    )
+    process = psutil.Process(server.process.pid)
+    rss_before = process.memory_info().rss
+    reader, writer = await open_websocket(server.port, new_id())
+    frame = json.dumps([2, "a", "Authorize", {"idTag": "x", "pad": "x" * 500_000}]).encode()
+    sock = writer.get_extra_info("socket")
+    raw = socket.socket(fileno=os.dup(sock.fileno()))
+    raw.setblocking(False)
+    sent, attempted = 0, 200 * 1024 * 1024
+    data = frame_header(len(frame)) + frame
+    offset = 0
+    deadline = time.monotonic() + 10
+    stalled_since = None
+    while sent < attempted and time.monotonic() < deadline:
+        try:
+            n = raw.send(data[offset:])
+            sent += n
+            offset = (offset + n) % len(data)
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 2:
+                break  # the server stopped reading
+            await asyncio.sleep(0.01)
+    raw.close()
+    assert sent < 60 * 1024 * 1024, f"the server read {sent} bytes ahead"
+    assert process.memory_info().rss - rss_before < 150 * 1024 * 1024
+    # A neighbour is answered all the same.
+    client = await OCPPClient.open(server.ws_url(new_id()))
+    try:
+        assert (await asyncio.wait_for(client.boot(), 10)).status == "Accepted"
+    finally:
+        await client.close()
+    writer.close()
