@@ -77,6 +77,9 @@ def server_env(test_db_path: Path, **overrides: str) -> dict[str, str]:
             "DATABASE_URL": f"sqlite:///{test_db_path}",
             "SECRET_KEY": "levity-tests",
             "LEVITY_LAST_SEEN_FLUSH_SECONDS": "0.5",
+            # Most tests connect charge points they did not register first; the
+            # default (pending) is tested in tests/chargepoints/test_onboarding.py.
+            "LEVITY_UNKNOWN_CHARGE_POINTS": "accept",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }

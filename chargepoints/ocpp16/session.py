@@ -32,6 +32,7 @@ from ocpp.exceptions import (
     InternalError,
     OCPPError,
     PropertyConstraintViolationError,
+    SecurityError,
 )
 from ocpp.messages import Call, CallError
 from ocpp.routing import create_route_map, on
@@ -102,6 +103,10 @@ class LevityChargePoint(OCPP16ChargePoint):
     ``start()``): the Channels consumer, or a ``websockets`` connection. ``db`` is
     accepted for the spec's signature; the database is Django's.
     """
+
+    #: What the last BootNotification was answered (at connect: the stored status).
+    #: A charge point that is not Accepted may send BootNotification only.
+    registration_status: str = "Accepted"
 
     tx_repo = TransactionRepository()
     meter_repo = MeterValueRepository()
@@ -264,6 +269,14 @@ class LevityChargePoint(OCPP16ChargePoint):
 
     async def _answer_call(self, msg: Call) -> str | None:
         """Answer one CALL; return the CALLERROR code sent, or None for a CALLRESULT."""
+        if self.registration_status != "Accepted" and msg.action != "BootNotification":
+            # Nothing of a charge point the operator has not accepted is stored.
+            return await self._send_error(
+                msg,
+                SecurityError(
+                    description=f"{msg.action} refused: the registration is {self.registration_status}"
+                ),
+            )
         handler = handlers(type(self)).get(msg.action)
         if handler is None:
             return await self._send_error(msg, protocol.unknown_action_error(msg.action))
@@ -453,12 +466,14 @@ class LevityChargePoint(OCPP16ChargePoint):
             "charge_point_model": charge_point_model,
             **kwargs,
         }
-        return await self._process(
+        answer = await self._process(
             PluginHook.BEFORE_BOOT_NOTIFICATION,
             PluginHook.AFTER_BOOT_NOTIFICATION,
             data,
             self._boot_notification,
         )
+        self.registration_status = str(getattr(answer.status, "value", answer.status))
+        return answer
 
     async def _boot_notification(
         self, data: dict, context: PluginContext
