@@ -38,8 +38,11 @@ def certificate_options(
         chain = [c.original for c in _certificates(extra_chain)]
     options = {}
     if client_ca:
+        # Not trustRoot=: Twisted allows it only with a certificate required, and
+        # charge points of profile 2 present none.
         options = {
-            "trustRoot": ssl.trustRootFromCertificates(_certificates(client_ca)),
+            "verify": True,
+            "caCerts": [c.original for c in _certificates(client_ca)],
             "requireCertificate": False,
         }
     return ssl.CertificateOptions(
