@@ -177,3 +177,35 @@ async def test_default_profile_3_registers_an_unknown_id_with_a_valid_certificat
         assert (row.registration_status, row.security_profile) == ("Pending", None)
     finally:
         server.stop()
+
+
+async def test_simulator_waits_pending_until_accepted_then_charges(default_server, api_token, test_db_path, cp_id):
+    """The README's quick start: the simulator boots Pending; once accepted it runs its session."""
+    from transactions.models import IdTag
+
+    from .pki import wait_until
+
+    await IdTag.objects.acreate(id_tag="SIMTAG")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "manage.py", "simulate_charge_point", cp_id,
+        "--url", f"ws://127.0.0.1:{default_server.port}/ocpp", "--id-tag", "SIMTAG",
+        "--meter-interval", "0.5", "--session-duration", "1",
+        cwd=PROJECT_DIR, env=default_env(test_db_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_until(
+            lambda: ChargePoint.objects.filter(charge_point_id=cp_id, registration_status="Pending", last_boot_at__isnull=False).aexists(),
+            timeout=60,
+        )
+        async with httpx.AsyncClient(base_url=f"{default_server.http_url}/api/v1", timeout=30) as api:
+            response = await api.post(f"/charge-points/{cp_id}/accept", headers={"Authorization": f"Bearer {api_token}"})
+        assert response.json()["trigger"]["status"] == "accepted"
+        out, err = await asyncio.wait_for(process.communicate(), 90)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert process.returncode == 0, err.decode()
+    lines = out.decode()
+    assert lines.index("BootNotification: Pending") < lines.index("BootNotification: Accepted")
+    assert "1 session(s) completed" in lines
