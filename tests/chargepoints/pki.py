@@ -132,6 +132,11 @@ class TLSDaphneServer(DaphneServer):
         return f"wss://127.0.0.1:{self.tls_port}/ocpp/{charge_point_id}"
 
 
+#: How long a test's connect waits for the server's answer: checking a password runs
+#: Django's PBKDF2 (slow by design), slower still on a loaded test machine.
+HASHER_WAIT = 60
+
+
 def basic_auth(username: str, password: str) -> dict[str, str]:
     token = base64.b64encode(f"{username}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}

@@ -20,7 +20,7 @@ from chargepoints.models import ChargePoint, ChargePointCommand, Connector, Stat
 from tests.conftest import PROJECT_DIR, DaphneServer, server_env
 from tests.ocpp_client import OCPPClient, now_iso
 
-from .pki import PKI, TLSDaphneServer, basic_auth
+from .pki import HASHER_WAIT, PKI, TLSDaphneServer, basic_auth
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -139,14 +139,19 @@ async def test_default_profile_1_refuses_unknown_ids_with_401_and_stores_nothing
     server = start_daphne(LEVITY_UNKNOWN_CHARGE_POINTS="pending", LEVITY_DEFAULT_SECURITY_PROFILE="1")
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(
-            server.ws_url(cp_id), subprotocols=["ocpp1.6"], additional_headers=basic_auth(cp_id, "a" * 40)
+            server.ws_url(cp_id),
+            subprotocols=["ocpp1.6"],
+            additional_headers=basic_auth(cp_id, "a" * 40),
+            open_timeout=HASHER_WAIT,
         )
     assert refused.value.response.status_code == 401
     assert not await ChargePoint.objects.filter(charge_point_id=cp_id).aexists()
     assert "unknown charge point under security profile 1" in await server.wait_for_log(f"{cp_id}: refused")
     # Provisioned with its password (manage.py set_security_profile), it connects.
     password = await sync_to_async(security.set_security_profile)(cp_id, 1, create=True)
-    client = await OCPPClient.open(server.ws_url(cp_id), additional_headers=basic_auth(cp_id, password))
+    client = await OCPPClient.open(
+        server.ws_url(cp_id), additional_headers=basic_auth(cp_id, password), open_timeout=HASHER_WAIT
+    )
     try:
         assert (await client.boot()).status == "Accepted"
     finally:

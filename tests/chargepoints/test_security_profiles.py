@@ -21,7 +21,7 @@ from ocpp.v16 import call
 from chargepoints.session import authentication
 from tests.ocpp_client import OCPPClient
 
-from .pki import PKI, TLSDaphneServer, basic_auth
+from .pki import HASHER_WAIT, PKI, TLSDaphneServer, basic_auth
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,7 +60,7 @@ async def clients():
     opened: list[OCPPClient] = []
 
     async def open_client(url: str, **kwargs) -> OCPPClient:
-        client = await OCPPClient.open(url, **kwargs)
+        client = await OCPPClient.open(url, open_timeout=HASHER_WAIT, **kwargs)
         opened.append(client)
         return client
 
@@ -75,7 +75,7 @@ async def provision(cp_id: str, profile: int) -> str | None:
 
 async def refused(url: str, **kwargs) -> websockets.InvalidStatus:
     with pytest.raises(websockets.InvalidStatus) as refusal:
-        await websockets.connect(url, subprotocols=["ocpp1.6"], **kwargs)
+        await websockets.connect(url, subprotocols=["ocpp1.6"], open_timeout=HASHER_WAIT, **kwargs)
     return refusal.value
 
 
