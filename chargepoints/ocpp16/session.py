@@ -271,6 +271,7 @@ class LevityChargePoint(OCPP16ChargePoint):
         """Answer one CALL; return the CALLERROR code sent, or None for a CALLRESULT."""
         if self.registration_status != "Accepted" and msg.action != "BootNotification":
             # Nothing of a charge point the operator has not accepted is stored.
+            logger.warning("%s: %s refused: registration %s", self.id, msg.action, self.registration_status)
             return await self._send_error(
                 msg,
                 SecurityError(
