@@ -18,6 +18,12 @@ BAD_VALUES = [
     ("DATABASE_URL", "mysql://db/levity", "Levity supports sqlite:/// and postgres://"),
     ("LEVITY_GC_THRESHOLDS", "2000,10", "must be three whole numbers of at least 1"),
     ("LEVITY_GC_THRESHOLDS", "2000,0,100", "must be three whole numbers of at least 1"),
+    ("LEVITY_UNKNOWN_CHARGE_POINTS", "maybe", "use pending, accept or refuse"),
+    ("LEVITY_DEFAULT_SECURITY_PROFILE", "4", "use 0, 1, 2 or 3"),
+    ("LEVITY_TRUSTED_PROXIES", "10.0.0.1,proxy", "'proxy' is not an IP address or network"),
+    ("LEVITY_CLIENT_CA_FILE", "/nonexistent/ca.pem", "is not a file"),
+    ("LEVITY_CLIENT_CERT_ID_FIELD", "OU", "use CN, serialNumber or UID"),
+    ("LEVITY_PASSWORD_CACHE_SECONDS", "-1", "must be at least 0"),
 ]
 
 
