@@ -37,13 +37,18 @@ def base_env() -> dict[str, str]:
 
 
 def levity_env(database_path: Path, **extra: str) -> dict[str, str]:
-    """Levity with its default settings, on a SQLite file in a temporary directory."""
+    """Levity with its default settings, on a SQLite file in a temporary directory.
+
+    But for one: unknown charge points are accepted at once (as by the baselines),
+    not registered Pending until an operator accepts them.
+    """
     env = base_env()
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "levity_site.settings",
             "DATABASE_URL": f"sqlite:///{database_path}",
             "SECRET_KEY": BENCH_SECRET_KEY,
+            "LEVITY_UNKNOWN_CHARGE_POINTS": "accept",
         }
     )
     env.update(extra)

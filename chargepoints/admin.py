@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.views import redirect_to_login
@@ -25,6 +25,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.text import Truncator
 
+from . import security
+from .session import commands, onboarding
+from .session.consumer import CHARGE_POINT_ID
 from .forms import OPERATIONS
 from .models import (
     ApiToken,
@@ -46,8 +49,6 @@ from .models import (
     StatusNotification,
 )
 from .services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
-from .session import commands
-from .session.consumer import CHARGE_POINT_ID
 
 #: What the session records about a charge point's connection (read-only here).
 CONNECTION_FIELDS = [
@@ -199,7 +200,7 @@ class SecurityEventInline(ReportedInline):
 class ChargePointForm(forms.ModelForm):
     class Meta:
         model = ChargePoint
-        fields = ["charge_point_id", "registration_status"]
+        fields = ["charge_point_id", "registration_status", "security_profile"]
 
     def clean_charge_point_id(self) -> str:
         value = self.cleaned_data["charge_point_id"]
@@ -244,6 +245,7 @@ class ChargePointAdmin(admin.ModelAdmin):
         "charge_point_id",
         "online",
         "registration_status",
+        "security_profile",
         "connector_statuses",
         "charge_point_vendor",
         "charge_point_model",
@@ -254,6 +256,7 @@ class ChargePointAdmin(admin.ModelAdmin):
     list_filter = [
         OnlineFilter,
         "registration_status",
+        "security_profile",
         ConnectorStatusFilter,
         "charge_point_vendor",
         "charge_point_model",
@@ -273,11 +276,14 @@ class ChargePointAdmin(admin.ModelAdmin):
         "accept_registration",
         "set_registration_pending",
         "reject_registration",
+        "generate_password",
+        "rotate_password",
         *(_operation_action(operation) for operation in OPERATIONS),
     ]
     inlines = [ConnectorInline, ConfigurationKeyInline, StatusHistoryInline, SecurityEventInline]
     fieldsets = [
         (None, {"fields": ["charge_point_id", "registration_status", "activity"]}),
+        ("Security (docs/security.md)", {"fields": ["security_profile", "password_state"]}),
         (
             "Connection",
             {"fields": CONNECTION_FIELDS},
@@ -287,7 +293,16 @@ class ChargePointAdmin(admin.ModelAdmin):
             {"fields": list(BOOT_IDENTITY_FIELDS)},
         ),
     ]
-    protocol_fields = ["activity", *CONNECTION_FIELDS, *BOOT_IDENTITY_FIELDS]
+    protocol_fields = ["activity", "password_state", *CONNECTION_FIELDS, *BOOT_IDENTITY_FIELDS]
+
+    @admin.display(description="password")
+    def password_state(self, obj: ChargePoint) -> str:
+        if obj.pk is None or not obj.password_hash:
+            return "none (use the action “Generate password”)"
+        state = f"set {obj.password_changed_at:%Y-%m-%d %H:%M} UTC" if obj.password_changed_at else "set"
+        if obj.new_password_hash:
+            state += "; a rotated one is sent and valid too until the charge point connects with it"
+        return state
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("connectors")
@@ -443,9 +458,46 @@ class ChargePointAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Accept registration (BootNotification answers Accepted)")
+    @admin.action(description="Accept registration (and trigger a new BootNotification)")
     def accept_registration(self, request, queryset):
-        self._set_registration(request, queryset, RegistrationStatus.ACCEPTED)
+        ids = list(queryset.values_list("charge_point_id", flat=True))
+        accepted = async_to_sync(onboarding.accept)(
+            ids, requested_by=f"user:{request.user.get_username()}", user_id=request.user.pk
+        )
+        self.message_user(request, f"{len(accepted)} charge point(s) accepted.", messages.SUCCESS)
+        for item in accepted:
+            if item.trigger is not None:
+                level, text = _report(item.charge_point_id, "TriggerMessage", item.trigger)
+                messages.add_message(request, level, text)
+
+    @admin.action(description="Generate password (shown once)", permissions=["change"])
+    def generate_password(self, request, queryset):
+        passwords = [
+            (cp.charge_point_id, security.effective_profile(cp.security_profile), security.set_password(cp.charge_point_id))
+            for cp in queryset
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "New passwords",
+            "opts": self.model._meta,
+            "passwords": passwords,
+        }
+        response = TemplateResponse(request, "admin/chargepoints/chargepoint/passwords.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Rotate password (ChangeConfiguration AuthorizationKey)", permissions=["send_command"])
+    def rotate_password(self, request, queryset):
+        for cp_id in queryset.values_list("charge_point_id", flat=True):
+            try:
+                command = async_to_sync(onboarding.rotate_password)(
+                    cp_id, requested_by=f"user:{request.user.get_username()}", user_id=request.user.pk
+                )
+            except commands.CommandError as exc:
+                messages.error(request, f"{cp_id}: password not rotated: {exc}")
+                continue
+            level, text = _report(cp_id, "ChangeConfiguration AuthorizationKey", command)
+            messages.add_message(request, level, text)
 
     @admin.action(description="Set registration Pending")
     def set_registration_pending(self, request, queryset):

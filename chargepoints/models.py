@@ -16,6 +16,15 @@ class RegistrationStatus(models.TextChoices):
     REJECTED = "Rejected"
 
 
+class SecurityProfile(models.IntegerChoices):
+    """OCPP 1.6 security profiles (the 1.6 security whitepaper)."""
+
+    UNSECURED = 0, "0: no authentication"
+    BASIC = 1, "1: HTTP Basic"
+    TLS_BASIC = 2, "2: TLS and HTTP Basic"
+    MUTUAL_TLS = 3, "3: TLS with a client certificate"
+
+
 class ChargePointStatus(models.TextChoices):
     AVAILABLE = "Available"
     PREPARING = "Preparing"
@@ -53,6 +62,18 @@ class ChargePoint(models.Model):
     last_boot_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     remote_address = models.CharField(max_length=64, blank=True)
+    # Security (docs/security.md): only salted hashes of passwords are stored.
+    security_profile = models.PositiveSmallIntegerField(
+        choices=SecurityProfile.choices,
+        null=True,
+        blank=True,
+        help_text="Empty: the default profile (LEVITY_DEFAULT_SECURITY_PROFILE).",
+    )
+    password_hash = models.CharField(max_length=256, blank=True, editable=False)
+    #: A rotated password sent in ChangeConfiguration AuthorizationKey, valid beside
+    #: the old one until the charge point connects with it.
+    new_password_hash = models.CharField(max_length=256, blank=True, editable=False)
+    password_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     #: The ServerProcess holding its WebSocket, while it is connected (not a foreign
     #: key: a dead process's row is deleted while its charge points still name it).
     server_process = models.UUIDField(null=True, blank=True, editable=False)

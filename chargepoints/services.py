@@ -58,6 +58,8 @@ class Connection:
     auto_register: bool
     #: The ServerProcess holding the socket (None outside a server process).
     server_process: uuid.UUID | None = None
+    #: The registration status of a charge point registered by this connect.
+    registration_status: str = "Accepted"
 
 
 #: What a connect writes on the charge point's row.
@@ -87,6 +89,7 @@ def register_connections(connections: list[Connection]) -> list[int | None]:
                 last_seen_at=connection.now,
                 remote_address=remote_address,
                 server_process=connection.server_process,
+                registration_status=connection.registration_status,
             )
     update_rows(ChargePoint, CONNECT_FIELDS, updates.values())
     if created:

@@ -15,6 +15,7 @@ database access), so it can drive any OCPP 1.6 Central System.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import signal
@@ -54,6 +55,8 @@ class SimulatorOptions:
     vendor: str = "Levity"
     model: str = "Simulator"
     firmware_version: str = "sim-1.0"
+    #: HTTP Basic password (security profiles 1 and 2); the username is the id.
+    password: str = ""
 
     @property
     def endpoint(self) -> str:
@@ -109,6 +112,16 @@ async def wait_event(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+
+
+async def wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
+    """Wait until one of the events is set or the time is up."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def parse_time(value: str) -> datetime:
@@ -289,7 +302,10 @@ class SimulatedChargePoint(ChargePoint):
             self.say(f"BootNotification: {result.status} (interval {result.interval}s)")
             if result.status == "Accepted":
                 break
-            await self._sleep(max(self.heartbeat_interval, 1.0))
+            # Until the interval is over, or a boot the server triggered is accepted.
+            await wait_any((self.booted, self.shutdown_requested), max(self.heartbeat_interval, 1.0))
+            if self.booted.is_set():
+                return
             if self.shutdown_requested.is_set():
                 raise SimulatorError(f"not accepted by the server ({result.status})")
         self.configuration["HeartbeatInterval"][1] = f"{self.heartbeat_interval:g}"
@@ -969,8 +985,12 @@ async def run_simulator(
 async def connect(options: SimulatorOptions) -> websockets.ClientConnection:
     """Open the OCPP 1.6 WebSocket, or raise SimulatorError saying why not."""
     try:
+        headers = {}
+        if options.password:
+            basic = base64.b64encode(f"{options.charge_point_id}:{options.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
         connection = await websockets.connect(
-            options.endpoint, subprotocols=[SUBPROTOCOL], open_timeout=10
+            options.endpoint, subprotocols=[SUBPROTOCOL], open_timeout=10, additional_headers=headers
         )
     except websockets.InvalidStatus as exc:
         raise SimulatorError(

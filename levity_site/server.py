@@ -54,13 +54,18 @@ import logging
 import os
 import sys
 
+from http import HTTPStatus
+
 import uvloop
+from autobahn.websocket.types import ConnectionDeny
+from cryptography.hazmat.primitives.serialization import Encoding
 from daphne.access import AccessLogGenerator
 from daphne import ws_protocol
 from daphne.http_protocol import HTTPFactory
 from daphne.utils import HEADER_NAME_RE, INVALID_HEADER_VALUE_BYTES
 from twisted.internet import asyncioreactor, defer, protocol, tcp
 from twisted.protocols.policies import ProtocolWrapper
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 from . import protocol_limits
 
@@ -251,6 +256,71 @@ class WebSocketProtocol(protocol_limits.LimitedWebSocketProtocol, ws_protocol.We
         super()._connectionMade()
 
 
+    # --- charge point authentication (chargepoints.session.authentication) -------------
+
+    _denial: tuple[int, list] | None = None
+    _denial_headers: list[tuple[str, str]] = []
+
+    def asgi_extensions(self) -> dict:
+        """The scope's ``extensions``: what daphne leaves out and Levity's check needs.
+
+        ``tls`` (the ASGI TLS extension) when the connection came through a TLS
+        endpoint, with the client certificate it presented; ``levity.connection``
+        with the TCP peer's address (daphne's ``client`` may be a forwarded one);
+        and ``websocket.http.response``, which this protocol implements, so that a
+        refused upgrade gets an HTTP status (401) rather than daphne's 403.
+        """
+        peer = self.transport.getPeer()
+        extensions = {
+            "websocket.http.response": {},
+            "levity.connection": {"peer": [str(getattr(peer, "host", "")), getattr(peer, "port", 0)]},
+        }
+        if isinstance(self.transport, TLSMemoryBIOProtocol):
+            certificate = self.transport.getPeerCertificate()
+            chain = []
+            if certificate is not None:
+                chain.append(certificate.to_cryptography().public_bytes(Encoding.PEM).decode())
+            extensions["tls"] = {"client_cert_chain": chain}
+        return extensions
+
+    def handle_reply(self, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "websocket.http.response.start" and self.state == self.STATE_CONNECTING:
+            self._denial = (message["status"], list(message.get("headers", ())))
+        elif kind == "websocket.http.response.body" and self._denial is not None:
+            if not message.get("more_body"):
+                self._deny()
+        else:
+            super().handle_reply(message)
+
+    def _deny(self) -> None:
+        """As daphne's serverReject, with the application's status and headers."""
+        status, headers = self._denial
+        self._denial_headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+        self.handshake_deferred.errback(ConnectionDeny(code=status, reason=HTTPStatus(status).phrase))
+        del self.handshake_deferred
+        self.server.protocol_disconnected(self)
+        self.server.log_action(
+            "websocket",
+            "rejected",
+            {"path": self.request.path, "client": "%s:%s" % tuple(self.client_addr) if self.client_addr else None},
+        )
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:
+        super().failHandshake(reason, code, [*(responseHeaders or ()), *self._denial_headers])
+
+
+class ExtensionsInScope:
+    """Mixed into daphne's Server (imported only in main()): a WebSocket scope carries
+    its protocol's ``asgi_extensions()``."""
+
+    def create_application(self, protocol, scope: dict):
+        extensions = getattr(protocol, "asgi_extensions", None)
+        if extensions is not None:
+            scope["extensions"] = {**scope.get("extensions", {}), **extensions()}
+        return super().create_application(protocol, scope)
+
+
 class WebSocketFactory(ws_protocol.WebSocketFactory):
     protocol = WebSocketProtocol
 
@@ -303,6 +373,7 @@ def main() -> None:
     from daphne import cli
 
     cli.AccessLogGenerator = AccessLog
+    cli.CommandLineInterface.server_class = type("Server", (ExtensionsInScope, cli.Server), {})
     cli.Server.kill_all_applications = kill_all_applications
     daphne.server.HTTPFactory = LevityHTTPFactory
     tcp.Port.transport = Connection

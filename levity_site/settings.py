@@ -72,6 +72,22 @@ def envjson(name: str, default):
         raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
 
 
+def envnetworks(name: str) -> list:
+    """A comma-separated list of IP addresses or networks (CIDR)."""
+    import ipaddress
+
+    networks = []
+    for part in os.environ.get(name, "").split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"{name}: {part.strip()!r} is not an IP address or network."
+                ) from None
+    return networks
+
+
 def envsecret(name: str, keep_in: Path) -> str:
     """Read a secret from NAME, NAME_FILE, or a file generated on first run."""
     if os.environ.get(name):
@@ -292,8 +308,43 @@ LOGGING = {
 
 # --- Levity -------------------------------------------------------------------
 
-# Register unknown charge point ids on first connect (true) or refuse them (false).
+# false: refuse unknown charge point ids, whatever LEVITY_UNKNOWN_CHARGE_POINTS says.
 LEVITY_AUTO_REGISTER = envbool("LEVITY_AUTO_REGISTER", True)
+
+# --- Charge point security (docs/security.md) ---------------------------------------
+
+#: What becomes of a charge point id Levity does not know: registered Pending until
+#: an operator accepts it (pending), registered Accepted (accept), or refused
+#: (refuse). LEVITY_AUTO_REGISTER=false still means refuse.
+LEVITY_UNKNOWN_CHARGE_POINTS = envstr("LEVITY_UNKNOWN_CHARGE_POINTS", "pending").strip().lower()
+if LEVITY_UNKNOWN_CHARGE_POINTS not in ("pending", "accept", "refuse"):
+    raise ImproperlyConfigured(
+        f"LEVITY_UNKNOWN_CHARGE_POINTS={LEVITY_UNKNOWN_CHARGE_POINTS!r}: use pending, accept or refuse."
+    )
+if not LEVITY_AUTO_REGISTER:
+    LEVITY_UNKNOWN_CHARGE_POINTS = "refuse"
+#: The security profile (0-3) of a charge point whose own profile is not set.
+LEVITY_DEFAULT_SECURITY_PROFILE = envint("LEVITY_DEFAULT_SECURITY_PROFILE", 0, minimum=0)
+if LEVITY_DEFAULT_SECURITY_PROFILE > 3:
+    raise ImproperlyConfigured(
+        f"LEVITY_DEFAULT_SECURITY_PROFILE={LEVITY_DEFAULT_SECURITY_PROFILE}: use 0, 1, 2 or 3."
+    )
+#: Addresses (or networks, CIDR) of the reverse proxies whose X-Forwarded-Proto and
+#: client-certificate headers are believed. Empty: nobody's.
+LEVITY_TRUSTED_PROXIES = envnetworks("LEVITY_TRUSTED_PROXIES")
+#: PEM file of the CA(s) that issue charge points' client certificates (profile 3).
+LEVITY_CLIENT_CA_FILE = envstr("LEVITY_CLIENT_CA_FILE", "")
+if LEVITY_CLIENT_CA_FILE and not Path(LEVITY_CLIENT_CA_FILE).is_file():
+    raise ImproperlyConfigured(f"LEVITY_CLIENT_CA_FILE={LEVITY_CLIENT_CA_FILE!r} is not a file.")
+#: The subject field of a client certificate that must equal the charge point id.
+LEVITY_CLIENT_CERT_ID_FIELD = envstr("LEVITY_CLIENT_CERT_ID_FIELD", "CN")
+if LEVITY_CLIENT_CERT_ID_FIELD not in ("CN", "serialNumber", "UID"):
+    raise ImproperlyConfigured(
+        f"LEVITY_CLIENT_CERT_ID_FIELD={LEVITY_CLIENT_CERT_ID_FIELD!r}: use CN, serialNumber or UID."
+    )
+#: A verified Basic password is remembered (as a keyed hash) this long, so that a
+#: reconnect storm does not run the slow password hasher for every charge point.
+LEVITY_PASSWORD_CACHE_SECONDS = envfloat("LEVITY_PASSWORD_CACHE_SECONDS", 600.0, minimum=0)
 # Heartbeat interval (seconds) sent in BootNotification.conf.
 LEVITY_HEARTBEAT_INTERVAL = envint("LEVITY_HEARTBEAT_INTERVAL", 300, minimum=1)
 # How long a CS->CP call waits for the charge point's answer, by default.

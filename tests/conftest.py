@@ -156,6 +156,12 @@ def server_env(test_db_path: Path, **overrides: str) -> dict[str, str]:
             ),
             "SECRET_KEY": "levity-tests",
             "LEVITY_LAST_SEEN_FLUSH_SECONDS": "0.5",
+            # Most tests connect charge points they did not register first; the
+            # default (pending) is tested in tests/chargepoints/test_onboarding.py.
+            "LEVITY_UNKNOWN_CHARGE_POINTS": "accept",
+            # Many tests send as fast as the socket allows; the per-charge-point CALL
+            # rate is tested with its own settings in tests/chargepoints/test_limits.py.
+            "LEVITY_CALL_RATE": "0",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }

@@ -411,7 +411,7 @@ async def test_initialize_may_call_the_charge_point_and_messages_wait_for_it():
     connection = FakeConnection()
     cp = LevityChargePoint(new_id(), connection, plugins=[plugin])
     connection.charge_point = cp
-    await cp.ensure_registered()
+    await cp.ensure_registered(policy="accept")
     started = cp.begin()
     heartbeat = asyncio.create_task(connection.call_from_charge_point("Heartbeat", {}))
     sent = await connection.wait_for_call("GetConfiguration")
@@ -1011,7 +1011,8 @@ def test_built_in_plugins_are_importable_from_plugins():
 # --- the spec's third way: LevityChargePoint on a websockets connection --------------------------
 
 
-async def test_levity_charge_point_serves_a_websockets_connection_with_its_plugins(cp_id):
+async def test_levity_charge_point_serves_a_websockets_connection_with_its_plugins(cp_id, settings):
+    settings.LEVITY_UNKNOWN_CHARGE_POINTS = "accept"
     from websockets.asyncio.server import serve
 
     sessions: list[LevityChargePoint] = []

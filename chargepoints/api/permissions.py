@@ -28,3 +28,17 @@ class CanSendCommands(IsTokenOrStaff):
         return super().has_permission(request, view) and request.user.has_perm(
             "chargepoints.add_chargepointcommand"
         )
+
+
+class CanManageChargePoints(IsTokenOrStaff):
+    """Tokens may accept charge points and manage their credentials; staff users need
+    the 'change charge point' permission."""
+
+    message = "Needs an API token or the 'change charge point' permission."
+
+    def has_permission(self, request, view) -> bool:
+        if isinstance(request.auth, ApiToken):
+            return True
+        return super().has_permission(request, view) and request.user.has_perm(
+            "chargepoints.change_chargepoint"
+        )

@@ -39,6 +39,7 @@ class ChargePointSerializer(serializers.ModelSerializer):
         fields = [
             "charge_point_id",
             "registration_status",
+            "security_profile",
             "is_connected",
             *BOOT_IDENTITY_FIELDS,
             "connected_at",

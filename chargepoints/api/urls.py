@@ -1,7 +1,7 @@
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import security, views
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # /api/v1/charge-points and /api/v1/charge-points/ both work
@@ -14,6 +14,18 @@ urlpatterns = [
         r"^charge-points/(?P<charge_point_id>[^/]+)/commands/?$",
         views.ChargePointCommandView.as_view(),
         name="charge-point-commands",
+    ),
+    re_path(r"^charge-points/(?P<charge_point_id>[^/]+)/accept/?$", security.AcceptView.as_view(), name="charge-point-accept"),
+    re_path(
+        r"^charge-points/(?P<charge_point_id>[^/]+)/security-profile/?$",
+        security.SecurityProfileView.as_view(),
+        name="charge-point-security-profile",
+    ),
+    re_path(r"^charge-points/(?P<charge_point_id>[^/]+)/password/?$", security.PasswordView.as_view(), name="charge-point-password"),
+    re_path(
+        r"^charge-points/(?P<charge_point_id>[^/]+)/password-rotation/?$",
+        security.PasswordRotationView.as_view(),
+        name="charge-point-password-rotation",
     ),
     *router.urls,
 ]

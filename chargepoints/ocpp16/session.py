@@ -71,12 +71,14 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
             "charge_point_model": charge_point_model,
             **kwargs,
         }
-        return await self._process(
+        answer = await self._process(
             PluginHook.BEFORE_BOOT_NOTIFICATION,
             PluginHook.AFTER_BOOT_NOTIFICATION,
             data,
             self._boot_notification,
         )
+        self.registration_status = str(getattr(answer.status, "value", answer.status))
+        return answer
 
     async def _boot_notification(
         self, data: dict, context: PluginContext

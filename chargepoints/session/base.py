@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from django.conf import settings
-from ocpp.exceptions import GenericError, InternalError, OCPPError
+from ocpp.exceptions import GenericError, InternalError, OCPPError, SecurityError
 from ocpp.messages import Call, CallError
 
 from plugins import decisions, dispatch
@@ -105,6 +105,9 @@ class Session:
     call_result: ClassVar[ModuleType]
     #: The WebSocket subprotocol of the version.
     subprotocol: ClassVar[str]
+    #: What the last BootNotification was answered (at connect: the stored status).
+    #: A charge point that is not Accepted may send BootNotification only.
+    registration_status: str = "Accepted"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -295,6 +298,13 @@ class Session:
     async def _answer_call(self, msg: Call) -> str | None:
         """Answer one CALL; return the CALLERROR code sent, or None for a CALLRESULT."""
         protocol = self.protocol
+        if self.registration_status != "Accepted" and msg.action != "BootNotification":
+            # Nothing of a charge point the operator has not accepted is stored.
+            logger.warning("%s: %s refused: registration %s", self.id, msg.action, self.registration_status)
+            return await self._send_error(
+                msg,
+                SecurityError(description=f"{msg.action} refused: the registration is {self.registration_status}"),
+            )
         handler = handlers(type(self)).get(msg.action)
         if handler is None:
             return await self._send_error(msg, protocol.unknown_action_error(msg.action))
@@ -414,28 +424,46 @@ class Session:
 
     # --- lifecycle ------------------------------------------------------------
 
-    async def ensure_registered(self, auto_register: bool | None = None) -> None:
+    async def ensure_registered(self, policy: str | None = None) -> None:
         """Find the charge point's row, or register it, for a session not made by the consumer.
 
-        ``auto_register`` defaults to LEVITY_AUTO_REGISTER; an unknown charge point that
-        may not be registered raises Refused.
+        The onboarding policy applies as at the consumer (LEVITY_UNKNOWN_CHARGE_POINTS):
+        an unknown charge point is registered Pending or Accepted, or refused (Refused).
+        ``policy`` overrides the setting (``plugins.testing`` registers as "accept").
+        Such a session has no HTTP upgrade to authenticate, so it serves only charge
+        points whose security profile is 0.
         """
-        from . import processes, registry
+        from . import authentication, processes, registry
 
         if self.charge_point_pk is not None:
             return
-        if auto_register is None:
-            auto_register = settings.LEVITY_AUTO_REGISTER
+        policy = policy or settings.LEVITY_UNKNOWN_CHARGE_POINTS
+        credentials = await authentication.credentials_reader.submit(self.id)
+        if credentials is None:
+            if policy == "refuse":
+                logger.warning("Refused unknown charge point %s (LEVITY_UNKNOWN_CHARGE_POINTS=refuse)", self.id)
+                raise Refused(self.id)
+            status = "Accepted" if policy == "accept" else "Pending"
+        elif credentials.effective_profile != 0:
+            logger.warning("Refused %s: security profile %s needs the server's upgrade", self.id, credentials.effective_profile)
+            raise Refused(self.id)
+        else:
+            status = credentials.registration_status
         now = _now()
         pk = await registry.connections_writer.submit(
             services.Connection(
-                self.id, self.remote_address, now, auto_register=auto_register, server_process=processes.current()
+                self.id,
+                self.remote_address,
+                now,
+                auto_register=True,
+                server_process=processes.current(),
+                registration_status=status,
             )
         )
-        if pk is None:
-            logger.warning("Refused unknown charge point %s (LEVITY_AUTO_REGISTER=false)", self.id)
+        if pk is None:  # deleted meanwhile
             raise Refused(self.id)
         self.charge_point_pk, self.row_connected_at = pk, now
+        self.registration_status = status
 
     async def initialize_plugins(self) -> None:
         """Each plugin's ``initialize()``, isolated from errors and bounded in time."""

@@ -98,6 +98,18 @@ SUCCESS_STATUSES = frozenset(
 )
 
 
+#: Configuration keys whose values are secrets: the command log keeps them masked.
+SECRET_CONFIGURATION_KEYS = frozenset({"AuthorizationKey"})
+MASK = "********"
+
+
+def stored_request(action: str, payload: dict) -> dict:
+    """The payload as the command log keeps it: a secret configuration value masked."""
+    if action == "ChangeConfiguration" and payload.get("key") in SECRET_CONFIGURATION_KEYS:
+        return {**payload, "value": MASK}
+    return payload
+
+
 class CommandError(Exception):
     """A command that could not be sent at all (nothing is stored)."""
 
@@ -186,7 +198,7 @@ async def send_command(
         charge_point_id,
         action=action,
         message_id=message_id,
-        request=payload,
+        request=stored_request(action, payload),
         timeout=timeout,
         requested_by=requested_by[:150],
         user_id=user_id,

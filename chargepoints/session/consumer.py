@@ -8,14 +8,13 @@ import re
 import time
 from datetime import datetime, timezone
 
-from django.conf import settings
 
 from plugins import loading
 from plugins.signals import charge_point_disconnected
 
 from .. import services
 from ..ocpp16.session import LevityChargePoint
-from . import commands, limits, processes, registry
+from . import authentication, commands, limits, processes, registry
 from .groups import CommandGroup
 from .registry import connections_writer
 from .transport import LeanWebsocketConsumer
@@ -101,20 +100,31 @@ class OCPPConsumer(LeanWebsocketConsumer):
             return
         remote_address = f"{client[0]}:{client[1]}" if client[0] else ""
         connected_at = datetime.now(timezone.utc)
+        # Before any session or row exists: a refused takeover leaves the live session be.
+        admission = await authentication.admit(self.scope, charge_point_id)
+        if isinstance(admission, authentication.Refusal):
+            logger.warning("%s: refused from %s: %s", charge_point_id, remote_address, admission.reason)
+            limits.handshake_failed(address, admission.reason)
+            await self.refuse(admission.status)
+            return
         charge_point_pk = await connections_writer.submit(
             services.Connection(
                 charge_point_id,
                 remote_address,
                 connected_at,
-                auto_register=settings.LEVITY_AUTO_REGISTER,
+                auto_register=admission.register,
                 server_process=processes.current(),
+                registration_status=admission.registration_status,
             )
         )
-        if charge_point_pk is None:
-            logger.warning("Refused unknown charge point %s (LEVITY_AUTO_REGISTER=false)", charge_point_id)
-            limits.handshake_failed(address, "unknown id")
+        if charge_point_pk is None:  # deleted meanwhile
+            logger.warning("%s: refused from %s: no longer registered", charge_point_id, remote_address)
             await self.close()
             return
+        if admission.register:
+            logger.info("%s: unknown charge point registered %s", charge_point_id, admission.registration_status)
+        if admission.completes_rotation:
+            await authentication.complete_password_rotation(charge_point_id, charge_point_pk, admission)
         await self.accept(SUBPROTOCOL)
         limits.connection_opened(address)
         self.address = address
@@ -126,6 +136,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
             charge_point_pk=charge_point_pk,
             row_connected_at=connected_at,
         )
+        self.charge_point.registration_status = admission.registration_status
         await registry.open_session(self.charge_point)
         logger.info("%s connected from %s", charge_point_id, remote_address)
         if self.channel_layer is not None:
@@ -135,6 +146,18 @@ class OCPPConsumer(LeanWebsocketConsumer):
         # Plugins' initialize() and charge_point_connected run as a task: they may
         # call the charge point, whose answer this consumer must be free to receive.
         self.charge_point.begin()
+
+    async def refuse(self, status: int) -> None:
+        """Answer the upgrade with HTTP ``status`` (ASGI's websocket.http.response
+        extension, which levity_site.server adds to daphne); without it, a 403."""
+        if "websocket.http.response" not in self.scope.get("extensions", {}):
+            await self.close()
+            return
+        headers = [(b"content-type", b"text/plain")]
+        if status == 401:
+            headers.append((b"www-authenticate", f'Basic realm="{authentication.REALM}"'.encode()))
+        await self.base_send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await self.base_send({"type": "websocket.http.response.body", "body": b""})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.charge_point is not None:

@@ -93,7 +93,8 @@ async def test_unknown_charge_point_is_refused_when_auto_register_is_off(start_d
         await websockets.connect(server.ws_url(cp_id), subprotocols=["ocpp1.6"])
     assert refused.value.response.status_code == 403
     assert not await ChargePoint.objects.filter(charge_point_id=cp_id).aexists()
-    assert f"Refused unknown charge point {cp_id}" in server.log()
+    assert f"{cp_id}: refused from 127.0.0.1:" in server.log()
+    assert "unknown charge point (LEVITY_UNKNOWN_CHARGE_POINTS=refuse)" in server.log()
 
 
 async def test_known_charge_point_connects_when_auto_register_is_off(start_daphne, cp_id):

@@ -25,6 +25,12 @@ BAD_VALUES = [
     ("DATABASE_POOL_TIMEOUT", "0", "must be at least 0.1"),
     ("LEVITY_CSMS_CERT_VALIDITY_DAYS", "0", "must be at least 1"),
     ("LEVITY_CSMS_CSR_MIN_RSA_BITS", "512", "must be at least 1024"),
+    ("LEVITY_UNKNOWN_CHARGE_POINTS", "maybe", "use pending, accept or refuse"),
+    ("LEVITY_DEFAULT_SECURITY_PROFILE", "4", "use 0, 1, 2 or 3"),
+    ("LEVITY_TRUSTED_PROXIES", "10.0.0.1,proxy", "'proxy' is not an IP address or network"),
+    ("LEVITY_CLIENT_CA_FILE", "/nonexistent/ca.pem", "is not a file"),
+    ("LEVITY_CLIENT_CERT_ID_FIELD", "OU", "use CN, serialNumber or UID"),
+    ("LEVITY_PASSWORD_CACHE_SECONDS", "-1", "must be at least 0"),
 ]
 
 

@@ -71,6 +71,12 @@ class Command(BaseCommand):
             help="charging power in W, before charging profiles (default: %(default)s)",
         )
 
+        parser.add_argument(
+            "--password",
+            default="",
+            help="HTTP Basic password (security profiles 1 and 2; the username is the id)",
+        )
+
     def handle(self, *args, **options) -> None:
         if options["sessions"] < 0:
             raise CommandError("--sessions must be 0 (run until interrupted) or more.")
@@ -90,6 +96,7 @@ class Command(BaseCommand):
             session_duration=options["session_duration"],
             pause=max(options["pause"], 0.0),
             power=options["power"],
+            password=options["password"],
         )
         try:
             asyncio.run(run_simulator(simulator_options, self._say, handle_signals=True))

@@ -1,0 +1,313 @@
+"""Who may open an OCPP session: security profiles 0-3 and the onboarding policy.
+
+``admit()`` decides on a WebSocket upgrade, before any session or database row
+exists, from the ASGI scope alone:
+
+- **how the connection is secured**: the ASGI ``tls`` scope extension (daphne's
+  TLS endpoint, as levity_site.server fills it in), or -- only from an address in
+  LEVITY_TRUSTED_PROXIES -- ``X-Forwarded-Proto: https`` and the client
+  certificate in ``X-SSL-Client-Cert`` with ``X-SSL-Client-Verify: SUCCESS``
+  (nginx's ``$ssl_client_escaped_cert`` and ``$ssl_client_verify``);
+- **the charge point's credentials** (chargepoints.security): profile 1 and 2 an
+  HTTP Basic password, checked by Django's password hashers; profile 3 a client
+  certificate from LEVITY_CLIENT_CA_FILE whose subject names the charge point;
+- **the onboarding policy** for ids Levity does not know.
+
+A verified password is remembered for LEVITY_PASSWORD_CACHE_SECONDS under a keyed
+hash (HMAC with SECRET_KEY) of the id, the password and the stored hash, so a
+reconnect storm runs the deliberately slow hasher once per charge point, not once
+per connect; a new password or a rotation changes the stored hash and so the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from urllib.parse import unquote
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
+from django.conf import settings
+
+from .. import security
+from ..models import RegistrationStatus, SecurityProfile
+from . import writer
+
+logger = logging.getLogger(__name__)
+
+#: The charge points' credentials, read for many connects at once in a reconnect storm.
+credentials_reader = writer.Write(security.find_credentials)
+
+#: The subject fields LEVITY_CLIENT_CERT_ID_FIELD may name.
+ID_FIELDS = {"CN": NameOID.COMMON_NAME, "serialNumber": NameOID.SERIAL_NUMBER, "UID": NameOID.USER_ID}
+#: The realm in the WWW-Authenticate header of a 401.
+REALM = "OCPP"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The upgrade is answered with this HTTP status; ``reason`` goes to the log only."""
+
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The connection may open a session."""
+
+    #: The registration status the session starts with (Accepted, Pending, Rejected).
+    registration_status: str
+    #: Register the id (it is not known yet).
+    register: bool = False
+    #: The charge point proved the rotated password: make it the only valid one.
+    completes_rotation: str = ""
+
+
+@dataclass(frozen=True)
+class ConnectionSecurity:
+    """What the scope tells about how the charge point reached Levity."""
+
+    tls: bool
+    client_certificate: x509.Certificate | None
+    #: Where the certificate came from: "tls" (daphne's endpoint) or "proxy".
+    certificate_source: str = ""
+    #: Why a certificate that was offered is not usable.
+    certificate_problem: str = ""
+
+
+# --- the decision ---------------------------------------------------------------------
+
+
+async def admit(scope: dict, charge_point_id: str) -> Admission | Refusal:
+    """Admit the connection or say why not (see the module's docstring)."""
+    credentials = await credentials_reader.submit(charge_point_id)
+    profile = (
+        credentials.effective_profile
+        if credentials is not None
+        else settings.LEVITY_DEFAULT_SECURITY_PROFILE
+    )
+    if credentials is None and settings.LEVITY_UNKNOWN_CHARGE_POINTS == "refuse":
+        return Refusal(403, "unknown charge point (LEVITY_UNKNOWN_CHARGE_POINTS=refuse)")
+    connection = connection_security(scope)
+    if profile >= SecurityProfile.TLS_BASIC and not connection.tls:
+        return Refusal(403, f"security profile {profile} needs TLS (wss), it came over plain ws")
+    completes_rotation = ""
+    if profile in (SecurityProfile.BASIC, SecurityProfile.TLS_BASIC):
+        if credentials is None:
+            # No password can be right for an id nobody has registered (docs/security.md).
+            return Refusal(401, f"unknown charge point under security profile {profile}")
+        outcome = await check_basic(scope, credentials)
+        if isinstance(outcome, Refusal):
+            return outcome
+        completes_rotation = outcome
+    elif profile == SecurityProfile.MUTUAL_TLS:
+        problem = certificate_problem(connection, charge_point_id)
+        if problem:
+            return Refusal(401, problem)
+    if credentials is None:
+        status = (
+            RegistrationStatus.ACCEPTED
+            if settings.LEVITY_UNKNOWN_CHARGE_POINTS == "accept"
+            else RegistrationStatus.PENDING
+        )
+        return Admission(status, register=True)
+    return Admission(credentials.registration_status, completes_rotation=completes_rotation)
+
+
+# --- profile 1 and 2: HTTP Basic ------------------------------------------------------------
+
+
+def basic_credentials(scope: dict) -> tuple[str, str] | None:
+    """The (username, password) of the request's ``Authorization: Basic`` header."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, encoded = value.partition(b" ")
+            if scheme.lower() != b"basic":
+                return None
+            try:
+                decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            username, colon, password = decoded.partition(":")
+            return (username, password) if colon else None
+    return None
+
+
+_verified: dict[bytes, float] = {}
+
+
+def _cache_key(charge_point_id: str, password: str, encoded: str) -> bytes:
+    message = "\0".join((charge_point_id, password, encoded)).encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).digest()
+
+
+async def _password_matches(charge_point_id: str, password: str, encoded: str) -> bool:
+    if not encoded:
+        return False
+    key = _cache_key(charge_point_id, password, encoded)
+    now = time.monotonic()
+    expires = _verified.get(key)
+    if expires is not None and expires > now:
+        return True
+    # The hasher is slow by design: off the event loop.
+    if not await asyncio.to_thread(security.password_matches, password, encoded):
+        return False
+    if settings.LEVITY_PASSWORD_CACHE_SECONDS > 0:
+        if len(_verified) > 100_000:
+            _forget_expired(now)
+        _verified[key] = now + settings.LEVITY_PASSWORD_CACHE_SECONDS
+    return True
+
+
+def _forget_expired(now: float) -> None:
+    for key in [key for key, expires in _verified.items() if expires <= now]:
+        del _verified[key]
+
+
+def forget_verified_passwords() -> None:
+    """Empty the cache of verified passwords (tests, or after a credential leak)."""
+    _verified.clear()
+
+
+async def check_basic(scope: dict, credentials: security.Credentials) -> str | Refusal:
+    """"" if the old password is right, the new hash if the rotated one is, else a Refusal."""
+    basic = basic_credentials(scope)
+    if basic is None:
+        return Refusal(401, "no HTTP Basic credentials")
+    username, password = basic
+    if not hmac.compare_digest(username.encode(), credentials.charge_point_id.encode()):
+        return Refusal(401, f"HTTP Basic username {username[:60]!r} is not the charge point id")
+    if not credentials.password_hash and not credentials.new_password_hash:
+        return Refusal(401, "the charge point has no password yet (generate one in the admin)")
+    cp_id = credentials.charge_point_id
+    if await _password_matches(cp_id, password, credentials.password_hash):
+        return ""
+    if await _password_matches(cp_id, password, credentials.new_password_hash):
+        return credentials.new_password_hash
+    return Refusal(401, "wrong password")
+
+
+# --- how the connection is secured; profile 3 -----------------------------------------------------
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def peer_address(scope: dict) -> str:
+    """The address of the TCP peer (the proxy, if there is one), not a forwarded one."""
+    connection = scope.get("extensions", {}).get("levity.connection")
+    if connection and connection.get("peer"):
+        return connection["peer"][0]
+    client = scope.get("client")
+    return client[0] if client else ""
+
+
+def from_trusted_proxy(scope: dict) -> bool:
+    try:
+        address = ipaddress.ip_address(peer_address(scope))
+    except ValueError:
+        return False
+    return any(address in network for network in settings.LEVITY_TRUSTED_PROXIES)
+
+
+def connection_security(scope: dict) -> ConnectionSecurity:
+    tls = scope.get("extensions", {}).get("tls")
+    if tls is not None:
+        chain = tls.get("client_cert_chain") or ()
+        if not chain:
+            return ConnectionSecurity(True, None)
+        return _with_certificate(True, chain[0].encode(), "tls")
+    if not from_trusted_proxy(scope):
+        return ConnectionSecurity(False, None)
+    secure = (_header(scope, b"x-forwarded-proto") or "").lower() in ("https", "wss")
+    escaped = _header(scope, b"x-ssl-client-cert")
+    if not escaped:
+        return ConnectionSecurity(secure, None)
+    verify = _header(scope, b"x-ssl-client-verify") or ""
+    if verify != "SUCCESS":
+        return ConnectionSecurity(
+            secure, None, "proxy", f"the proxy did not verify the client certificate ({verify[:80]})"
+        )
+    return _with_certificate(secure, unquote(escaped).encode(), "proxy")
+
+
+def _with_certificate(tls: bool, pem: bytes, source: str) -> ConnectionSecurity:
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        return ConnectionSecurity(tls, None, source, "the client certificate is not valid PEM")
+    return ConnectionSecurity(tls, certificate, source)
+
+
+@cache
+def _load_authorities(path: str) -> tuple[x509.Certificate, ...]:
+    return tuple(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+
+
+def certificate_authorities() -> tuple[x509.Certificate, ...]:
+    """The CA certificates of LEVITY_CLIENT_CA_FILE (read once)."""
+    if not settings.LEVITY_CLIENT_CA_FILE:
+        return ()
+    return _load_authorities(settings.LEVITY_CLIENT_CA_FILE)
+
+
+def certificate_identity(certificate: x509.Certificate) -> str | None:
+    """The subject field (LEVITY_CLIENT_CERT_ID_FIELD) that names the charge point."""
+    values = certificate.subject.get_attributes_for_oid(ID_FIELDS[settings.LEVITY_CLIENT_CERT_ID_FIELD])
+    return str(values[0].value) if values else None
+
+
+def certificate_problem(connection: ConnectionSecurity, charge_point_id: str) -> str:
+    """Why the connection's client certificate does not prove ``charge_point_id`` ("" if it does).
+
+    Verified by the TLS endpoint or the trusted proxy, and again here against
+    LEVITY_CLIENT_CA_FILE: issued and signed by one of its CAs, within its validity.
+    """
+    if connection.certificate_problem:
+        return connection.certificate_problem
+    certificate = connection.client_certificate
+    if certificate is None:
+        return "security profile 3 needs a client certificate; none was presented"
+    authorities = certificate_authorities()
+    if not authorities:
+        return "security profile 3 needs LEVITY_CLIENT_CA_FILE; it is not set"
+    now = datetime.now(timezone.utc)
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        return f"the client certificate is not valid now (valid until {certificate.not_valid_after_utc:%Y-%m-%d %H:%M}Z)"
+    if not any(_issued_by(certificate, authority) for authority in authorities):
+        return "the client certificate is not issued by a CA of LEVITY_CLIENT_CA_FILE"
+    identity = certificate_identity(certificate)
+    if identity != charge_point_id:
+        field = settings.LEVITY_CLIENT_CERT_ID_FIELD
+        return f"the client certificate's {field} {identity!r} is not the charge point id"
+    return ""
+
+
+def _issued_by(certificate: x509.Certificate, authority: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(authority)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+async def complete_password_rotation(charge_point_id: str, charge_point_pk: int, admission: Admission) -> None:
+    """The charge point connected with its rotated password: from now on only that one is valid."""
+    if await writer.run(security.complete_password_rotation, charge_point_pk, admission.completes_rotation):
+        logger.info("%s: connected with its new password; the old one is no longer valid", charge_point_id)
