@@ -128,7 +128,7 @@ async def test_unknown_ids_count_as_failed_handshakes(start_daphne):
     server = start_daphne(LEVITY_HANDSHAKE_FAILURES_PER_ADDRESS="2", LEVITY_AUTO_REGISTER="false")
     assert await refused_status(server, new_id()) == 403
     assert await refused_status(server, new_id()) == 403
-    await server.wait_for_log("127.0.0.1: 2 failed handshakes within 60 s (last: unknown id)")
+    await server.wait_for_log("127.0.0.1: 2 failed handshakes within 60 s (last: unknown charge point (LEVITY_UNKNOWN_CHARGE_POINTS=refuse))")
 
 
 async def test_failed_handshakes_are_forgotten_after_the_window(start_daphne):
