@@ -41,6 +41,11 @@ CERTIFICATE_SIGNED_BY = "levity:SignCertificate"
 class SecurityExtensionHandlers:
     """Handlers of the security extension's CP->CS messages, for the 1.6 session class."""
 
+    #: The certificate being signed and sent for this session's charge point, if any:
+    #: one at a time, so that a charge point repeating SignCertificate cannot pile up
+    #: signatures and CertificateSigned calls.
+    _certificate_in_progress: asyncio.Task | None = None
+
     @on(Action.security_event_notification)
     async def on_security_event_notification(
         self, type: str, timestamp: str, **kwargs: Any
@@ -98,6 +103,11 @@ class SecurityExtensionHandlers:
                     "no CA is configured to sign charge point certificates "
                     "(LEVITY_CSMS_CA_CERT_FILE, LEVITY_CSMS_CA_KEY_FILE)"
                 )
+            in_progress = self._certificate_in_progress
+            if in_progress is not None and not in_progress.done():
+                raise certificates.CSRRejected(
+                    "a certificate for an earlier SignCertificate is still being signed and sent"
+                )
             request = certificates.check_csr(csr, self.id)
         except certificates.CSRRejected as exc:
             logger.warning("%s: SignCertificate rejected: %s", self.id, exc)
@@ -119,6 +129,7 @@ class SecurityExtensionHandlers:
         # The session sends this handler's answer as soon as it returns, before the
         # task first runs: CertificateSigned always follows SignCertificate.conf.
         task = asyncio.create_task(self._issue_certificate(authority, request, request_pk))
+        self._certificate_in_progress = task
         _issuing.add(task)
         task.add_done_callback(_issuing.discard)
         return call_result.SignCertificate(status="Accepted")

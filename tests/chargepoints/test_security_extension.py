@@ -311,6 +311,43 @@ async def test_certificate_signed_refused_by_the_charge_point_is_recorded(ca_ser
     assert (await ChargePointCommand.objects.aget(pk=request.command_id)).status == "rejected"
 
 
+async def test_sign_certificate_while_an_earlier_one_is_being_delivered_is_rejected(
+    ca_server, raw_ws, cp_id
+):
+    async with raw_ws(cp_id, server=ca_server) as ws:
+        first, mid = await request_certificate(ws, make_csr(cp_id))
+        assert first == [3, mid, {"status": "Accepted"}]
+        _, call_id, action, _ = await ws.recv(timeout=15)
+        assert action == "CertificateSigned"
+        # Not answered yet: a second request is refused.
+        second, mid2 = await request_certificate(ws, make_csr(cp_id))
+        assert second == [3, mid2, {"status": "Rejected"}]
+        await ws.send([3, call_id, {"status": "Accepted"}])
+
+        async def first_installed():
+            return await CertificateSigningRequest.objects.filter(
+                charge_point__charge_point_id=cp_id, outcome=CertificateRequestOutcome.INSTALLED
+            ).aexists()
+
+        await eventually(first_installed)
+        # Once it is done, the charge point may ask again.
+        third, mid3 = await request_certificate(ws, make_csr(cp_id))
+        assert third == [3, mid3, {"status": "Accepted"}]
+        _, call_id, _, _ = await ws.recv(timeout=15)
+        await ws.send([3, call_id, {"status": "Accepted"}])
+
+        async def both_installed():
+            return await CertificateSigningRequest.objects.filter(
+                charge_point__charge_point_id=cp_id, outcome=CertificateRequestOutcome.INSTALLED
+            ).acount() == 2
+
+        await eventually(both_installed)
+    rejected = await CertificateSigningRequest.objects.aget(
+        charge_point__charge_point_id=cp_id, outcome=CertificateRequestOutcome.REJECTED
+    )
+    assert "still being signed and sent" in rejected.reason
+
+
 @pytest.mark.parametrize(
     ("csr", "reason"),
     [
