@@ -3,7 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from ..session.commands import ACTIONS
-from ..models import ChargePoint, ChargePointCommand, ConfigurationKey, Connector
+from ..models import ChargePoint, ChargePointCommand, ConfigurationKey, Connector, SecurityEvent
 from ..services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
 from .base import ChargePointRowSerializer
 
@@ -81,6 +81,12 @@ class CommandSerializer(ChargePointRowSerializer):
             "answered_at",
             "duration_ms",
         ]
+
+
+class SecurityEventSerializer(ChargePointRowSerializer):
+    class Meta:
+        model = SecurityEvent
+        fields = ["id", "charge_point", "type", "timestamp", "tech_info", "received_at"]
 
 
 class CommandRequestSerializer(serializers.Serializer):

@@ -128,11 +128,20 @@ class SecurityExtensionHandlers:
         )
         # The session sends this handler's answer as soon as it returns, before the
         # task first runs: CertificateSigned always follows SignCertificate.conf.
-        task = asyncio.create_task(self._issue_certificate(authority, request, request_pk))
+        task = asyncio.create_task(self._deliver_certificate(authority, request, request_pk))
         self._certificate_in_progress = task
         _issuing.add(task)
         task.add_done_callback(_issuing.discard)
         return call_result.SignCertificate(status="Accepted")
+
+    async def _deliver_certificate(
+        self, authority: certificates.CertificateAuthority, request: Any, request_pk: int
+    ) -> None:
+        try:
+            await self._issue_certificate(authority, request, request_pk)
+        except Exception:
+            # The database failed (each step's outcome is stored as it happens).
+            logger.exception("%s: certificate request %s not completed", self.id, request_pk)
 
     async def _issue_certificate(
         self,

@@ -311,6 +311,26 @@ async def test_certificate_signed_refused_by_the_charge_point_is_recorded(ca_ser
     assert (await ChargePointCommand.objects.aget(pk=request.command_id)).status == "rejected"
 
 
+async def test_certificate_not_delivered_because_the_charge_point_left_is_recorded_failed(
+    ca_server, raw_ws, cp_id
+):
+    async with raw_ws(cp_id, server=ca_server) as ws:
+        answer, mid = await request_certificate(ws, make_csr(cp_id))
+        assert answer == [3, mid, {"status": "Accepted"}]
+        _, _, action, _ = await ws.recv(timeout=15)
+        assert action == "CertificateSigned"
+    # Gone without answering.
+
+    async def failed():
+        return await CertificateSigningRequest.objects.filter(
+            charge_point__charge_point_id=cp_id, outcome=CertificateRequestOutcome.FAILED
+        ).afirst()
+
+    request = await eventually(failed)
+    assert request.reason.startswith("CertificateSigned offline")
+    assert request.serial_number and request.command_id is not None
+
+
 async def test_sign_certificate_while_an_earlier_one_is_being_delivered_is_rejected(
     ca_server, raw_ws, cp_id
 ):
