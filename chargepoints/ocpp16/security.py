@@ -63,20 +63,24 @@ class SecurityExtensionHandlers:
     ) -> call_result.SecurityEventNotification:
         occurred_at = protocol.parse_timestamp(data["timestamp"])
         tech_info = data.get("tech_info") or ""
-        await self._db(
+        stored = await self._db(
             services.record_security_event,
             type=data["type"],
             timestamp=occurred_at,
             tech_info=tech_info,
             received_at=protocol.utcnow(),
         )
-        logger.warning(
-            "%s: security event %s at %s%s",
-            self.id,
-            data["type"],
-            data["timestamp"],
-            f": {tech_info}" if tech_info else "",
-        )
+        # For AFTER_SECURITY_EVENT_NOTIFICATION receivers: True when the charge point
+        # resent an event already stored (its answer was lost).
+        context.repeated = not stored
+        if stored:
+            logger.warning(
+                "%s: security event %s at %s%s",
+                self.id,
+                data["type"],
+                data["timestamp"],
+                f": {tech_info}" if tech_info else "",
+            )
         return call_result.SecurityEventNotification()
 
     @on(Action.signed_firmware_status_notification)

@@ -164,6 +164,25 @@ async def test_security_event_is_stored_and_answered_with_an_empty_payload(raw_w
     assert event.received_at is not None
 
 
+async def test_a_resent_security_event_is_answered_again_and_stored_once(raw_ws, cp_id):
+    event = {"type": "MemoryExhaustion", "timestamp": "2026-03-01T10:00:00.000Z", "techInfo": "heap"}
+    later = {**event, "timestamp": "2026-03-01T10:05:00.000Z"}
+    async with raw_ws(cp_id) as ws:
+        answers = [
+            await ws.exchange([2, mid, "SecurityEventNotification", payload])
+            for mid, payload in [("e-1", event), ("e-2", event), ("e-3", later)]
+        ]
+    assert answers == [[3, "e-1", {}], [3, "e-2", {}], [3, "e-3", {}]]
+    stored = [
+        e.timestamp
+        async for e in SecurityEvent.objects.filter(charge_point__charge_point_id=cp_id).order_by("id")
+    ]
+    assert stored == [
+        protocol.parse_timestamp(event["timestamp"]),
+        protocol.parse_timestamp(later["timestamp"]),
+    ]
+
+
 async def test_security_event_without_type_is_a_protocol_error_and_not_stored(raw_ws, cp_id):
     async with raw_ws(cp_id) as ws:
         mid = message_id()
@@ -180,6 +199,9 @@ async def test_security_event_reaches_the_before_and_after_hook_signals():
     async def receiver(sender, charge_point, context, hook, **kwargs):
         stored = await SecurityEvent.objects.filter(charge_point_id=charge_point.charge_point_pk).aexists()
         received.append((hook, dict(context.message_data), stored, context.result))
+        repeated.append(getattr(context, "repeated", None))
+
+    repeated = []
 
     cp = await create_test_charge_point(f"T-{uuid.uuid4().hex[:10]}")
     with register_temporarily(
@@ -203,6 +225,23 @@ async def test_security_event_reaches_the_before_and_after_hook_signals():
     assert before_data == after_data == data
     assert (before_stored, after_stored) == (False, True)
     assert protocol.to_payload(result) == {}
+    assert repeated == [None, False]
+
+
+async def test_the_after_hook_of_a_resent_security_event_says_it_is_repeated():
+    repeated = []
+
+    async def receiver(sender, charge_point, context, **kwargs):
+        repeated.append(context.repeated)
+
+    cp = await create_test_charge_point(f"T-{uuid.uuid4().hex[:10]}")
+    event = {"type": "ResetOrReboot", "timestamp": "2026-03-01T10:00:00Z"}
+    with register_temporarily(PluginHook.AFTER_SECURITY_EVENT_NOTIFICATION, receiver):
+        for _ in range(2):
+            await cp.connection.call_from_charge_point("SecurityEventNotification", event)
+            await after_hooks_done(cp)
+    assert repeated == [False, True]
+    assert await SecurityEvent.objects.filter(charge_point_id=cp.charge_point_pk).acount() == 1
 
 
 async def test_signed_firmware_status_notification_is_stored(raw_ws, cp_id):
