@@ -87,18 +87,27 @@ class SecurityExtensionHandlers:
     async def on_signed_firmware_status_notification(
         self, status: str, request_id: int | None = None, **kwargs: Any
     ) -> call_result.SignedFirmwareStatusNotification:
-        await self._db(services.record_signed_firmware_status, status, request_id, protocol.utcnow())
+        await self._db(
+            services.record_signed_firmware_status,
+            status,
+            request_id,
+            protocol.utcnow(),
+        )
         return call_result.SignedFirmwareStatusNotification()
 
     @on(Action.log_status_notification)
     async def on_log_status_notification(
         self, status: str, request_id: int | None = None, **kwargs: Any
     ) -> call_result.LogStatusNotification:
-        await self._db(services.record_log_status, status, request_id, protocol.utcnow())
+        await self._db(
+            services.record_log_status, status, request_id, protocol.utcnow()
+        )
         return call_result.LogStatusNotification()
 
     @on(Action.sign_certificate)
-    async def on_sign_certificate(self, csr: str, **kwargs: Any) -> call_result.SignCertificate:
+    async def on_sign_certificate(
+        self, csr: str, **kwargs: Any
+    ) -> call_result.SignCertificate:
         received_at = protocol.utcnow()
         authority = certificates.configured_authority()
         try:
@@ -132,20 +141,27 @@ class SecurityExtensionHandlers:
         )
         # The session sends this handler's answer as soon as it returns, before the
         # task first runs: CertificateSigned always follows SignCertificate.conf.
-        task = asyncio.create_task(self._deliver_certificate(authority, request, request_pk))
+        task = asyncio.create_task(
+            self._deliver_certificate(authority, request, request_pk)
+        )
         self._certificate_in_progress = task
         _issuing.add(task)
         task.add_done_callback(_issuing.discard)
         return call_result.SignCertificate(status="Accepted")
 
     async def _deliver_certificate(
-        self, authority: certificates.CertificateAuthority, request: Any, request_pk: int
+        self,
+        authority: certificates.CertificateAuthority,
+        request: Any,
+        request_pk: int,
     ) -> None:
         try:
             await self._issue_certificate(authority, request, request_pk)
         except Exception:
             # The database failed (each step's outcome is stored as it happens).
-            logger.exception("%s: certificate request %s not completed", self.id, request_pk)
+            logger.exception(
+                "%s: certificate request %s not completed", self.id, request_pk
+            )
 
     async def _issue_certificate(
         self,
@@ -154,11 +170,15 @@ class SecurityExtensionHandlers:
         request_pk: int,
     ) -> None:
         """Sign an accepted CSR and send the chain in CertificateSigned; store each step."""
-        from ..session import commands  # it imports the session class, which imports this
+        from ..session import (
+            commands,
+        )  # it imports the session class, which imports this
 
         try:
             certificate = await asyncio.to_thread(
-                authority.issue, request, validity_days=settings.LEVITY_CSMS_CERT_VALIDITY_DAYS
+                authority.issue,
+                request,
+                validity_days=settings.LEVITY_CSMS_CERT_VALIDITY_DAYS,
             )
         except Exception as exc:
             logger.exception("%s: signing the CSR failed", self.id)
@@ -189,13 +209,18 @@ class SecurityExtensionHandlers:
             )
         except commands.CommandError as exc:
             await self._certificate_outcome(
-                request_pk, CertificateRequestOutcome.FAILED, f"CertificateSigned not sent: {exc}"
+                request_pk,
+                CertificateRequestOutcome.FAILED,
+                f"CertificateSigned not sent: {exc}",
             )
             return
         if command.status == CommandStatus.ACCEPTED:
             outcome, reason = CertificateRequestOutcome.INSTALLED, ""
         elif command.status == CommandStatus.REJECTED:
-            outcome, reason = CertificateRequestOutcome.REFUSED, "the charge point answered Rejected"
+            outcome, reason = (
+                CertificateRequestOutcome.REFUSED,
+                "the charge point answered Rejected",
+            )
         else:
             outcome = CertificateRequestOutcome.FAILED
             reason = f"CertificateSigned {command.status}: {command.error_code or command.error_description}"

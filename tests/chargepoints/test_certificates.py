@@ -40,7 +40,11 @@ def make_authority(key, *, days: int = 3650) -> CertificateAuthority:
 def csr_pem(key, *names: str) -> str:
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, n) for n in names])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, algorithm)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .sign(key, algorithm)
+    )
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -49,14 +53,21 @@ RSA_2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 def test_rsa_ca_issues_a_client_certificate_for_an_rsa_csr():
     authority = make_authority(RSA_2048)
-    csr = check_csr(csr_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048), "CP1"), "CP1")
+    csr = check_csr(
+        csr_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048), "CP1"),
+        "CP1",
+    )
     issued = authority.issue(csr, validity_days=10)
     issued.verify_directly_issued_by(authority.certificate)
     usage = issued.extensions.get_extension_for_class(x509.KeyUsage).value
-    assert (usage.digital_signature, usage.key_encipherment, usage.key_cert_sign) == (True, True, False)
-    assert list(issued.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
-        ExtendedKeyUsageOID.CLIENT_AUTH
-    ]
+    assert (usage.digital_signature, usage.key_encipherment, usage.key_cert_sign) == (
+        True,
+        True,
+        False,
+    )
+    assert list(
+        issued.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    ) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert issued.signature_hash_algorithm.name == "sha256"
 
 

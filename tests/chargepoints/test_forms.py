@@ -36,7 +36,10 @@ PEM = pem_certificate()
 CASES = {
     "certificate-signed": ({"certificate_chain": PEM}, {"certificateChain": PEM}),
     "install-certificate": (
-        {"certificate_type": "ManufacturerRootCertificate", "certificate": PEM.replace("\n", "\r\n")},
+        {
+            "certificate_type": "ManufacturerRootCertificate",
+            "certificate": PEM.replace("\n", "\r\n"),
+        },
         {"certificateType": "ManufacturerRootCertificate", "certificate": PEM},
     ),
     "get-installed-certificate-ids": (
@@ -44,7 +47,12 @@ CASES = {
         {"certificateType": "CentralSystemRootCertificate"},
     ),
     "delete-certificate": (
-        {"hash_algorithm": "SHA384", "issuer_name_hash": "aa", "issuer_key_hash": "bb", "serial_number": "0c"},
+        {
+            "hash_algorithm": "SHA384",
+            "issuer_name_hash": "aa",
+            "issuer_key_hash": "bb",
+            "serial_number": "0c",
+        },
         {
             "certificateHashData": {
                 "hashAlgorithm": "SHA384",
@@ -70,7 +78,10 @@ CASES = {
         {
             "logType": "DiagnosticsLog",
             "requestId": 2,
-            "log": {"remoteLocation": "ftp://logs/", "latestTimestamp": "2025-02-01T12:30:00.000Z"},
+            "log": {
+                "remoteLocation": "ftp://logs/",
+                "latestTimestamp": "2025-02-01T12:30:00.000Z",
+            },
             "retries": 3,
             "retryInterval": 60,
         },
@@ -108,7 +119,11 @@ def test_security_extension_form_builds_a_valid_payload(operation):
 @pytest.mark.parametrize("operation", ["certificate-signed", "signed-update-firmware"])
 def test_a_certificate_field_that_is_not_pem_is_refused(operation):
     data = dict(CASES[operation][0])
-    field = "certificate_chain" if operation == "certificate-signed" else "signing_certificate"
+    field = (
+        "certificate_chain"
+        if operation == "certificate-signed"
+        else "signing_certificate"
+    )
     data[field] = "not a certificate"
     form = OPERATIONS[operation](data)
     assert not form.is_valid()
