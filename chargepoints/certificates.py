@@ -42,9 +42,13 @@ class CertificateAuthority:
     #: The certificates of LEVITY_CSMS_CA_CERT_FILE, as PEM, the issuing CA first:
     #: sent after the issued certificate in CertificateSigned.
     chain_pem: str
-    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    private_key: (
+        rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    )
 
-    def issue(self, csr: x509.CertificateSigningRequest, *, validity_days: int) -> x509.Certificate:
+    def issue(
+        self, csr: x509.CertificateSigningRequest, *, validity_days: int
+    ) -> x509.Certificate:
         """Sign a checked CSR: a client-authentication end-entity certificate for its subject.
 
         The serial number is random; the validity starts CLOCK_SKEW ago and ends
@@ -64,7 +68,9 @@ class CertificateAuthority:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - CLOCK_SKEW)
             .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.BasicConstraints(ca=False, path_length=None), critical=True
+            )
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -79,14 +85,24 @@ class CertificateAuthority:
                 ),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.certificate.public_key()),
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    self.certificate.public_key()
+                ),
                 critical=False,
             )
         )
-        algorithm = None if isinstance(self.private_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+        algorithm = (
+            None
+            if isinstance(self.private_key, ed25519.Ed25519PrivateKey)
+            else hashes.SHA256()
+        )
         return builder.sign(self.private_key, algorithm)
 
     def certificate_chain(self, certificate: x509.Certificate) -> str:
@@ -104,7 +120,9 @@ def check_csr(pem: str, charge_point_id: str) -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_pem_x509_csr(pem.encode())
     except ValueError:
-        raise CSRRejected("not a PEM-encoded PKCS#10 certificate signing request") from None
+        raise CSRRejected(
+            "not a PEM-encoded PKCS#10 certificate signing request"
+        ) from None
     try:
         signature_valid = csr.is_signature_valid
     except UnsupportedAlgorithm:
@@ -153,7 +171,10 @@ def configured_authority() -> CertificateAuthority | None:
     """
     if not is_configured():
         return None
-    cert_file, key_file = settings.LEVITY_CSMS_CA_CERT_FILE, settings.LEVITY_CSMS_CA_KEY_FILE
+    cert_file, key_file = (
+        settings.LEVITY_CSMS_CA_CERT_FILE,
+        settings.LEVITY_CSMS_CA_KEY_FILE,
+    )
     if not (cert_file and key_file):
         missing = "LEVITY_CSMS_CA_KEY_FILE" if cert_file else "LEVITY_CSMS_CA_CERT_FILE"
         raise ImproperlyConfigured(
@@ -169,7 +190,9 @@ def configured_authority() -> CertificateAuthority | None:
         ) from None
     certificate = certificates[0]
     try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        constraints = certificate.extensions.get_extension_for_class(
+            x509.BasicConstraints
+        ).value
     except x509.ExtensionNotFound:
         constraints = None
     if constraints is None or not constraints.ca:
@@ -185,7 +208,8 @@ def configured_authority() -> CertificateAuthority | None:
     password = settings.LEVITY_CSMS_CA_KEY_PASSWORD
     try:
         private_key = serialization.load_pem_private_key(
-            _read("LEVITY_CSMS_CA_KEY_FILE", key_file), password.encode() if password else None
+            _read("LEVITY_CSMS_CA_KEY_FILE", key_file),
+            password.encode() if password else None,
         )
     except (ValueError, TypeError) as exc:
         raise ImproperlyConfigured(
@@ -193,12 +217,15 @@ def configured_authority() -> CertificateAuthority | None:
             "LEVITY_CSMS_CA_KEY_PASSWORD right?"
         ) from None
     if isinstance(private_key, ed448.Ed448PrivateKey) or not isinstance(
-        private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+        private_key,
+        (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey),
     ):
         raise ImproperlyConfigured(
             f"LEVITY_CSMS_CA_KEY_FILE={key_file!r}: use an RSA, EC or Ed25519 key."
         )
-    if _public_bytes(private_key.public_key()) != _public_bytes(certificate.public_key()):
+    if _public_bytes(private_key.public_key()) != _public_bytes(
+        certificate.public_key()
+    ):
         raise ImproperlyConfigured(
             f"LEVITY_CSMS_CA_KEY_FILE={key_file!r} is not the key of the certificate in "
             "LEVITY_CSMS_CA_CERT_FILE."
@@ -211,7 +238,9 @@ def _read(name: str, path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise ImproperlyConfigured(f"{name}={path!r} cannot be read: {exc.strerror}.") from None
+        raise ImproperlyConfigured(
+            f"{name}={path!r} cannot be read: {exc.strerror}."
+        ) from None
 
 
 def _public_bytes(key) -> bytes:

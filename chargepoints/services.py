@@ -311,14 +311,17 @@ def record_firmware_status(charge_point_pk: int, status: str, received_at: datet
 
 def record_security_event(
     charge_point_pk: int, *, type: str, timestamp: datetime, tech_info: str, received_at: datetime
-) -> None:
-    SecurityEvent.objects.create(
-        charge_point_id=charge_point_pk,
-        type=type,
-        timestamp=timestamp,
-        tech_info=tech_info,
-        received_at=received_at,
-    )
+) -> bool:
+    """Store a security event; False if it is already stored (a retry after a lost answer).
+
+    Charge points queue security events while offline and resend one whose answer
+    they missed: the same type, timestamp and techInfo is the same event.
+    """
+    event = {"type": type, "timestamp": timestamp, "tech_info": tech_info}
+    if SecurityEvent.objects.filter(charge_point_id=charge_point_pk, **event).exists():
+        return False
+    SecurityEvent.objects.create(charge_point_id=charge_point_pk, received_at=received_at, **event)
+    return True
 
 
 def record_signed_firmware_status(

@@ -6,7 +6,11 @@ sessions (Authorize, StartTransaction, MeterValues with energy, power, current a
 voltage, StopTransaction with transactionData). It answers every CS->CP command
 of OCPP 1.6 (Core, Firmware Management, Local Auth List Management, Reservation,
 Smart Charging, Remote Trigger) the way such a charger would, e.g. a
-RemoteStartTransaction starts a session and a TriggerMessage sends the message.
+RemoteStartTransaction starts a session and a TriggerMessage sends the message;
+and those of the security extension: it keeps installed root certificates, makes
+a key and a CSR when an ExtendedTriggerMessage asks for SignChargePointCertificate,
+takes the certificate of a CertificateSigned, and reports a GetLog upload and a
+SignedUpdateFirmware (both simulated) with their request ids.
 
 Used by ``manage.py simulate_charge_point``; it needs only the server's URL (no
 database access), so it can drive any OCPP 1.6 Central System.
@@ -26,6 +30,10 @@ from typing import Any
 from urllib.parse import quote
 
 import websockets
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from ocpp.exceptions import OCPPError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
@@ -186,6 +194,12 @@ class SimulatedChargePoint(ChargePoint):
         self.local_list: dict[str, dict] = {}
         self.local_list_version = 0
         self.auth_cache: dict[str, dict] = {}
+        # The security extension: installed root certificates by certificate type,
+        # the charger's own key and certificate (SignCertificate/CertificateSigned).
+        self.installed_certificates: dict[str, list[x509.Certificate]] = {}
+        self.client_key: ec.EllipticCurvePrivateKey | None = None
+        self.client_certificate: x509.Certificate | None = None
+        self.log_status = "Idle"
         self.booted = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -948,6 +962,181 @@ class SimulatedChargePoint(ChargePoint):
     @on(Action.get_local_list_version)
     def on_get_local_list_version(self, **kwargs):
         return call_result.GetLocalListVersion(list_version=self.local_list_version)
+
+
+    # --- CS -> CP: the security extension ----
+
+    @on(Action.install_certificate)
+    def on_install_certificate(self, certificate_type: str, certificate: str, **kwargs):
+        try:
+            installed = x509.load_pem_x509_certificate(certificate.encode())
+        except ValueError:
+            self.say(f"InstallCertificate {certificate_type}: Rejected (not a PEM certificate)")
+            return call_result.InstallCertificate(status="Rejected")
+        store = self.installed_certificates.setdefault(certificate_type, [])
+        if installed not in store:
+            store.append(installed)
+        self.say(f"InstallCertificate {certificate_type}: {installed.subject.rfc4514_string()}")
+        return call_result.InstallCertificate(status="Accepted")
+
+    @on(Action.get_installed_certificate_ids)
+    def on_get_installed_certificate_ids(self, certificate_type: str, **kwargs):
+        installed = self.installed_certificates.get(certificate_type) or []
+        if not installed:
+            return call_result.GetInstalledCertificateIds(status="NotFound")
+        return call_result.GetInstalledCertificateIds(
+            status="Accepted", certificate_hash_data=[certificate_hash_data(c) for c in installed]
+        )
+
+    @on(Action.delete_certificate)
+    def on_delete_certificate(self, certificate_hash_data: dict, **kwargs):
+        wanted = {k: v.lower() if k != "hash_algorithm" else v for k, v in certificate_hash_data.items()}
+        for certificate_type, store in self.installed_certificates.items():
+            for installed in store:
+                if certificate_hash_data_for(installed, wanted["hash_algorithm"]) == wanted:
+                    store.remove(installed)
+                    self.say(f"DeleteCertificate: {installed.subject.rfc4514_string()} removed")
+                    return call_result.DeleteCertificate(status="Accepted")
+        return call_result.DeleteCertificate(status="NotFound")
+
+    @on(Action.extended_trigger_message)
+    def on_extended_trigger_message(
+        self, requested_message: str, connector_id: int | None = None, **kw
+    ):
+        if connector_id is not None and connector_id != 0 and connector_id not in self.connectors:
+            return call_result.ExtendedTriggerMessage(status="Rejected")
+        self.say(f"ExtendedTriggerMessage {requested_message}: Accepted")
+        return call_result.ExtendedTriggerMessage(status="Accepted")
+
+    @after(Action.extended_trigger_message)
+    def after_extended_trigger_message(
+        self, requested_message: str, connector_id: int | None = None, **kw
+    ):
+        if requested_message == "SignChargePointCertificate":
+            self.spawn(self.request_certificate())
+        elif requested_message == "LogStatusNotification":
+            self.spawn(self.call(call.LogStatusNotification(status=self.log_status, request_id=None)))
+        else:
+            self.spawn(self._send_triggered(requested_message, connector_id))
+
+    async def request_certificate(self) -> str:
+        """Make a new key and send its CSR (CN = this charger's id) in SignCertificate."""
+        self.client_key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.COMMON_NAME, self.options.charge_point_id),
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.options.vendor),
+                    ]
+                )
+            )
+            .sign(self.client_key, hashes.SHA256())
+        )
+        result = await self.call(
+            call.SignCertificate(csr=csr.public_bytes(serialization.Encoding.PEM).decode())
+        )
+        self.say(f"SignCertificate: {result.status}")
+        return result.status
+
+    @on(Action.certificate_signed)
+    def on_certificate_signed(self, certificate_chain: str, **kwargs):
+        try:
+            leaf = x509.load_pem_x509_certificates(certificate_chain.encode())[0]
+        except ValueError:
+            return call_result.CertificateSigned(status="Rejected")
+        if self.client_key is None or _public_der(leaf.public_key()) != _public_der(
+            self.client_key.public_key()
+        ):
+            self.say("CertificateSigned: Rejected (not for this charger's key)")
+            return call_result.CertificateSigned(status="Rejected")
+        self.client_certificate = leaf
+        self.say(f"CertificateSigned: serial {leaf.serial_number:x}, until {leaf.not_valid_after_utc}")
+        return call_result.CertificateSigned(status="Accepted")
+
+    @on(Action.get_log)
+    def on_get_log(self, log: dict, log_type: str, request_id: int, **kwargs):
+        filename = f"{log_type}-{self.options.charge_point_id}-{now():%Y%m%d%H%M%S}.log"
+        self.say(f"GetLog {log_type}: uploading {filename} to {log['remote_location']}")
+        return call_result.GetLog(status="Accepted", filename=filename)
+
+    @after(Action.get_log)
+    def after_get_log(self, request_id: int, **kwargs):
+        # The upload is simulated: nothing leaves this machine.
+        async def upload():
+            for status in ("Uploading", "Uploaded"):
+                await asyncio.sleep(0.1)
+                self.log_status = status
+                await self.call(call.LogStatusNotification(status=status, request_id=request_id))
+                self.say(f"log: {status}")
+
+        self.spawn(upload())
+
+    @on(Action.signed_update_firmware)
+    def on_signed_update_firmware(self, request_id: int, firmware: dict, **kwargs):
+        try:
+            x509.load_pem_x509_certificate(firmware["signing_certificate"].encode())
+        except ValueError:
+            return call_result.SignedUpdateFirmware(status="InvalidCertificate")
+        self.say(f"SignedUpdateFirmware {request_id}: {firmware['location']}")
+        return call_result.SignedUpdateFirmware(status="Accepted")
+
+    @after(Action.signed_update_firmware)
+    def after_signed_update_firmware(self, request_id: int, firmware: dict, **kwargs):
+        async def update():
+            delay = (parse_time(firmware["retrieve_date_time"]) - now()).total_seconds()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # The download and the signature check are simulated.
+            for status in ("Downloading", "Downloaded", "SignatureVerified", "Installing", "Installed"):
+                await asyncio.sleep(0.1)
+                self.firmware_status = status
+                await self.call(
+                    call.SignedFirmwareStatusNotification(status=status, request_id=request_id)
+                )
+                self.say(f"signed firmware: {status}")
+
+        self.spawn(update())
+
+
+def certificate_hash_data_for(certificate: x509.Certificate, algorithm: str = "SHA256") -> dict:
+    """OCPP's CertificateHashData of a certificate (snake_case), lower-case hex.
+
+    As in OCSP: the hashes of the issuer's name (DER) and of the issuer's public key
+    (the key's bytes, without its algorithm); the charger's installed certificates are
+    root certificates, their own issuers.
+    """
+    digest = {"SHA256": hashes.SHA256, "SHA384": hashes.SHA384, "SHA512": hashes.SHA512}[algorithm]
+
+    def hashed(data: bytes) -> str:
+        h = hashes.Hash(digest())
+        h.update(data)
+        return h.finalize().hex()
+
+    key = certificate.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        key_bytes = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        key_bytes = key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+    else:
+        key_bytes = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {
+        "hash_algorithm": algorithm,
+        "issuer_name_hash": hashed(certificate.issuer.public_bytes()),
+        "issuer_key_hash": hashed(key_bytes),
+        "serial_number": format(certificate.serial_number, "x"),
+    }
+
+
+def certificate_hash_data(certificate: x509.Certificate) -> dict:
+    return certificate_hash_data_for(certificate, "SHA256")
+
+
+def _public_der(key) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 async def run_simulator(

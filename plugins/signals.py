@@ -57,7 +57,8 @@ before_authorize = Signal()
 after_authorize = Signal()
 #: SecurityEventNotification (security extension): ``context.message_data`` has
 #: ``type``, ``timestamp`` (as sent) and, if sent, ``tech_info``; the event is stored
-#: (chargepoints.models.SecurityEvent) before the AFTER signal is sent.
+#: (chargepoints.models.SecurityEvent) before the AFTER signal is sent, once:
+#: ``context.repeated`` is True for an event the charge point resent.
 before_security_event_notification = Signal()
 after_security_event_notification = Signal()
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import django_filters
 
-from ..models import ChargePoint, ChargePointCommand, CommandStatus, Connector
+from ..models import ChargePoint, ChargePointCommand, CommandStatus, Connector, SecurityEvent
 from .base import ChargePointRowFilter
 
 
@@ -32,3 +32,11 @@ class CommandFilter(ChargePointRowFilter):
     class Meta:
         model = ChargePointCommand
         fields = ["charge_point", "action", "status", "requested_by"]
+
+
+class SecurityEventFilter(ChargePointRowFilter):
+    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+
+    class Meta:
+        model = SecurityEvent
+        fields = ["charge_point", "type"]

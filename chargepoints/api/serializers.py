@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..models import ChargePoint, ChargePointCommand, ConfigurationKey, Connector
+from ..models import ChargePoint, ChargePointCommand, ConfigurationKey, Connector, SecurityEvent
 from ..services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
 from ..session.commands import ACTIONS
 from .base import ChargePointRowSerializer
@@ -82,6 +82,12 @@ class CommandSerializer(ChargePointRowSerializer):
             "answered_at",
             "duration_ms",
         ]
+
+
+class SecurityEventSerializer(ChargePointRowSerializer):
+    class Meta:
+        model = SecurityEvent
+        fields = ["id", "charge_point", "type", "timestamp", "tech_info", "received_at"]
 
 
 class CommandRequestSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ router.trailing_slash = "/?"  # /api/v1/charge-points and /api/v1/charge-points/
 router.register("charge-points", views.ChargePointViewSet, basename="charge-point")
 router.register("connectors", views.ConnectorViewSet, basename="connector")
 router.register("commands", views.CommandViewSet, basename="command")
+router.register("security-events", views.SecurityEventViewSet, basename="security-event")
 
 urlpatterns = [
     re_path(

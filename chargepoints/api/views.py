@@ -15,10 +15,10 @@ from rest_framework.filters import SearchFilter
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from ..models import ApiToken, ChargePoint, ChargePointCommand, CommandStatus, Connector
+from ..models import ApiToken, ChargePoint, ChargePointCommand, CommandStatus, Connector, SecurityEvent
 from ..session import commands
 from .base import ChargePointRowViewSet
-from .filters import ChargePointFilter, CommandFilter, ConnectorFilter
+from .filters import ChargePointFilter, CommandFilter, ConnectorFilter, SecurityEventFilter
 from .permissions import CanSendCommands
 from .serializers import (
     ChargePointDetailSerializer,
@@ -28,6 +28,7 @@ from .serializers import (
     CommandSerializer,
     ConnectorSerializer,
     ErrorSerializer,
+    SecurityEventSerializer,
 )
 
 #: How a stored command's status answers the HTTP request (answered commands are 201).
@@ -77,6 +78,15 @@ class CommandViewSet(ChargePointRowViewSet):
     serializer_class = CommandSerializer
     filterset_class = CommandFilter
     ordering_fields = ["created_at", "duration_ms"]
+
+
+class SecurityEventViewSet(ChargePointRowViewSet):
+    """Security events charge points reported (SecurityEventNotification), newest first."""
+
+    model = SecurityEvent
+    serializer_class = SecurityEventSerializer
+    filterset_class = SecurityEventFilter
+    ordering_fields = ["received_at", "timestamp"]
 
 
 class ChargePointCommandView(AsyncAPIView):

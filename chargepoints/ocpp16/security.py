@@ -46,6 +46,11 @@ CERTIFICATE_SIGNED_BY = "levity:SignCertificate"
 class SecurityExtensionHandlers:
     """Handlers of the security extension's CP->CS messages, for the 1.6 session class."""
 
+    #: The certificate being signed and sent for this session's charge point, if any:
+    #: one at a time, so that a charge point repeating SignCertificate cannot pile up
+    #: signatures and CertificateSigned calls.
+    _certificate_in_progress: asyncio.Task | None = None
+
     @on(Action.security_event_notification)
     async def on_security_event_notification(
         self, type: str, timestamp: str, **kwargs: Any
@@ -63,38 +68,51 @@ class SecurityExtensionHandlers:
     ) -> call_result.SecurityEventNotification:
         occurred_at = parse_timestamp(data["timestamp"])
         tech_info = data.get("tech_info") or ""
-        await self._db(
+        stored = await self._db(
             services.record_security_event,
             type=data["type"],
             timestamp=occurred_at,
             tech_info=tech_info,
             received_at=_now(),
         )
-        logger.warning(
-            "%s: security event %s at %s%s",
-            self.id,
-            data["type"],
-            data["timestamp"],
-            f": {tech_info}" if tech_info else "",
-        )
+        # For AFTER_SECURITY_EVENT_NOTIFICATION receivers: True when the charge point
+        # resent an event already stored (its answer was lost).
+        context.repeated = not stored
+        if stored:
+            logger.warning(
+                "%s: security event %s at %s%s",
+                self.id,
+                data["type"],
+                data["timestamp"],
+                f": {tech_info}" if tech_info else "",
+            )
         return call_result.SecurityEventNotification()
 
     @on(Action.signed_firmware_status_notification)
     async def on_signed_firmware_status_notification(
         self, status: str, request_id: int | None = None, **kwargs: Any
     ) -> call_result.SignedFirmwareStatusNotification:
-        await self._db(services.record_signed_firmware_status, status, request_id, _now())
+        await self._db(
+            services.record_signed_firmware_status,
+            status,
+            request_id,
+            _now(),
+        )
         return call_result.SignedFirmwareStatusNotification()
 
     @on(Action.log_status_notification)
     async def on_log_status_notification(
         self, status: str, request_id: int | None = None, **kwargs: Any
     ) -> call_result.LogStatusNotification:
-        await self._db(services.record_log_status, status, request_id, _now())
+        await self._db(
+            services.record_log_status, status, request_id, _now()
+        )
         return call_result.LogStatusNotification()
 
     @on(Action.sign_certificate)
-    async def on_sign_certificate(self, csr: str, **kwargs: Any) -> call_result.SignCertificate:
+    async def on_sign_certificate(
+        self, csr: str, **kwargs: Any
+    ) -> call_result.SignCertificate:
         received_at = _now()
         authority = certificates.configured_authority()
         try:
@@ -102,6 +120,11 @@ class SecurityExtensionHandlers:
                 raise certificates.CSRRejected(
                     "no CA is configured to sign charge point certificates "
                     "(LEVITY_CSMS_CA_CERT_FILE, LEVITY_CSMS_CA_KEY_FILE)"
+                )
+            in_progress = self._certificate_in_progress
+            if in_progress is not None and not in_progress.done():
+                raise certificates.CSRRejected(
+                    "a certificate for an earlier SignCertificate is still being signed and sent"
                 )
             request = certificates.check_csr(csr, self.id)
         except certificates.CSRRejected as exc:
@@ -123,10 +146,27 @@ class SecurityExtensionHandlers:
         )
         # The session sends this handler's answer as soon as it returns, before the
         # task first runs: CertificateSigned always follows SignCertificate.conf.
-        task = asyncio.create_task(self._issue_certificate(authority, request, request_pk))
+        task = asyncio.create_task(
+            self._deliver_certificate(authority, request, request_pk)
+        )
+        self._certificate_in_progress = task
         _issuing.add(task)
         task.add_done_callback(_issuing.discard)
         return call_result.SignCertificate(status="Accepted")
+
+    async def _deliver_certificate(
+        self,
+        authority: certificates.CertificateAuthority,
+        request: Any,
+        request_pk: int,
+    ) -> None:
+        try:
+            await self._issue_certificate(authority, request, request_pk)
+        except Exception:
+            # The database failed (each step's outcome is stored as it happens).
+            logger.exception(
+                "%s: certificate request %s not completed", self.id, request_pk
+            )
 
     async def _issue_certificate(
         self,
@@ -135,11 +175,15 @@ class SecurityExtensionHandlers:
         request_pk: int,
     ) -> None:
         """Sign an accepted CSR and send the chain in CertificateSigned; store each step."""
-        from ..session import commands  # it imports the session class, which imports this
+        from ..session import (
+            commands,
+        )  # it imports the session class, which imports this
 
         try:
             certificate = await asyncio.to_thread(
-                authority.issue, request, validity_days=settings.LEVITY_CSMS_CERT_VALIDITY_DAYS
+                authority.issue,
+                request,
+                validity_days=settings.LEVITY_CSMS_CERT_VALIDITY_DAYS,
             )
         except Exception as exc:
             logger.exception("%s: signing the CSR failed", self.id)
@@ -170,13 +214,18 @@ class SecurityExtensionHandlers:
             )
         except commands.CommandError as exc:
             await self._certificate_outcome(
-                request_pk, CertificateRequestOutcome.FAILED, f"CertificateSigned not sent: {exc}"
+                request_pk,
+                CertificateRequestOutcome.FAILED,
+                f"CertificateSigned not sent: {exc}",
             )
             return
         if command.status == CommandStatus.ACCEPTED:
             outcome, reason = CertificateRequestOutcome.INSTALLED, ""
         elif command.status == CommandStatus.REJECTED:
-            outcome, reason = CertificateRequestOutcome.REFUSED, "the charge point answered Rejected"
+            outcome, reason = (
+                CertificateRequestOutcome.REFUSED,
+                "the charge point answered Rejected",
+            )
         else:
             outcome = CertificateRequestOutcome.FAILED
             reason = f"CertificateSigned {command.status}: {command.error_code or command.error_description}"

@@ -24,6 +24,11 @@ CP_ACTIONS = (
     "StartTransaction",
     "StatusNotification",
     "StopTransaction",
+    # The security extension.
+    "LogStatusNotification",
+    "SecurityEventNotification",
+    "SignCertificate",
+    "SignedFirmwareStatusNotification",
 )
 UNKNOWN_ACTION = "Unknown"
 

@@ -237,6 +237,31 @@ async def test_install_certificate_from_the_change_page_sends_the_pem(admin, con
     assert received == {"certificate_type": "CentralSystemRootCertificate", "certificate": pem}
 
 
+async def test_get_log_form_builds_the_nested_payload(admin, connect, cp_id):
+    client = await connect(cp_id)
+    response = await admin.post(
+        COMMAND_URL.format("get-log"),
+        {
+            "charge_point": cp_id,
+            "log_type": "SecurityLog",
+            "request_id": "8",
+            "remote_location": "https://logs.example.com/up",
+            "oldest_timestamp": "2025-01-01 00:00:00",
+            "latest_timestamp": "",
+            "retries": "",
+            "retry_interval": "",
+            "next": "/admin/",
+        },
+    )
+    [(level, _)] = await admin.messages_after(response)
+    assert level == "success"
+    assert await client.wait_for_command("GetLog") == {
+        "log_type": "SecurityLog",
+        "request_id": 8,
+        "log": {"remote_location": "https://logs.example.com/up", "oldest_timestamp": "2025-01-01T00:00:00.000Z"},
+    }
+
+
 async def test_install_certificate_that_is_not_pem_is_not_sent(admin, connect, cp_id):
     client = await connect(cp_id)
     response = await admin.post(

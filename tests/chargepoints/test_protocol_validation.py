@@ -76,5 +76,10 @@ def test_the_actions_compiled_at_start_up_are_those_a_charge_point_sends():
         "StartTransaction",
         "StatusNotification",
         "StopTransaction",
+        # The security extension (chargepoints.ocpp16.security).
+        "LogStatusNotification",
+        "SecurityEventNotification",
+        "SignCertificate",
+        "SignedFirmwareStatusNotification",
     }
     assert all(type(action) is str for action in LevityChargePoint.answered_actions())

@@ -1,4 +1,4 @@
-"""GET /api/v1/charge-points, /connectors: paginated and filterable; the schema and docs."""
+"""GET /api/v1/charge-points, /connectors, /security-events: paginated and filterable; the schema and docs."""
 
 from __future__ import annotations
 
@@ -59,6 +59,29 @@ async def test_connectors_filter_by_charge_point_and_status(api, connect, cp_id)
     await client.status(2, "Charging")
     found = (await api.get("/connectors", params={"charge_point": cp_id, "status": "Charging"})).json()
     assert [(c["charge_point"], c["connector_id"]) for c in found["results"]] == [(cp_id, 2)]
+
+
+async def test_security_events_are_listed_newest_first_and_filter_by_charge_point_and_type(
+    api, connect, cp_id
+):
+    from ocpp.v16 import call
+
+    client = await connect(cp_id)
+    for event_type, info in [("StartupOfTheDevice", "boot"), ("TamperDetectionActivated", "lid open")]:
+        await client.call(
+            call.SecurityEventNotification(type=event_type, timestamp="2026-03-01T10:00:00Z", tech_info=info)
+        )
+    listed = (await api.get("/security-events", params={"charge_point": cp_id})).json()
+    assert [(e["type"], e["tech_info"]) for e in listed["results"]] == [
+        ("TamperDetectionActivated", "lid open"),
+        ("StartupOfTheDevice", "boot"),
+    ]
+    assert listed["results"][0]["charge_point"] == cp_id
+    assert listed["results"][0]["timestamp"].startswith("2026-03-01T10:00:00")
+    tamper = (
+        await api.get("/security-events", params={"charge_point": cp_id, "type": "TamperDetectionActivated"})
+    ).json()
+    assert tamper["count"] == 1
 
 
 async def test_openapi_schema_documents_the_command_endpoint(daphne_server):

@@ -729,3 +729,167 @@ async def test_local_list_is_stored_with_its_version(bench):
         "CARD-2": {"status": "Blocked"},
     }
 
+
+
+# --- the security extension ----------------------------------------------------------------
+
+
+def _certificate(common_name: str, *, ca: bool = True, key=None, issuer=None):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    issuer_cert, issuer_key = issuer or (None, key)
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def _pem(certificate) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+async def test_installed_root_certificates_are_listed_by_hash_and_can_be_deleted(bench):
+    root, _ = _certificate("Levity root")
+    installed = await bench.call(
+        call.InstallCertificate(certificate_type="CentralSystemRootCertificate", certificate=_pem(root))
+    )
+    assert installed.status == "Accepted"
+    listed = await bench.call(call.GetInstalledCertificateIds(certificate_type="CentralSystemRootCertificate"))
+    assert listed.status == "Accepted"
+    [hash_data] = listed.certificate_hash_data
+    assert hash_data["serial_number"] == format(root.serial_number, "x")
+    assert hash_data["hash_algorithm"] == "SHA256" and len(hash_data["issuer_name_hash"]) == 64
+    other = await bench.call(call.GetInstalledCertificateIds(certificate_type="ManufacturerRootCertificate"))
+    assert other.status == "NotFound"
+
+    deleted = await bench.call(call.DeleteCertificate(certificate_hash_data=hash_data))
+    assert deleted.status == "Accepted"
+    again = await bench.call(call.DeleteCertificate(certificate_hash_data=hash_data))
+    assert again.status == "NotFound"
+    gone = await bench.call(call.GetInstalledCertificateIds(certificate_type="CentralSystemRootCertificate"))
+    assert gone.status == "NotFound"
+
+
+async def test_install_certificate_that_is_not_pem_is_rejected(bench):
+    answer = await bench.call(
+        call.InstallCertificate(certificate_type="ManufacturerRootCertificate", certificate="nope")
+    )
+    assert answer.status == "Rejected"
+
+
+async def test_triggered_sign_certificate_gets_the_charger_a_certificate_from_the_ca(bench, tmp_path, settings):
+    from cryptography.hazmat.primitives import serialization
+
+    from chargepoints import certificates
+    from chargepoints.models import CertificateSigningRequest
+
+    ca, ca_key = _certificate("Simulator test CA")
+    (tmp_path / "ca.pem").write_text(_pem(ca))
+    (tmp_path / "ca.key").write_bytes(
+        ca_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    settings.LEVITY_CSMS_CA_CERT_FILE = str(tmp_path / "ca.pem")
+    settings.LEVITY_CSMS_CA_KEY_FILE = str(tmp_path / "ca.key")
+    certificates.configured_authority.cache_clear()
+    try:
+        answer = await bench.call(call.ExtendedTriggerMessage(requested_message="SignChargePointCertificate"))
+        assert answer.status == "Accepted"
+
+        async def installed():
+            return await CertificateSigningRequest.objects.filter(
+                charge_point__charge_point_id=bench.cp_id, outcome="installed"
+            ).afirst()
+
+        request = await eventually(installed, timeout=10)
+    finally:
+        certificates.configured_authority.cache_clear()
+    assert bench.sim.client_certificate is not None
+    bench.sim.client_certificate.verify_directly_issued_by(ca)
+    assert request.serial_number == format(bench.sim.client_certificate.serial_number, "x")
+
+
+async def test_certificate_signed_for_another_key_is_rejected(bench):
+    leaf, _ = _certificate(bench.cp_id, ca=False)
+    answer = await bench.call(call.CertificateSigned(certificate_chain=_pem(leaf)))
+    assert answer.status == "Rejected"
+
+
+async def test_get_log_reports_upload_progress_with_its_request_id(bench):
+    from chargepoints.models import LogStatusNotification
+
+    answer = await bench.call(
+        call.GetLog(log={"remote_location": "ftp://127.0.0.1/logs/"}, log_type="SecurityLog", request_id=9)
+    )
+    assert answer.status == "Accepted" and answer.filename.startswith(f"SecurityLog-{bench.cp_id}-")
+
+    async def uploaded():
+        rows = [
+            (r.status, r.request_id)
+            async for r in LogStatusNotification.objects.filter(
+                charge_point__charge_point_id=bench.cp_id
+            ).order_by("id")
+        ]
+        return rows == [("Uploading", 9), ("Uploaded", 9)]
+
+    await eventually(uploaded)
+
+
+async def test_signed_update_firmware_reports_verification_and_installation(bench):
+    from chargepoints.models import SignedFirmwareStatusNotification
+
+    signer, _ = _certificate("Firmware signer", ca=False)
+    answer = await bench.call(
+        call.SignedUpdateFirmware(
+            request_id=4,
+            firmware={
+                "location": "http://127.0.0.1/fw.bin",
+                "retrieve_date_time": datetime.now(timezone.utc).isoformat(),
+                "signing_certificate": _pem(signer),
+                "signature": "c2lnbmF0dXJl",
+            },
+        )
+    )
+    assert answer.status == "Accepted"
+
+    async def installed():
+        rows = [
+            r.status
+            async for r in SignedFirmwareStatusNotification.objects.filter(
+                charge_point__charge_point_id=bench.cp_id, request_id=4
+            ).order_by("id")
+        ]
+        return rows == ["Downloading", "Downloaded", "SignatureVerified", "Installing", "Installed"]
+
+    await eventually(installed)
+
+
+async def test_extended_trigger_message_sends_the_log_status(bench):
+    from chargepoints.models import LogStatusNotification
+
+    answer = await bench.call(call.ExtendedTriggerMessage(requested_message="LogStatusNotification"))
+    assert answer.status == "Accepted"
+
+    async def reported():
+        return await LogStatusNotification.objects.filter(
+            charge_point__charge_point_id=bench.cp_id, status="Idle"
+        ).aexists()
+
+    await eventually(reported)
