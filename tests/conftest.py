@@ -117,6 +117,16 @@ def test_database_url(django_db_setup) -> str:
     return _test_database_url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def in_process_sessions_accept_unknown_charge_points():
+    """Sessions served in the test process (the spec's third way) accept unknown ids,
+    as the test servers do (server_env); the default, pending, is tested in
+    tests/chargepoints/test_onboarding.py."""
+    from django.conf import settings
+
+    settings.LEVITY_UNKNOWN_CHARGE_POINTS = "accept"
+
+
 class DaphneServer(ServerProcess):
     """A daphne process serving levity_site.asgi on 127.0.0.1:<port>."""
 

@@ -1011,8 +1011,7 @@ def test_built_in_plugins_are_importable_from_plugins():
 # --- the spec's third way: LevityChargePoint on a websockets connection --------------------------
 
 
-async def test_levity_charge_point_serves_a_websockets_connection_with_its_plugins(cp_id, settings):
-    settings.LEVITY_UNKNOWN_CHARGE_POINTS = "accept"
+async def test_levity_charge_point_serves_a_websockets_connection_with_its_plugins(cp_id):
     from websockets.asyncio.server import serve
 
     sessions: list[LevityChargePoint] = []

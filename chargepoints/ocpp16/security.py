@@ -31,6 +31,7 @@ from plugins.base import PluginContext, PluginHook
 
 from .. import certificates, services
 from ..models import CertificateRequestOutcome, CommandStatus
+from ..session import writer
 from ..timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -234,8 +235,10 @@ class SecurityExtensionHandlers:
     async def _certificate_outcome(
         self, request_pk: int, outcome: str, reason: str, command_pk: int | None = None
     ) -> None:
-        await self._db(
+        # Not bound to the session: the outcome is recorded after the charge point left too.
+        await writer.run(
             services.record_certificate_outcome,
+            self.charge_point_pk,
             request_pk,
             outcome=outcome,
             reason=reason,
