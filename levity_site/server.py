@@ -31,6 +31,13 @@ single runs; the count varies by up to about 2% between runs of the same code).
   ``kill_all_applications`` stops at the first connection without an application
   -- the HTTP request a WebSocket was upgraded from, kept for up to a second --
   so after any recent connect it cancelled nothing (a KeyError in its log).
+- **What charge point authentication needs** (chargepoints.session.authentication;
+  docs/security.md), which daphne 4.2 does not give an application: a WebSocket
+  scope's ``extensions`` hold the ASGI ``tls`` extension (with the client
+  certificate) on a TLS endpoint and the TCP peer's address; and the protocol
+  implements ASGI's ``websocket.http.response`` extension, so that a refused
+  upgrade is answered 401 with ``WWW-Authenticate`` instead of daphne's bare 403.
+  TLS endpoints with client certificates: ``levity-tls:`` (levity_site.tls).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
   connect and disconnect itself (chargepoints.session.consumer), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
@@ -329,12 +336,12 @@ def main() -> None:
     from daphne import cli
 
     cli.AccessLogGenerator = AccessLog
-    cli.CommandLineInterface.server_class = type("Server", (ExtensionsInScope, cli.Server), {})
     cli.Server.kill_all_applications = kill_all_applications
     daphne.server.HTTPFactory = LevityHTTPFactory
     tcp.Port.transport = Connection
     daphne.server.WebSocketFactory = WebSocketFactory
-    cli.CommandLineInterface.entrypoint()
+    server_class = type("Server", (ExtensionsInScope, cli.Server), {})
+    type("CommandLineInterface", (cli.CommandLineInterface,), {"server_class": server_class}).entrypoint()
 
 
 if __name__ == "__main__":
