@@ -299,3 +299,17 @@ async def test_verified_password_is_remembered_so_reconnects_skip_the_hasher(mon
     for _ in range(2):
         assert isinstance(await authentication.check_basic(wrong, credentials), authentication.Refusal)
     assert hashed == [password, "0" * 40, "0" * 40]  # a wrong password is never remembered
+
+
+@pytest.mark.parametrize("cp_id", ["CP:01@site", "CP-PLAIN"])
+async def test_basic_username_may_contain_a_colon_as_charge_point_ids_may(cp_id):
+    password = await provision(cp_id, 1)
+    credentials = (await sync_to_async(security.find_credentials)([cp_id]))[0]
+
+    def scope(username: str, secret: str) -> dict:
+        return {"headers": [(b"authorization", basic_auth(username, secret)["Authorization"].encode())]}
+
+    assert await authentication.check_basic(scope(cp_id, password), credentials) == ""
+    wrong_user = await authentication.check_basic(scope("CP", password), credentials)
+    assert isinstance(wrong_user, authentication.Refusal) and "username 'CP'" in wrong_user.reason
+    assert isinstance(await authentication.check_basic(scope(cp_id, password[:-1]), credentials), authentication.Refusal)
