@@ -122,6 +122,23 @@ async def test_profile_1_username_must_be_the_charge_point_id(daphne_server, cp_
     await assert_never_connected(cp_id)
 
 
+@pytest.mark.parametrize("profile", [0, 1])
+async def test_profiles_0_and_1_work_over_wss_too(tls_server, pki, clients, cp_id, profile):
+    password = await provision(cp_id, profile)
+    headers = basic_auth(cp_id, password) if password else {}
+    client = await clients(tls_server.wss_url(cp_id), additional_headers=headers, ssl=pki.client_context())
+    assert (await client.boot()).status == "Accepted"
+
+
+async def test_profile_1_wrong_password_over_wss_is_refused_with_401(tls_server, pki, cp_id):
+    await provision(cp_id, 1)
+    refusal = await refused(
+        tls_server.wss_url(cp_id), additional_headers=basic_auth(cp_id, "0" * 40), ssl=pki.client_context()
+    )
+    assert refusal.response.status_code == 401
+    await assert_never_connected(cp_id)
+
+
 # --- profile 2 -----------------------------------------------------------------------
 
 
