@@ -215,12 +215,15 @@ def _header(scope: dict, name: bytes) -> str | None:
 
 
 def peer_address(scope: dict) -> str:
-    """The address of the TCP peer (the proxy, if there is one), not a forwarded one."""
+    """The address of the TCP peer (the proxy, if there is one), not a forwarded one.
+
+    Only levity_site.server tells it. Under another server, ``client`` may come from
+    a header anyone can send (daphne's --proxy-headers): then no address is trusted.
+    """
     connection = scope.get("extensions", {}).get("levity.connection")
     if connection and connection.get("peer"):
         return connection["peer"][0]
-    client = scope.get("client")
-    return client[0] if client else ""
+    return ""
 
 
 def from_trusted_proxy(scope: dict) -> bool:

@@ -330,3 +330,21 @@ async def test_basic_username_may_contain_a_colon_as_charge_point_ids_may(cp_id)
     wrong_user = await authentication.check_basic(scope("CP", password), credentials)
     assert isinstance(wrong_user, authentication.Refusal) and "username 'CP'" in wrong_user.reason
     assert isinstance(await authentication.check_basic(scope(cp_id, password[:-1]), credentials), authentication.Refusal)
+
+
+async def test_a_forwarded_address_does_not_make_a_client_a_trusted_proxy(
+    django_db_setup, test_db_path, tmp_path, cp_id
+):
+    """With daphne's --proxy-headers, X-Forwarded-For sets the logged address, never the trust."""
+    server = DaphneServer(
+        server_env(test_db_path, LEVITY_TRUSTED_PROXIES="10.9.9.9"), tmp_path / "daphne.log"
+    )
+    server.argv.insert(-1, "--proxy-headers")
+    server.start()
+    try:
+        password = await provision(cp_id, 2)
+        headers = {**basic_auth(cp_id, password), "X-Forwarded-Proto": "https", "X-Forwarded-For": "10.9.9.9"}
+        assert (await refused(server.ws_url(cp_id), additional_headers=headers)).response.status_code == 403
+        assert f"{cp_id}: refused from 10.9.9.9:" in await server.wait_for_log(f"{cp_id}: refused")
+    finally:
+        server.stop()
