@@ -39,6 +39,13 @@ single runs; the count varies by up to about 2% between runs of the same code).
 - **Several processes on one port.** ``--workers N`` (default ``LEVITY_WORKERS``)
   starts N of these servers on SO_REUSEPORT sockets of one address and supervises
   them (levity_site.workers).
+- **What charge point authentication needs** (chargepoints.session.authentication;
+  docs/security.md), which daphne 4.2 does not give an application: a WebSocket
+  scope's ``extensions`` hold the ASGI ``tls`` extension (with the client
+  certificate) on a TLS endpoint and the TCP peer's address; and the protocol
+  implements ASGI's ``websocket.http.response`` extension, so that a refused
+  upgrade is answered 401 with ``WWW-Authenticate`` instead of daphne's bare 403.
+  TLS endpoints with client certificates: ``levity-tls:`` (levity_site.tls).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
   connect and disconnect itself (chargepoints.session.consumer), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
@@ -373,12 +380,12 @@ def main() -> None:
     from daphne import cli
 
     cli.AccessLogGenerator = AccessLog
-    cli.CommandLineInterface.server_class = type("Server", (ExtensionsInScope, cli.Server), {})
     cli.Server.kill_all_applications = kill_all_applications
     daphne.server.HTTPFactory = LevityHTTPFactory
     tcp.Port.transport = Connection
     daphne.server.WebSocketFactory = WebSocketFactory
-    command_line = cli.CommandLineInterface()
+    server_class = type("Server", (ExtensionsInScope, cli.Server), {})
+    command_line = type("CommandLineInterface", (cli.CommandLineInterface,), {"server_class": server_class})()
     command_line.parser.add_argument(
         "--workers",
         type=int,

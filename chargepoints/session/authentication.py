@@ -129,19 +129,21 @@ async def admit(scope: dict, charge_point_id: str) -> Admission | Refusal:
 # --- profile 1 and 2: HTTP Basic ------------------------------------------------------------
 
 
-def basic_credentials(scope: dict) -> tuple[str, str] | None:
-    """The (username, password) of the request's ``Authorization: Basic`` header."""
+def basic_credentials(scope: dict) -> str | None:
+    """The decoded ``username:password`` of the request's ``Authorization: Basic`` header.
+
+    Not split here: a charge point id may itself contain ":", which RFC 7617 does not
+    foresee; the caller knows the id, and so where the password begins.
+    """
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             scheme, _, encoded = value.partition(b" ")
             if scheme.lower() != b"basic":
                 return None
             try:
-                decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+                return base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 return None
-            username, colon, password = decoded.partition(":")
-            return (username, password) if colon else None
     return None
 
 
@@ -186,9 +188,11 @@ async def check_basic(scope: dict, credentials: security.Credentials) -> str | R
     basic = basic_credentials(scope)
     if basic is None:
         return Refusal(401, "no HTTP Basic credentials")
-    username, password = basic
-    if not hmac.compare_digest(username.encode(), credentials.charge_point_id.encode()):
+    prefix = credentials.charge_point_id + ":"
+    if not basic.startswith(prefix):
+        username = basic.partition(":")[0]
         return Refusal(401, f"HTTP Basic username {username[:60]!r} is not the charge point id")
+    password = basic[len(prefix) :]
     if not credentials.password_hash and not credentials.new_password_hash:
         return Refusal(401, "the charge point has no password yet (generate one in the admin)")
     cp_id = credentials.charge_point_id
@@ -210,12 +214,15 @@ def _header(scope: dict, name: bytes) -> str | None:
 
 
 def peer_address(scope: dict) -> str:
-    """The address of the TCP peer (the proxy, if there is one), not a forwarded one."""
+    """The address of the TCP peer (the proxy, if there is one), not a forwarded one.
+
+    Only levity_site.server tells it. Under another server, ``client`` may come from
+    a header anyone can send (daphne's --proxy-headers): then no address is trusted.
+    """
     connection = scope.get("extensions", {}).get("levity.connection")
     if connection and connection.get("peer"):
         return connection["peer"][0]
-    client = scope.get("client")
-    return client[0] if client else ""
+    return ""
 
 
 def from_trusted_proxy(scope: dict) -> bool:

@@ -8,7 +8,6 @@ import re
 import time
 from datetime import datetime, timezone
 
-
 from plugins import loading
 from plugins.signals import charge_point_disconnected
 

@@ -122,6 +122,23 @@ async def test_profile_1_username_must_be_the_charge_point_id(daphne_server, cp_
     await assert_never_connected(cp_id)
 
 
+@pytest.mark.parametrize("profile", [0, 1])
+async def test_profiles_0_and_1_work_over_wss_too(tls_server, pki, clients, cp_id, profile):
+    password = await provision(cp_id, profile)
+    headers = basic_auth(cp_id, password) if password else {}
+    client = await clients(tls_server.wss_url(cp_id), additional_headers=headers, ssl=pki.client_context())
+    assert (await client.boot()).status == "Accepted"
+
+
+async def test_profile_1_wrong_password_over_wss_is_refused_with_401(tls_server, pki, cp_id):
+    await provision(cp_id, 1)
+    refusal = await refused(
+        tls_server.wss_url(cp_id), additional_headers=basic_auth(cp_id, "0" * 40), ssl=pki.client_context()
+    )
+    assert refusal.response.status_code == 401
+    await assert_never_connected(cp_id)
+
+
 # --- profile 2 -----------------------------------------------------------------------
 
 
@@ -299,3 +316,35 @@ async def test_verified_password_is_remembered_so_reconnects_skip_the_hasher(mon
     for _ in range(2):
         assert isinstance(await authentication.check_basic(wrong, credentials), authentication.Refusal)
     assert hashed == [password, "0" * 40, "0" * 40]  # a wrong password is never remembered
+
+
+@pytest.mark.parametrize("cp_id", ["CP:01@site", "CP-PLAIN"])
+async def test_basic_username_may_contain_a_colon_as_charge_point_ids_may(cp_id):
+    password = await provision(cp_id, 1)
+    credentials = (await sync_to_async(security.find_credentials)([cp_id]))[0]
+
+    def scope(username: str, secret: str) -> dict:
+        return {"headers": [(b"authorization", basic_auth(username, secret)["Authorization"].encode())]}
+
+    assert await authentication.check_basic(scope(cp_id, password), credentials) == ""
+    wrong_user = await authentication.check_basic(scope("CP", password), credentials)
+    assert isinstance(wrong_user, authentication.Refusal) and "username 'CP'" in wrong_user.reason
+    assert isinstance(await authentication.check_basic(scope(cp_id, password[:-1]), credentials), authentication.Refusal)
+
+
+async def test_a_forwarded_address_does_not_make_a_client_a_trusted_proxy(
+    django_db_setup, test_db_path, tmp_path, cp_id
+):
+    """With daphne's --proxy-headers, X-Forwarded-For sets the logged address, never the trust."""
+    server = DaphneServer(
+        server_env(test_db_path, LEVITY_TRUSTED_PROXIES="10.9.9.9"), tmp_path / "daphne.log"
+    )
+    server.argv.insert(-1, "--proxy-headers")
+    server.start()
+    try:
+        password = await provision(cp_id, 2)
+        headers = {**basic_auth(cp_id, password), "X-Forwarded-Proto": "https", "X-Forwarded-For": "10.9.9.9"}
+        assert (await refused(server.ws_url(cp_id), additional_headers=headers)).response.status_code == 403
+        assert f"{cp_id}: refused from 10.9.9.9:" in await server.wait_for_log(f"{cp_id}: refused")
+    finally:
+        server.stop()
