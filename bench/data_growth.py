@@ -16,7 +16,10 @@ rows, ``--charge-points`` charge points); after each step it measures:
   the samples of a recent transaction (the API's meter values of a transaction), the
   latest energy sample of a transaction, one charge point's last 24 hours, and the
   count of all rows received in the last 15 minutes;
-- at the end, **pruning the oldest month**: the time to drop its partition.
+- at the end, **pruning a month**: the time to drop the oldest month's partition,
+  and, for comparison, to delete the next month row by row in batches (what pruning
+  costs without partitions, and what ``prune`` does with the part of a month it
+  cannot drop).
 
 The figures go to ``<out>/data_growth.json`` and ``<out>/data_growth.md`` with the
 commit they were measured on. The tests run it with a few thousand rows only
@@ -204,6 +207,32 @@ class Workload:
         self.db.execute(f"DROP TABLE {name}")
         return {"partition": name, "rows": rows, "ms": round((time.perf_counter() - started) * 1000, 2)}
 
+    def measure_month_delete(self, batch_size: int = 5000) -> dict:
+        """The oldest month left deleted row by row, in batches, as ``prune`` deletes what it cannot drop.
+
+        The same statement as chargepoints.retention.delete_before makes Django send.
+        """
+        [(name, start, end)] = self.db.execute(
+            "SELECT c.relname, substring(pg_get_expr(c.relpartbound, c.oid) FROM $$FROM \\('([^']+)'$$), "
+            "substring(pg_get_expr(c.relpartbound, c.oid) FROM $$TO \\('([^']+)'$$) "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'transactions_metervalue'::regclass AND c.relname ~ '_[0-9]{4}_[0-9]{2}$' "
+            "ORDER BY c.relname LIMIT 1"
+        ).fetchall()
+        deleted = 0
+        started = time.perf_counter()
+        while True:
+            count = self.db.execute(
+                "DELETE FROM transactions_metervalue WHERE received_at < %(end)s AND id IN "
+                "(SELECT id FROM transactions_metervalue WHERE received_at < %(end)s LIMIT %(n)s)",
+                {"end": end, "n": batch_size},
+            ).rowcount
+            deleted += count
+            if count < batch_size:
+                break
+        seconds = time.perf_counter() - started
+        return {"partition": name, "rows": deleted, "batch_size": batch_size, "s": round(seconds, 2)}
+
     def table_facts(self) -> dict:
         [(partitions, size)] = self.db.execute(
             "SELECT count(*), pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits "
@@ -255,6 +284,7 @@ def run(url: str, rows: int, months: int, charge_points: int, samples_per_transa
         },
         "steps": steps,
         "drop_oldest_month": workload.measure_month_drop(),
+        "delete_next_month_in_batches": workload.measure_month_delete(),
         "queries": QUERIES,
     }
 
@@ -281,9 +311,12 @@ def markdown(results: dict) -> str:
             + " |"
         )
     drop = results["drop_oldest_month"]
+    delete = results["delete_next_month_in_batches"]
     lines += [
         "",
         f"Dropping the oldest month ({drop['partition']}, about {drop['rows']:,} rows): {drop['ms']} ms.",
+        f"Deleting the next month row by row instead ({delete['partition']}, {delete['rows']:,} rows, "
+        f"batches of {delete['batch_size']:,} as `manage.py prune` deletes): {delete['s']} s.",
         "",
     ]
     return "\n".join(lines)

@@ -63,12 +63,13 @@ def delete_before(table: GrowingTable, cutoff: datetime, *, batch_size: int) -> 
 
     Each batch is one DELETE of the ids a LIMITed subquery picks: on PostgreSQL the
     BRIN index of the time column finds them, on SQLite the rowid order (which is
-    the time order) does.
+    the time order) does. The DELETE repeats the time condition, so that on a
+    partitioned table it looks for those ids in the old partitions only.
     """
     total = 0
     while True:
         batch = table.older_than(cutoff).values("pk")[:batch_size]
-        deleted, _ = table.model.objects.filter(pk__in=Subquery(batch)).delete()
+        deleted, _ = table.older_than(cutoff).filter(pk__in=Subquery(batch)).delete()
         total += deleted
         if deleted < batch_size:
             return total

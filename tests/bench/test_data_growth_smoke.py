@@ -37,6 +37,8 @@ def test_data_growth_reports_insert_and_query_times_as_the_table_grows(postgres_
         assert all(0 < q["ms_p50"] <= q["ms_max"] for q in step["queries"].values())
     drop = results["drop_oldest_month"]
     assert drop["partition"].startswith("transactions_metervalue_") and drop["ms"] > 0
+    delete = results["delete_next_month_in_batches"]
+    assert delete["partition"] > drop["partition"] and delete["rows"] > 0 and delete["s"] > 0
     assert results["meta"]["commit"] and results["meta"]["rows"] == 6000
     summary = (tmp_path / "data_growth.md").read_text()
     assert "| 6,000 |" in summary and "Dropping the oldest month" in summary

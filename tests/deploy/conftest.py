@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -67,13 +68,15 @@ def topology(postgres_server, tmp_path_factory) -> Topology:
         tls_port,
         http_port,
     )
-    started = []
     try:
         nginx.check()
-        for server in (*levity, nginx):
-            started.append(server.start(timeout=60))
+        # The two processes start side by side (each start() waits for its port).
+        with ThreadPoolExecutor(len(levity)) as pool:
+            for started in pool.map(lambda server: server.start(timeout=60), levity):
+                assert started.alive()
+        nginx.start(timeout=30)
         yield Topology(database_url, redis.url, levity, nginx, certificates, issue_api_token(database_url))
     finally:
-        for server in reversed(started):
+        for server in (nginx, *levity):
             server.stop()
         redis.stop()

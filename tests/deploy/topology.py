@@ -22,10 +22,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from bench.processes import ServerProcess, free_port
 from tests.conftest import PROJECT_DIR, DaphneServer
-
-import pytest
 
 NGINX_CONF = PROJECT_DIR / "deploy" / "nginx" / "levity.conf"
 SYSTEMD_DIR = PROJECT_DIR / "deploy" / "systemd"
@@ -68,11 +68,12 @@ class Certificates:
 
 
 def make_certificates(directory: Path) -> Certificates:
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
