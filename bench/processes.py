@@ -157,7 +157,8 @@ class PostgresServer:
     """A throwaway PostgreSQL cluster in a temp dir, listening on 127.0.0.1:<port>.
 
     initdb + pg_ctl, trust authentication on 127.0.0.1 only, durability off (fsync,
-    synchronous_commit, full_page_writes: nothing here outlives the run).
+    synchronous_commit, full_page_writes: nothing here outlives the run); each
+    connection is logged.
     PostgreSQL refuses to run as root, so as root every server command runs as the
     ``postgres`` user (which Debian's package creates) through ``runuser``. ``cpu``
     pins the server's processes to one CPU.
@@ -196,13 +197,17 @@ class PostgresServer:
         )  # fmt: skip
         options = (
             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c log_connections=on"
         )
         self._run(
             "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.base / "server.log"),
             "-w", "-t", "60", "start",
         )  # fmt: skip
         return self
+
+    def log(self) -> str:
+        """The server's log (one line per connection, among others)."""
+        return (self.base / "server.log").read_text(errors="replace")
 
     def create_database(self, name: str) -> str:
         import psycopg

@@ -205,8 +205,8 @@ def markdown(results: dict) -> str:
             "## Levity on PostgreSQL beside SQLite",
             "",
             "The same load, in the same run: Levity with `DATABASE_URL` on a throwaway PostgreSQL "
-            "server (durability off, as the SQLite runs use synchronous=NORMAL; pinned to the "
-            "server's CPU, so the server side has one core either way). Server CPU is daphne's; "
+            "server (fsync and synchronous commit off; pinned to the server's CPU, so the "
+            "server side has one core either way). Server CPU is daphne's; "
             "database CPU is PostgreSQL's processes'.",
             "",
         ]

@@ -10,10 +10,10 @@ ServerProcess row). With ``REDIS_URL`` a command reaches a charge point through
 any worker; without it, commands would reach only the charge points of the
 worker that took the request, so ``--workers`` above 1 requires it.
 
-A worker that dies is started again, on a socket of its own (the charge points
-it held reconnect, to any worker). One that exits by itself (not killed by a
-signal) within ``QUICK_EXIT_SECONDS`` of its start stops them all: it failed to
-start and would only fail again. SIGTERM or SIGINT is passed
+A worker that dies or stops is started again, on a socket of its own (the charge
+points it held reconnect, to any worker). One that fails -- exits with a status
+above 0, not killed by a signal -- within ``QUICK_EXIT_SECONDS`` of its start stops
+them all: it could not start, and would only fail again. SIGTERM or SIGINT is passed
 on to every worker, which ends its sessions as daphne stops (see
 levity_site.server); the supervisor exits once they have.
 """
@@ -30,8 +30,9 @@ import time
 
 logger = logging.getLogger("levity.workers")
 
-#: A worker that exits by itself sooner than this after its start is not restarted.
-QUICK_EXIT_SECONDS = 10.0
+#: A worker that fails (exit status above 0) sooner than this after its start is not
+#: restarted: it could not start (start-up takes seconds; on a loaded machine, tens).
+QUICK_EXIT_SECONDS = 60.0
 #: How long workers get to stop after SIGTERM before they are killed.
 STOP_SECONDS = 30.0
 BACKLOG = 1024
@@ -80,7 +81,7 @@ class Supervisor:
                 code = process.poll()
                 if code is None or self.stopping:
                     continue
-                if code >= 0 and time.monotonic() - started < QUICK_EXIT_SECONDS:
+                if code > 0 and time.monotonic() - started < QUICK_EXIT_SECONDS:
                     print(
                         f"Levity: worker {slot} (pid {process.pid}) exited with {code} "
                         f"within {QUICK_EXIT_SECONDS:g} s of its start; stopping all workers",

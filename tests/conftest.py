@@ -5,7 +5,9 @@ subprocesses (the servers under test) open: a SQLite file, or with
 ``LEVITY_TEST_DATABASE=postgresql`` a database on a throwaway PostgreSQL server
 this session starts (tests/postgres_server.py). Tests that touch it use
 ``@pytest.mark.django_db(transaction=True)`` so their rows are committed and the
-server sees them. Tests marked ``sqlite`` are about SQLite itself and run on it only.
+server sees them. Tests marked ``sqlite`` (``postgresql``) are about that database
+itself and run on it only; those marked ``once`` do not depend on the database and
+run in the SQLite pass only.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def pytest_configure(config) -> None:
             f"LEVITY_TEST_DATABASE={TEST_DATABASE!r}: use sqlite or postgresql"
         )
     config.addinivalue_line("markers", "sqlite: about SQLite itself; runs on SQLite only")
+    config.addinivalue_line("markers", "postgresql: about PostgreSQL itself; runs on PostgreSQL only")
     config.addinivalue_line(
         "markers", "once: does not depend on the test database; runs in the SQLite pass only"
     )
@@ -55,17 +58,17 @@ def pytest_report_header(config) -> str:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """On PostgreSQL, deselect (not skip) the tests about SQLite and those run once."""
-    if TEST_DATABASE == "sqlite":
-        return
+    """Deselect (not skip) the tests about the other database, and on PostgreSQL those run once."""
 
-    def sqlite_only(item) -> bool:
+    def elsewhere(item) -> bool:
+        if TEST_DATABASE == "sqlite":
+            return bool(item.get_closest_marker("postgresql"))
         return bool(item.get_closest_marker("sqlite") or item.get_closest_marker("once"))
 
-    deselected = [item for item in items if sqlite_only(item)]
+    deselected = [item for item in items if elsewhere(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not sqlite_only(item)]
+        items[:] = [item for item in items if not elsewhere(item)]
 
 
 @pytest.fixture(scope="session")

@@ -48,3 +48,24 @@ async def test_api_requests_leave_no_database_connection_open(
         assert (await api.get("/charge-points")).status_code == 200
     assert open_database_connections(pid, test_database_url, test_db_path) == before
 
+
+
+def connections_opened(postgres_server, database: str) -> int:
+    return postgres_server.log().count(f"connection authorized: user=postgres database={database}")
+
+
+@pytest.mark.postgresql
+async def test_postgresql_connections_come_from_the_pool_and_are_reused(
+    daphne_server, api, postgres_server, test_database_url, cp_id, connect
+):
+    client = await connect(cp_id)
+    await client.boot()  # the sessions' database thread has had a connection from the pool
+    await api.get("/charge-points")
+    database = urlsplit(test_database_url).path.lstrip("/")
+    before = connections_opened(postgres_server, database)
+    assert before > 0
+    for _ in range(20):
+        assert (await api.get("/charge-points")).status_code == 200
+        await client.status(1, "Available")
+    # 40 units of database work, and no new connection (without the pool: one per request).
+    assert connections_opened(postgres_server, database) == before

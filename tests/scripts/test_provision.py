@@ -23,19 +23,21 @@ PROVISION = PROJECT_DIR / "scripts" / "provision"
 PACKAGES = ["redis-server", "postgresql", "prometheus", "nginx", "openssl", "valgrind"]
 
 
-def stand_ins(directory: Path, uid: int) -> Path:
+def stand_ins(directory: Path, uid: int, apt_get_exit: int = 0) -> Path:
     bin_dir = directory / "bin"
     bin_dir.mkdir()
     (bin_dir / "id").write_text(f"#!/bin/bash\necho {uid}\n")
-    (bin_dir / "apt-get").write_text(f'#!/bin/bash\necho "$*" >> {directory / "apt-get.log"}\n')
+    (bin_dir / "apt-get").write_text(
+        f'#!/bin/bash\necho "$*" >> {directory / "apt-get.log"}\nexit {apt_get_exit}\n'
+    )
     for program in bin_dir.iterdir():
         program.chmod(0o755)
     return bin_dir
 
 
-def provision(directory: Path, *, uid: int, fresh: bool) -> subprocess.CompletedProcess:
+def provision(directory: Path, *, uid: int, fresh: bool, apt_get_exit: int = 0) -> subprocess.CompletedProcess:
     bash = shutil.which("bash")
-    bin_dir = stand_ins(directory, uid)
+    bin_dir = stand_ins(directory, uid, apt_get_exit)
     env = {"PATH": str(bin_dir) if fresh else f"{bin_dir}:{os.environ['PATH']}"}
     command = [bash, str(PROVISION)]
     if fresh:
@@ -75,6 +77,15 @@ def test_on_a_fresh_machine_not_as_root_each_missing_package_is_one_line(tmp_pat
         f"(enable them: sudo apt-get install {package}, or run ./scripts/test as root)"
         for package in PACKAGES
     ]
+
+
+def test_when_apt_get_fails_the_tests_still_run_and_say_what_is_missing(tmp_path):
+    result = provision(tmp_path, uid=0, fresh=True, apt_get_exit=100)
+    assert result.returncode == 0, result.stderr
+    assert apt_get_calls(tmp_path) == ["update -qq"]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "scripts/provision: apt-get could not install " + " ".join(PACKAGES) + " (see above)"
+    )
 
 
 def test_with_everything_installed_nothing_is_fetched(tmp_path):
