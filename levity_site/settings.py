@@ -356,9 +356,12 @@ SPECTACULAR_SETTINGS = {
 
 # Observability plugins (docs/observability.md). A separate /metrics listener, the
 # spec's metrics_port: 0 = none. Setting it (or listing PrometheusMetricsPlugin in
-# LEVITY_PLUGINS) turns the metrics on; /metrics is then also on the main port.
+# LEVITY_PLUGINS) turns the metrics on. The metrics port listens on loopback unless
+# LEVITY_METRICS_ADDRESS says otherwise; on the main port (the charge points') /metrics
+# is served only with LEVITY_METRICS_TOKEN set, to requests bearing that token.
 LEVITY_METRICS_PORT = envint("LEVITY_METRICS_PORT", 0, minimum=0)
-LEVITY_METRICS_ADDRESS = envstr("LEVITY_METRICS_ADDRESS", "0.0.0.0")
+LEVITY_METRICS_ADDRESS = envstr("LEVITY_METRICS_ADDRESS", "127.0.0.1")
+LEVITY_METRICS_TOKEN = envstr("LEVITY_METRICS_TOKEN", "")
 # Several daphne processes share their metrics through this directory (prometheus
 # client's multiprocess mode; it reads the variable itself). Empty it before start.
 PROMETHEUS_MULTIPROC_DIR = envstr("PROMETHEUS_MULTIPROC_DIR", "")

@@ -26,6 +26,8 @@ from bench.processes import ServerProcess, free_port
 from tests.ocpp_client import OCPPClient
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+#: The test servers' LEVITY_METRICS_TOKEN.
+METRICS_TOKEN = "levity-tests-metrics-token"
 
 pytest_plugins = ["tests.admin_fixtures", "tests.postgres_server"]
 
@@ -77,6 +79,8 @@ def server_env(test_db_path: Path, **overrides: str) -> dict[str, str]:
             "DATABASE_URL": f"sqlite:///{test_db_path}",
             "SECRET_KEY": "levity-tests",
             "LEVITY_LAST_SEEN_FLUSH_SECONDS": "0.5",
+            # /metrics on the main port needs it (tests.plugins.metrics_page sends it).
+            "LEVITY_METRICS_TOKEN": METRICS_TOKEN,
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }

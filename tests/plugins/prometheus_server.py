@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from bench.processes import ServerProcess, free_port
-from tests.conftest import PROJECT_DIR
+from tests.conftest import METRICS_TOKEN, PROJECT_DIR
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -49,6 +49,7 @@ class PrometheusServer(ServerProcess):
             f"rule_files:\n  - {RULES.name}\n"
             "scrape_configs:\n  - job_name: levity\n"
             f"    static_configs:\n      - targets: [{targets}]\n"
+            f"    authorization:\n      credentials: {METRICS_TOKEN}\n"
         )
         return super().start(timeout)
 
