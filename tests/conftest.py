@@ -202,9 +202,9 @@ class RawSession:
 @pytest.fixture
 def api_token(transactional_db) -> str:
     """The plaintext of a fresh API token (committed, so the server sees it)."""
-    from chargepoints.models import ApiToken
+    from chargepoints.models import ApiToken, ApiTokenScope
 
-    return ApiToken.issue("tests")[1]
+    return ApiToken.issue("tests", scope=ApiTokenScope.COMMANDS)[1]
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from ..models import ApiToken
+from ..models import ApiToken, ApiTokenScope
 
 
 class IsTokenOrStaff(BasePermission):
@@ -18,13 +18,16 @@ class IsTokenOrStaff(BasePermission):
 
 
 class CanSendCommands(IsTokenOrStaff):
-    """Tokens may send commands; staff users need the 'add charge point command' permission."""
+    """Tokens of the "commands" scope; staff users with the 'add charge point command' permission."""
 
-    message = "Sending commands needs an API token or the 'add charge point command' permission."
+    message = (
+        "Sending commands needs an API token of the 'commands' scope "
+        "or the 'add charge point command' permission."
+    )
 
     def has_permission(self, request, view) -> bool:
         if isinstance(request.auth, ApiToken):
-            return True
+            return request.auth.scope == ApiTokenScope.COMMANDS
         return super().has_permission(request, view) and request.user.has_perm(
             "chargepoints.add_chargepointcommand"
         )

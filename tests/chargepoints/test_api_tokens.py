@@ -72,3 +72,42 @@ async def test_valid_token_is_accepted_and_its_last_use_recorded(anonymous):
     assert response.status_code == 200
     await token.arefresh_from_db()
     assert token.last_used_at is not None
+
+
+# --- scopes -------------------------------------------------------------------------
+
+
+async def test_a_new_token_is_read_only_by_default():
+    token, _ = await issue("reader")
+    assert token.scope == "read"
+
+
+async def test_a_read_only_token_reads_but_cannot_send_commands(anonymous, connect, cp_id):
+    from chargepoints.models import ChargePointCommand
+
+    client = await connect(cp_id)
+    await client.boot()
+    _, plaintext = await issue("reader", scope="read")
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    assert (await anonymous.get("/charge-points", headers=headers)).status_code == 200
+    response = await anonymous.post(
+        f"/charge-points/{cp_id}/commands", json={"action": "ClearCache"}, headers=headers
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "permission_denied"
+    assert "'commands' scope" in response.json()["detail"]
+    assert not await ChargePointCommand.objects.aexists()
+    assert client.received == []
+
+
+async def test_a_commands_token_sends_commands(anonymous, connect, cp_id):
+    client = await connect(cp_id)
+    await client.boot()
+    _, plaintext = await issue("operator-tool", scope="commands")
+    response = await anonymous.post(
+        f"/charge-points/{cp_id}/commands",
+        json={"action": "ClearCache"},
+        headers={"Authorization": f"Bearer {plaintext}"},
+    )
+    assert response.status_code in (200, 201), response.text
+    await client.wait_for_command("ClearCache")
