@@ -111,3 +111,33 @@ async def test_a_commands_token_sends_commands(anonymous, connect, cp_id):
     )
     assert response.status_code in (200, 201), response.text
     await client.wait_for_command("ClearCache")
+
+
+async def test_a_staff_user_without_the_command_permission_cannot_send_commands(
+    daphne_server, django_user_model, connect, cp_id
+):
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth.hashers import make_password
+
+    from chargepoints.models import ChargePointCommand
+    from tests.admin_fixtures import form_fields
+
+    client = await connect(cp_id)
+    await client.boot()
+    await sync_to_async(django_user_model.objects.create)(
+        username="viewer", password=make_password("viewer-pw-123"), is_staff=True
+    )
+    async with httpx.AsyncClient(base_url=daphne_server.http_url, timeout=20) as browser:
+        page = await browser.get("/admin/login/")
+        fields = form_fields(page.text, "login-form")
+        fields.update(username="viewer", password="viewer-pw-123")
+        assert (await browser.post("/admin/login/?next=/admin/", data=fields)).status_code == 302
+        assert (await browser.get("/api/v1/charge-points")).status_code == 200
+        response = await browser.post(
+            f"/api/v1/charge-points/{cp_id}/commands",
+            json={"action": "ClearCache"},
+            headers={"X-CSRFToken": browser.cookies["csrftoken"]},
+        )
+    assert response.status_code == 403
+    assert "'add charge point command' permission" in response.json()["detail"]
+    assert not await ChargePointCommand.objects.aexists()
