@@ -80,6 +80,11 @@ def server_env(test_db_path: Path, **overrides: str) -> dict[str, str]:
             "SECRET_KEY": "levity-tests",
             "LEVITY_LAST_SEEN_FLUSH_SECONDS": "0.5",
             # /metrics on the main port needs it (tests.plugins.metrics_page sends it).
+            # Many tests share one server and address, and some send many messages:
+            # the rate and handshake limits are off unless a test turns them on
+            # (tests/chargepoints/test_limits.py).
+            "LEVITY_CALL_RATE": "0",
+            "LEVITY_HANDSHAKE_FAILURES_PER_ADDRESS": "0",
             "LEVITY_METRICS_TOKEN": METRICS_TOKEN,
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
