@@ -456,4 +456,5 @@ AXES_FAILURE_LIMIT = envint("LEVITY_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = envfloat("LEVITY_LOGIN_COOLOFF_MINUTES", 15.0, minimum=0.1) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no start-up banner on every manage.py command's stderr
 AXES_IPWARE_PROXY_COUNT = envint("LEVITY_PROXY_COUNT", 0, minimum=0) or None
