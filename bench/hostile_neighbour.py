@@ -41,7 +41,14 @@ if __package__ in (None, ""):
 import websockets  # noqa: E402
 
 from bench.driver import latency_summary  # noqa: E402
-from bench.servers import PROJECT_DIR, Server, daphne_argv, free_port, levity_env  # noqa: E402
+from bench.servers import (  # noqa: E402
+    PROJECT_DIR,
+    THROUGHPUT_LIMITS,
+    Server,
+    daphne_argv,
+    free_port,
+    levity_env,
+)
 
 SERVER_CPU = 0
 LOAD_CPU = 1
@@ -194,10 +201,14 @@ def run_one(name: str, extra_env: dict[str, str], args: argparse.Namespace, log_
     database = Path(tempfile.mkdtemp(prefix="levity-hostile-")) / "levity.db"
     migrate(database)
     port = free_port()
+    env = levity_env(database, LOG_LEVEL="WARNING")
+    for setting in THROUGHPUT_LIMITS:  # Levity's own defaults, unless extra_env says otherwise
+        env.pop(setting)
+    env.update(extra_env)
     server = Server(
         f"levity-{name}",
         daphne_argv(port, "levity_site.asgi:application"),
-        levity_env(database, LOG_LEVEL="WARNING", **extra_env),
+        env,
         port,
         log_dir,
         cpu=SERVER_CPU if SERVER_CPU < os.cpu_count() else None,

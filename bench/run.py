@@ -541,7 +541,7 @@ class Bench:
         except ImportError:
             return {"count": 0, "note": "No ApiToken model on this branch (the command API "
                     "of feature/ops is not merged): not measured."}
-        _, token = await asyncio.to_thread(ApiToken.issue, "bench")
+        _, token = await asyncio.to_thread(ApiToken.issue, "bench", scope="commands")
         cp_id = self.cp_ids("cmd", 1)[0]
         stop = asyncio.Event()
         ws = await websockets.connect(holder.ws_base + cp_id, subprotocols=["ocpp1.6"], compression=None)

@@ -36,11 +36,17 @@ def base_env() -> dict[str, str]:
     return env
 
 
+#: The throughput scenarios drive each charge point far above any real one's message
+#: rate, which the per-charge-point rate limit would refuse; bench/hostile_neighbour.py
+#: measures Levity with it.
+THROUGHPUT_LIMITS = {"LEVITY_CALL_RATE": "0"}
+
+
 def levity_env(database_path: Path, **extra: str) -> dict[str, str]:
     """Levity with its default settings, on a SQLite file in a temporary directory.
 
-    But for one: unknown charge points are accepted at once (as by the baselines),
-    not registered Pending until an operator accepts them.
+    But for two: unknown charge points are accepted at once (as by the baselines),
+    not registered Pending until an operator accepts them; and THROUGHPUT_LIMITS.
     """
     env = base_env()
     env.update(
@@ -49,6 +55,7 @@ def levity_env(database_path: Path, **extra: str) -> dict[str, str]:
             "DATABASE_URL": f"sqlite:///{database_path}",
             "SECRET_KEY": BENCH_SECRET_KEY,
             "LEVITY_UNKNOWN_CHARGE_POINTS": "accept",
+            **THROUGHPUT_LIMITS,
         }
     )
     env.update(extra)

@@ -604,15 +604,15 @@ def _pretty(value):
 class ApiTokenAdmin(admin.ModelAdmin):
     """API tokens: the plaintext is shown once, on the page after creation, and never stored."""
 
-    list_display = ["name", "kind", "prefix", "created_by", "created_at", "expires_at", "last_used_at", "revoked_at"]
-    list_filter = ["kind", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_display = ["name", "kind", "scope", "prefix", "created_by", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["kind", "scope", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix"]
     actions = ["revoke"]
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["name", "expires_at"]
-        return ["name", "kind", "prefix", "created_by", "created_at", "expires_at", "last_used_at", "revoked_at"]
+            return ["name", "scope", "expires_at"]
+        return ["name", "kind", "scope", "prefix", "created_by", "created_at", "expires_at", "last_used_at", "revoked_at"]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:

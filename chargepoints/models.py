@@ -300,11 +300,22 @@ class ApiTokenKind(models.TextChoices):
     CLI = "cli", "manage.py command"
 
 
+class ApiTokenScope(models.TextChoices):
+    READ = "read", "Read only"
+    COMMANDS = "commands", "Read and send commands"
+
+
 class ApiToken(models.Model):
     """A bearer token for the HTTP API. Only the SHA-256 of the token is stored."""
 
     name = models.CharField(max_length=100, help_text="Who or what uses this token.")
     kind = models.CharField(max_length=8, choices=ApiTokenKind.choices, default=ApiTokenKind.API)
+    scope = models.CharField(
+        max_length=8,
+        choices=ApiTokenScope.choices,
+        default=ApiTokenScope.READ,
+        help_text="What the token may do: read, or read and send commands to charge points.",
+    )
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     prefix = models.CharField(
         max_length=12, editable=False, help_text="The token's first characters, to recognise it."

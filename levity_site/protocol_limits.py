@@ -27,13 +27,18 @@ from zope.interface import implementer
 
 logger = logging.getLogger("levity.limits")
 
+
+def _setting(name: str) -> int | float:
+    """A limit's setting; 0 (off) under settings without it (bench/'s bare Channels server)."""
+    return getattr(settings, name, 0)
+
 #: Pending handshake deadlines by transport.
 _deadlines: dict = {}
 
 
 def start_handshake_deadline(transport, reactor) -> None:
     """Close ``transport`` if its handshake is not done in ``LEVITY_HANDSHAKE_TIMEOUT_SECONDS``."""
-    seconds = settings.LEVITY_HANDSHAKE_TIMEOUT_SECONDS
+    seconds = _setting("LEVITY_HANDSHAKE_TIMEOUT_SECONDS")
     if seconds > 0 and transport not in _deadlines:
         _deadlines[transport] = reactor.callLater(seconds, _handshake_expired, transport, seconds)
 
@@ -92,7 +97,7 @@ def body_size_limited(request_class: type[Request]) -> type[Request]:
         _body_bytes = 0
 
         def gotLength(self, length: int | None) -> None:
-            limit = settings.LEVITY_MAX_REQUEST_BODY_BYTES
+            limit = _setting("LEVITY_MAX_REQUEST_BODY_BYTES")
             if limit and length is not None and length > limit:
                 self._refuse(length, limit)
                 return
@@ -102,7 +107,7 @@ def body_size_limited(request_class: type[Request]) -> type[Request]:
             if self._refused:
                 return
             self._body_bytes += len(data)
-            limit = settings.LEVITY_MAX_REQUEST_BODY_BYTES
+            limit = _setting("LEVITY_MAX_REQUEST_BODY_BYTES")
             if limit and self._body_bytes > limit:  # a chunked body, which declared no length
                 self._refuse(None, limit)
                 return
@@ -212,7 +217,7 @@ class LimitedWebSocketProtocol:
         if (
             queue is not None
             and self._resume_check is None
-            and queue.qsize() >= settings.LEVITY_MAX_QUEUED_FRAMES
+            and 0 < _setting("LEVITY_MAX_QUEUED_FRAMES") <= queue.qsize()
         ):
             self.read_pause.pause(self.QUEUE)
             self._resume_check = _reactor().callLater(
@@ -221,7 +226,7 @@ class LimitedWebSocketProtocol:
 
     def _resume_when_room(self) -> None:
         queue = self.application_queue
-        if queue.qsize() < settings.LEVITY_MAX_QUEUED_FRAMES:
+        if queue.qsize() < _setting("LEVITY_MAX_QUEUED_FRAMES"):
             self._resume_check = None
             self.read_pause.resume(self.QUEUE)
         else:
@@ -263,7 +268,7 @@ def frame_size_options(max_message: int, max_frame: int) -> dict[str, int | bool
     dropping it unexplained; what the client still sends is discarded, unread
     into memory, until its close reply or autobahn's close handshake timeout.
     """
-    limit = settings.LEVITY_MAX_FRAME_BYTES
+    limit = _setting("LEVITY_MAX_FRAME_BYTES")
 
     def capped(value: int) -> int:
         if limit == 0:

@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_filters",
+    "axes",
     "chargepoints",
     "transactions",
     "plugins",
@@ -141,6 +142,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last of the authentication middleware (django-axes' rule): it answers a locked-out login.
+    "axes.middleware.AxesMiddleware",
     # Last, not second: WhiteNoise is synchronous only, and a synchronous innermost
     # middleware makes Django run the whole chain in one worker thread per request.
     # Anywhere else, every middleware after it hops between the event loop and a
@@ -466,9 +469,12 @@ SPECTACULAR_SETTINGS = {
 
 # Observability plugins (docs/observability.md). A separate /metrics listener, the
 # spec's metrics_port: 0 = none. Setting it (or listing PrometheusMetricsPlugin in
-# LEVITY_PLUGINS) turns the metrics on; /metrics is then also on the main port.
+# LEVITY_PLUGINS) turns the metrics on. The metrics port listens on loopback unless
+# LEVITY_METRICS_ADDRESS says otherwise; on the main port (the charge points') /metrics
+# is served only with LEVITY_METRICS_TOKEN set, to requests bearing that token.
 LEVITY_METRICS_PORT = envint("LEVITY_METRICS_PORT", 0, minimum=0)
-LEVITY_METRICS_ADDRESS = envstr("LEVITY_METRICS_ADDRESS", "0.0.0.0")
+LEVITY_METRICS_ADDRESS = envstr("LEVITY_METRICS_ADDRESS", "127.0.0.1")
+LEVITY_METRICS_TOKEN = envstr("LEVITY_METRICS_TOKEN", "")
 # Several daphne processes share their metrics through this directory (prometheus
 # client's multiprocess mode; it reads the variable itself). Empty it before start.
 PROMETHEUS_MULTIPROC_DIR = envstr("PROMETHEUS_MULTIPROC_DIR", "")
@@ -511,3 +517,57 @@ LEVITY_HANDSHAKE_FAILURE_WINDOW_SECONDS = envfloat(
 LEVITY_HANDSHAKE_TIMEOUT_SECONDS = envfloat("LEVITY_HANDSHAKE_TIMEOUT_SECONDS", 10.0, minimum=0)
 # Largest HTTP request body (bytes, by its declared size, before it is read; 0: no limit).
 LEVITY_MAX_REQUEST_BODY_BYTES = envint("LEVITY_MAX_REQUEST_BODY_BYTES", 1024 * 1024, minimum=0)
+
+# --- Production, HTTPS and the admin login (docs/security.md) ----------------------
+
+# "production" refuses to start with DEBUG on, without a SECRET_KEY of its own (the
+# generated .secret_key is for development) or without ALLOWED_HOSTS, and turns
+# LEVITY_HTTPS on by default: `manage.py check --deploy` is then clean.
+LEVITY_ENV = envstr("LEVITY_ENV", "development").strip().lower()
+if LEVITY_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured(f"LEVITY_ENV={LEVITY_ENV!r} must be development or production.")
+if LEVITY_ENV == "production":
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG=true is refused with LEVITY_ENV=production.")
+    if not (os.environ.get("SECRET_KEY") or os.environ.get("SECRET_KEY_FILE")):
+        raise ImproperlyConfigured(
+            "SECRET_KEY (or SECRET_KEY_FILE) must be set with LEVITY_ENV=production; "
+            "the generated key is for development only."
+        )
+    if not os.environ.get("ALLOWED_HOSTS", "").strip():
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS must be set with LEVITY_ENV=production (the host names of this server)."
+        )
+# The server is reached over HTTPS (TLS at daphne or at a proxy): cookies are sent
+# over HTTPS only, HTTP is redirected to HTTPS, and browsers are told to use HTTPS (HSTS).
+LEVITY_HTTPS = envbool("LEVITY_HTTPS", LEVITY_ENV == "production")
+if LEVITY_HTTPS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = envint("LEVITY_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("LEVITY_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Adding the domain to the browsers' preload lists is the operator's decision.
+    SECURE_HSTS_PRELOAD = envbool("LEVITY_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# Behind a proxy that terminates TLS: trust its X-Forwarded-Proto (only then).
+if envbool("LEVITY_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Admin login throttling (django-axes): after this many failed logins of one
+# username from one address, that pair is locked out for the cool-off period.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("LEVITY_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = envfloat("LEVITY_LOGIN_COOLOFF_MINUTES", 15.0, minimum=0.1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no start-up banner on every manage.py command's stderr
+AXES_IPWARE_PROXY_COUNT = envint("LEVITY_PROXY_COUNT", 0, minimum=0) or None

@@ -30,6 +30,8 @@ from bench.processes import ServerProcess, free_port
 from tests.ocpp_client import OCPPClient
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+#: The test servers' LEVITY_METRICS_TOKEN.
+METRICS_TOKEN = "levity-tests-metrics-token"
 
 pytest_plugins = ["tests.services", "tests.admin_fixtures", "tests.postgres_server"]
 
@@ -172,9 +174,13 @@ def server_env(test_db_path: Path, **overrides: str) -> dict[str, str]:
             # Most tests connect charge points they did not register first; the
             # default (pending) is tested in tests/chargepoints/test_onboarding.py.
             "LEVITY_UNKNOWN_CHARGE_POINTS": "accept",
-            # Many tests send as fast as the socket allows; the per-charge-point CALL
-            # rate is tested with its own settings in tests/chargepoints/test_limits.py.
+            # /metrics on the main port needs it (tests.plugins.metrics_page sends it).
+            # Many tests share one server and address, and some send many messages:
+            # the rate and handshake limits are off unless a test turns them on
+            # (tests/chargepoints/test_limits.py).
             "LEVITY_CALL_RATE": "0",
+            "LEVITY_HANDSHAKE_FAILURES_PER_ADDRESS": "0",
+            "LEVITY_METRICS_TOKEN": METRICS_TOKEN,
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }
@@ -296,9 +302,9 @@ class RawSession:
 @pytest.fixture
 def api_token(transactional_db) -> str:
     """The plaintext of a fresh API token (committed, so the server sees it)."""
-    from chargepoints.models import ApiToken
+    from chargepoints.models import ApiToken, ApiTokenScope
 
-    return ApiToken.issue("tests")[1]
+    return ApiToken.issue("tests", scope=ApiTokenScope.COMMANDS)[1]
 
 
 @pytest.fixture

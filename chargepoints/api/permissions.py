@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from ..models import ApiToken
+from ..models import ApiToken, ApiTokenScope
 
 
 class IsTokenOrStaff(BasePermission):
@@ -18,27 +18,33 @@ class IsTokenOrStaff(BasePermission):
 
 
 class CanSendCommands(IsTokenOrStaff):
-    """Tokens may send commands; staff users need the 'add charge point command' permission."""
+    """Tokens of the "commands" scope; staff users with the 'add charge point command' permission."""
 
-    message = "Sending commands needs an API token or the 'add charge point command' permission."
+    message = (
+        "Sending commands needs an API token of the 'commands' scope "
+        "or the 'add charge point command' permission."
+    )
 
     def has_permission(self, request, view) -> bool:
         if isinstance(request.auth, ApiToken):
-            return True
+            return request.auth.scope == ApiTokenScope.COMMANDS
         return super().has_permission(request, view) and request.user.has_perm(
             "chargepoints.add_chargepointcommand"
         )
 
 
 class CanManageChargePoints(IsTokenOrStaff):
-    """Tokens may accept charge points and manage their credentials; staff users need
-    the 'change charge point' permission."""
+    """Accepting charge points and managing their credentials: tokens of the "commands"
+    scope; staff users with the 'change charge point' permission."""
 
-    message = "Needs an API token or the 'change charge point' permission."
+    message = (
+        "Managing charge points needs an API token of the 'commands' scope "
+        "or the 'change charge point' permission."
+    )
 
     def has_permission(self, request, view) -> bool:
         if isinstance(request.auth, ApiToken):
-            return True
+            return request.auth.scope == ApiTokenScope.COMMANDS
         return super().has_permission(request, view) and request.user.has_perm(
             "chargepoints.change_chargepoint"
         )

@@ -28,7 +28,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 from django.utils import timezone
 
-from chargepoints.models import ApiToken, ApiTokenKind
+from chargepoints.models import ApiToken, ApiTokenKind, ApiTokenScope
 
 EXIT_REJECTED = 1
 EXIT_INVALID = 2
@@ -141,6 +141,7 @@ def cli_token(lifetime: float) -> Iterator[str]:
         token, plaintext = ApiToken.issue(
             name,
             kind=ApiTokenKind.CLI,
+            scope=ApiTokenScope.COMMANDS,
             expires_at=timezone.now() + timedelta(seconds=lifetime + 60),
         )
     except DatabaseError as exc:

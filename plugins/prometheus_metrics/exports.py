@@ -1,4 +1,4 @@
-"""Serving the metrics: the /metrics view on the main port, and the metrics port.
+"""Serving the metrics: the metrics port, and the /metrics view on the main port (with a token).
 
 With one daphne process the metrics are prometheus_client's default REGISTRY
 (django-prometheus's), to which the database-state collector is added. With
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from functools import lru_cache
 
 from django.conf import settings
@@ -37,7 +38,14 @@ def registry() -> CollectorRegistry:
 
 
 async def metrics_view(request: HttpRequest) -> HttpResponse:
-    """GET /metrics: rendered on the metrics thread, off the event loop."""
+    """GET /metrics with ``Authorization: Bearer <LEVITY_METRICS_TOKEN>``: rendered on the
+    metrics thread, off the event loop."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.LEVITY_METRICS_TOKEN
+    if not (expected and scheme.lower() == "bearer" and secrets.compare_digest(token.encode(), expected.encode())):
+        response = HttpResponse("The metrics need the metrics token.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     body = await asyncio.wrap_future(submit_to_metrics_thread(encoder, registry()))
     return HttpResponse(body, content_type=content_type)

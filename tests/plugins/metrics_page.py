@@ -41,8 +41,10 @@ class MetricsPage:
 
 
 async def scrape(url: str) -> MetricsPage:
+    from tests.conftest import METRICS_TOKEN
+
     async with httpx.AsyncClient(timeout=20) as http:
-        response = await http.get(url)
+        response = await http.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert response.status_code == 200, response.text
     return MetricsPage(response.text)
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from bench.processes import ServerProcess, free_port
-from tests.conftest import PROJECT_DIR
+from tests.conftest import METRICS_TOKEN, PROJECT_DIR
 from tests.services import program
 
 RULES = PROJECT_DIR / "examples" / "prometheus" / "levity-alerts.yml"
@@ -48,6 +48,7 @@ class PrometheusServer(ServerProcess):
             f"rule_files:\n  - {RULES.name}\n"
             "scrape_configs:\n  - job_name: levity\n"
             f"    static_configs:\n      - targets: [{targets}]\n"
+            f"    authorization:\n      credentials: {METRICS_TOKEN}\n"
         )
         return super().start(timeout)
 

@@ -206,7 +206,9 @@ async def wait_for_log(server, pattern: str, timeout: float = 5) -> None:
 async def _get(url: str) -> str:
     import httpx
 
+    from tests.conftest import METRICS_TOKEN
+
     async with httpx.AsyncClient() as http:
-        response = await http.get(url)
+        response = await http.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
         response.raise_for_status()
         return response.text
