@@ -89,7 +89,7 @@ def count(charge_points: int, server: str, work_dir: Path) -> dict:
 
 
 def _callgrind_control(switch: str, process: ServerProcess) -> None:
-    subprocess.run(["callgrind_control", switch, str(process.process.pid)], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", switch, str(process.pid)], check=True, capture_output=True)
 
 
 def _total_instructions(out: Path) -> int:

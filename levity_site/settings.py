@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -159,14 +160,14 @@ DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'levity.db'}")
 DATABASE_CONN_MAX_AGE = envint("DATABASE_CONN_MAX_AGE", 600, minimum=0)
 
 
-def _database(url: str) -> dict:
+def _database(url: str) -> dict[str, Any]:
     import dj_database_url
 
     try:
         # Persistent connections: the OCPP session reaches the database many times a
         # second through channels' database_sync_to_async, which would otherwise
         # reopen the connection on every message.
-        config = dj_database_url.parse(url, conn_max_age=DATABASE_CONN_MAX_AGE)
+        config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=DATABASE_CONN_MAX_AGE))
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL={url!r} is not usable: {exc}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":

@@ -122,9 +122,9 @@ def installed_plugin_classes() -> list[str]:
 
 
 def _check_options(plugin_class: type, options: dict, where: str) -> None:
-    signature = inspect.signature(plugin_class.__init__)
+    signature = inspect.signature(plugin_class)
     try:
-        signature.bind(None, **options)
+        signature.bind(**options)
     except TypeError as exc:
         accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
         raise ImproperlyConfigured(

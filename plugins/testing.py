@@ -224,7 +224,13 @@ def register_temporarily(
     of ``(hook_or_signal, receiver)`` pairs, as with Wagtail's
     ``hooks.register_temporarily``.
     """
-    pairs = hook_or_signal if receiver is None else [(hook_or_signal, receiver)]
+    pairs: list[tuple[Any, Callable]]
+    if receiver is not None:
+        pairs = [(hook_or_signal, receiver)]
+    elif isinstance(hook_or_signal, list):
+        pairs = hook_or_signal
+    else:
+        raise TypeError("register_temporarily() takes a receiver, or a list of (hook, receiver) pairs")
     connected: list[tuple[Signal, str]] = []
     try:
         for target, function in pairs:

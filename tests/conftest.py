@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import websockets
 from websockets.asyncio.server import serve
+from websockets.typing import Subprotocol
 
 from bench.processes import ServerProcess, free_port
 from tests.ocpp_client import OCPPClient
@@ -159,7 +160,7 @@ class ThirdWayServer:
 async def third_way() -> AsyncIterator[ThirdWayServer]:
     """The spec's third way: a websockets server in this process, each connection a session."""
     server = ThirdWayServer()
-    async with serve(server.handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as ws_server:
+    async with serve(server.handler, "127.0.0.1", 0, subprotocols=[Subprotocol("ocpp1.6")]) as ws_server:
         server.port = ws_server.sockets[0].getsockname()[1]
         yield server
 
@@ -171,7 +172,7 @@ def raw_ws(daphne_server):
     @contextlib.asynccontextmanager
     async def open_raw(charge_point_id: str, server=None):
         url = (server or daphne_server).ws_url(charge_point_id)
-        async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:
+        async with websockets.connect(url, subprotocols=[Subprotocol("ocpp1.6")]) as ws:
             yield RawSession(ws)
 
     return open_raw

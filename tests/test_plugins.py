@@ -69,6 +69,7 @@ async def make_transaction(cp: LevityChargePoint, **fields: Any) -> Transaction:
         "start_timestamp": utc(START_TIME),
     }
     values.update(fields)
+    assert cp.charge_point_pk is not None
     return await Transaction.objects.acreate(charge_point_id=cp.charge_point_pk, **values)
 
 
@@ -77,7 +78,7 @@ async def make_transaction(cp: LevityChargePoint, **fields: Any) -> Transaction:
 
 @dataclass
 class Seen:
-    hook: PluginHook
+    hook: PluginHook | None
     message_data: dict
     result: Any
     answered: bool

@@ -10,6 +10,7 @@ codes, and JSON goes through orjson.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import re
@@ -223,7 +224,7 @@ def validate(
 
 
 def schema_error(exc: fastjsonschema.JsonSchemaValueException) -> OCPPError:
-    field = exc.name.removeprefix("data.").removeprefix("data") or "payload"
+    field = (exc.name or "").removeprefix("data.").removeprefix("data") or "payload"
     details = {"field": field, "cause": exc.message}
     if exc.rule == "required":
         return ProtocolError(description=f"Required field missing: {exc.message}", details=details)
@@ -299,7 +300,7 @@ def to_payload(obj: Any) -> Any:
         return {_camel_key(k): to_payload(v) for k, v in obj.items() if v is not None}
     if isinstance(obj, (list, tuple)):
         return [to_payload(v) for v in obj if v is not None]
-    if hasattr(obj, "value") and isinstance(obj, str):  # str enums
+    if isinstance(obj, str) and isinstance(obj, enum.Enum):  # str enums
         return obj.value
     return obj
 

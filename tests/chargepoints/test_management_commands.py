@@ -32,6 +32,7 @@ def manage(daphne_server, test_db_path):
             stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None  # communicate() waited for the exit
         return process.returncode, out.decode(), err.decode()
 
     return run
