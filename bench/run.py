@@ -87,7 +87,7 @@ class Plan:
     commands: int
     no_hop_scenarios: tuple[str, ...]
     #: Reconnect storms per server; the one with the median p99 is reported, beside
-    #: the p99 of each (a storm lasts about 2 s, and one run is at the mercy of noise).
+    #: the p99 of each (a storm is short, and one run is at the mercy of noise).
     storm_runs: int = 5
     #: Repeats of a run disturbed by other processes (see Bench.throughput), and for
     #: the whole run, so that a busy machine cannot stretch it without bound.
@@ -379,7 +379,7 @@ class Bench:
         run's p99 and the worst failures.
 
         The servers take turns, so that each meets this shared machine's slow and fast
-        spells alike (a storm lasts about 2 s). With --profile, each first takes one more
+        spells alike (a storm is short). With --profile, each first takes one more
         storm under py-spy, which is not counted: sampling stops the server a hundred
         times a second.
         """

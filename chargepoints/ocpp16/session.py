@@ -120,8 +120,8 @@ class LevityChargePoint(OCPP16ChargePoint):
         charge_point_pk: int | None = None,
     ) -> None:
         # What ocpp's ChargePoint.__init__ sets, but for its route_map: create_route_map()
-        # tries every @on name of every class by getattr, 24 us a connection (2% of a
-        # reconnect storm); the handlers are looked up per class instead (handlers()).
+        # tries every @on name of every class by getattr on each connection; the
+        # handlers are looked up once per class instead (handlers()).
         self.id = id
         self._connection = connection
         self._response_timeout = response_timeout or settings.LEVITY_CALL_TIMEOUT
