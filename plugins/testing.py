@@ -170,8 +170,8 @@ async def create_test_charge_point(
 ):
     """A registered, started LevityChargePoint on a FakeConnection (``cp.connection``).
 
-    ``db`` is accepted for the spec's signature and ignored: the database is
-    Django's. The plugins' ``initialize()`` has run when this returns; end the
+    ``db`` is accepted and ignored (older plugin suites pass a database
+    connection): the database is Django's. The plugins' ``initialize()`` has run when this returns; end the
     session with ``await cp.shutdown()`` to run their ``cleanup()``.
     """
     from chargepoints.ocpp16.session import LevityChargePoint
