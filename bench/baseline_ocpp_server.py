@@ -20,6 +20,7 @@ import websockets
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
+from websockets.typing import Subprotocol
 
 _transaction_ids = itertools.count(1)
 
@@ -75,7 +76,7 @@ async def on_connect(websocket) -> None:
 
 async def serve(host: str, port: int, backlog: int) -> None:
     async with websockets.serve(
-        on_connect, host, port, subprotocols=["ocpp1.6"], backlog=backlog
+        on_connect, host, port, subprotocols=[Subprotocol("ocpp1.6")], backlog=backlog
     ):
         await asyncio.Future()
 

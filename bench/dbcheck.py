@@ -107,8 +107,8 @@ def check_nothing_lost(ledger: dict[str, list], cp_ids: list[str], using: str = 
         samples_missing += max(0, acked - stored.get(tx, 0))
         if stop_meter is not None:
             stops_acked += 1
-            row = found.get(tx)
-            if row is None or row["stop_timestamp"] is None or row["meter_stop"] != stop_meter:
+            stopped = found.get(tx)
+            if stopped is None or stopped["stop_timestamp"] is None or stopped["meter_stop"] != stop_meter:
                 stops_missing += 1
     return {
         "transactions_acked": len(tx_ids),

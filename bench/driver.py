@@ -33,18 +33,21 @@ class Worker:
             text=True,
             bufsize=1,
         )
+        stdin, stdout, stderr = self.process.stdin, self.process.stdout, self.process.stderr
+        assert stdin is not None and stdout is not None and stderr is not None  # PIPEs above
+        self._stdin, self._stdout, self._stderr = stdin, stdout, stderr
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.stderr: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._read_err, daemon=True).start()
 
     def _read(self) -> None:
-        for line in self.process.stdout:
+        for line in self._stdout:
             self.lines.put(line)
         self.lines.put(None)
 
     def _read_err(self) -> None:
-        for line in self.process.stderr:
+        for line in self._stderr:
             if len(self.stderr) < 200:
                 self.stderr.append(line)
 
@@ -70,12 +73,12 @@ class Worker:
                 return message
 
     def send(self, line: str) -> None:
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
+        self._stdin.write(line + "\n")
+        self._stdin.flush()
 
     def finish(self, timeout: float = 30) -> None:
         with contextlib.suppress(OSError):
-            self.process.stdin.close()
+            self._stdin.close()
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -3,19 +3,18 @@
     python -m bench.instructions                      # Levity, a storm of 200
     python -m bench.instructions --charge-points 50 --server bare_channels
 
-A storm's time on this shared machine drifts by 15-25% from one run to the next;
-the instructions the server executes for it hardly do: runs of the same code
-differ by up to about 2% (timing still decides how many messages share a database
-batch; the server's hash seed is fixed so that its dicts and sets do not add to
-that). So this is the measure to compare two versions of the hot path by, one
+A storm's time on this shared machine drifts a lot from one run to the next; the
+instructions the server executes for it hardly do (timing still decides how many
+messages share a database batch; the server's hash seed is fixed so that its dicts
+and sets do not add to that; bench/results/measurements.md has both spreads). So this is the measure to compare two versions of the hot path by, one
 change at a time; a full ``bench.run`` then confirms the time.
 
 The server runs under valgrind's callgrind, counting only while the storm runs
 (connect, BootNotification, StatusNotification; not start-up, not the closes).
 Every thread of the server is counted: the database thread's work too. The
-kernel's work (system calls, about a tenth of a storm's time) is not. Under
-valgrind the server runs some 50 times slower, so the storm is smaller than
-bench.run's 1,000 (whose clients would time out).
+kernel's work (system calls) is not. Under valgrind the server runs many times
+slower, so the storm is smaller than bench.run's 1,000 (whose clients would time
+out).
 """
 
 from __future__ import annotations
@@ -89,7 +88,7 @@ def count(charge_points: int, server: str, work_dir: Path) -> dict:
 
 
 def _callgrind_control(switch: str, process: ServerProcess) -> None:
-    subprocess.run(["callgrind_control", switch, str(process.process.pid)], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", switch, str(process.pid)], check=True, capture_output=True)
 
 
 def _total_instructions(out: Path) -> int:

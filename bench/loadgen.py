@@ -31,13 +31,14 @@ from typing import Any
 import orjson
 import websockets
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 if __package__ in (None, ""):
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from bench import frames
 
-SUBPROTOCOL = "ocpp1.6"
+SUBPROTOCOL = Subprotocol("ocpp1.6")
 METER_VALUES_PER_SESSION = 3
 
 
@@ -106,6 +107,7 @@ class SimulatedChargePoint:
         self.tag = frames.id_tag(index)
         self.energy = 0
         self.alive = False
+        self.tx_id = 0  # the open transaction of the meter_values scenario (setup())
 
     async def open(self) -> None:
         kwargs: dict[str, Any] = {}

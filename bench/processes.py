@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Self
+from typing import BinaryIO, Self
 
 
 def free_port() -> int:
@@ -57,7 +57,7 @@ class ServerProcess:
         self.cpu = cpu
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     def start(self, timeout: float = 30) -> Self:
         cpu = self.cpu
@@ -102,15 +102,22 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self.process.pid
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within ``stop_timeout``."""
-        if self.alive():
-            self.process.terminate()
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
             try:
-                self.process.wait(self.stop_timeout)
+                process.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+                process.kill()
+                process.wait(5)
         if self._log is not None:
             self._log.close()
 

@@ -56,8 +56,8 @@ def ratios(results: dict) -> list[dict]:
                 {
                     "scenario": scenario,
                     "n": n,
-                    "levity_vs_a": _ratio(lev["msg_per_s"], a and a["msg_per_s"]),
-                    "levity_vs_b": _ratio(lev["msg_per_s"], b and b["msg_per_s"]),
+                    "levity_vs_a": _ratio(lev["msg_per_s"], a["msg_per_s"] if a else None),
+                    "levity_vs_b": _ratio(lev["msg_per_s"], b["msg_per_s"] if b else None),
                 }
             )
     return out

@@ -28,11 +28,13 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
+from websockets.typing import Subprotocol
 
 if __package__ in (None, ""):
     # Run as a script: import the project (and this package) from the project root,
@@ -88,7 +90,7 @@ class Plan:
     commands: int
     no_hop_scenarios: tuple[str, ...]
     #: Reconnect storms per server; the one with the median p99 is reported, beside
-    #: the p99 of each (a storm lasts about 2 s, and one run is at the mercy of noise).
+    #: the p99 of each (a storm is short, and one run is at the mercy of noise).
     storm_runs: int = 5
     #: Repeats of a run disturbed by other processes (see Bench.throughput), and for
     #: the whole run, so that a busy machine cannot stretch it without bound.
@@ -247,7 +249,7 @@ class Bench:
         server under test nor the load generator is measured over the window
         (``other_cpu_pct``), and a run with more than OTHER_CPU_LIMIT is retried.
         """
-        best = None
+        best: dict | None = None
         for attempt in range(self.plan.retries + 1):
             wait_for_quiet_machine(timeout=self.plan.quiet_timeout)
             row = self._throughput_once(
@@ -264,6 +266,7 @@ class Bench:
                 break
             self.retries_used += 1
             log(f"    other processes used {row['other_cpu_pct']}% CPU during that run: repeating it")
+        assert best is not None  # the loop runs at least once
         return best
 
     def _throughput_once(
@@ -370,7 +373,7 @@ class Bench:
             warm.close()
             server.wait_quiet()
             time.sleep(1)
-            before = _median([server.rss() for _ in range(3) if not time.sleep(0.2)])
+            before = _median(_samples(server.rss, 3, interval=0.2))
             started = time.monotonic()
             group = Group.start(
                 urls=[server.ws_base],
@@ -385,7 +388,7 @@ class Bench:
             connect_s = time.monotonic() - started
             server.wait_quiet(timeout=60)
             time.sleep(2)
-            after = _median([server.rss() for _ in range(3) if not time.sleep(0.2)])
+            after = _median(_samples(server.rss, 3, interval=0.2))
             connected = group.connected
             errors = group.setup_errors()
             group.close(timeout=300)
@@ -409,7 +412,7 @@ class Bench:
         run's p99 and the worst failures.
 
         The servers take turns, so that each meets this shared machine's slow and fast
-        spells alike (a storm lasts about 2 s). With --profile, each first takes one more
+        spells alike (a storm is short). With --profile, each first takes one more
         storm under py-spy, which is not counted: sampling stops the server a hundred
         times a second.
         """
@@ -447,7 +450,7 @@ class Bench:
             spy = None
             profile_key = "storm" if name == report.LEVITY else f"storm ({report.LABELS[name]})"
             if profile and shutil.which("py-spy"):
-                spy = profiling.record(server.process.pid, 15, self.tmp / f"profile-storm-{name}.txt")
+                spy = profiling.record(server.pid, 15, self.tmp / f"profile-storm-{name}.txt")
             self.settle([server])  # done starting up
             cpu_before = server.cpu_seconds()
             group.go(lead=0.5)
@@ -544,7 +547,7 @@ class Bench:
         _, token = await asyncio.to_thread(ApiToken.issue, "bench", scope="commands")
         cp_id = self.cp_ids("cmd", 1)[0]
         stop = asyncio.Event()
-        ws = await websockets.connect(holder.ws_base + cp_id, subprotocols=["ocpp1.6"], compression=None)
+        ws = await websockets.connect(holder.ws_base + cp_id, subprotocols=[Subprotocol("ocpp1.6")], compression=None)
 
         async def answer_commands() -> None:
             with contextlib.suppress(websockets.ConnectionClosed):
@@ -676,6 +679,15 @@ class Bench:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _samples(read: Callable[[], float], count: int, interval: float) -> list[float]:
+    """``count`` readings of ``read()``, each after ``interval`` seconds."""
+    values = []
+    for _ in range(count):
+        time.sleep(interval)
+        values.append(read())
+    return values
 
 
 def _median(values: list[float]) -> float:

@@ -70,11 +70,11 @@ def daphne_argv(port: int, application: str) -> list[str]:
 class Watched(ServerProcess):
     """A server subprocess whose CPU time and memory psutil reads once it is started."""
 
-    ps: psutil.Process | None = None
+    ps: psutil.Process
 
     def start(self, timeout: float = 60) -> Self:
         super().start(timeout)
-        self.ps = psutil.Process(self.process.pid)
+        self.ps = psutil.Process(self.pid)
         return self
 
     def cpu_seconds(self) -> float:

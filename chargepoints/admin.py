@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django import forms
@@ -51,7 +52,7 @@ from .models import (
 from .services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
 
 #: What the session records about a charge point's connection (read-only here).
-CONNECTION_FIELDS = [
+CONNECTION_FIELDS = (
     "is_connected",
     "remote_address",
     "connected_at",
@@ -60,7 +61,7 @@ CONNECTION_FIELDS = [
     "last_heartbeat_at",
     "last_boot_at",
     "created_at",
-]
+)
 #: The admin permission that allows sending commands.
 SEND_PERMISSION = "chargepoints.add_chargepointcommand"
 #: Status notifications shown on a charge point's page (the rest: "full history").
@@ -218,7 +219,7 @@ class ConfigurationKeyInline(admin.TabularInline):
     model = ConfigurationKey
     extra = 0
     fields = ["key", "value", "readonly", "updated_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields are plain names here
     can_delete = False
     verbose_name_plural = "configuration (as last reported by GetConfiguration)"
 
@@ -229,12 +230,11 @@ class ConfigurationKeyInline(admin.TabularInline):
 def _operation_action(operation: str):
     form_class = OPERATIONS[operation]
 
+    @admin.action(description=f"{form_class.label}…", permissions=["send_command"])
     def action(modeladmin, request, queryset):
         return modeladmin.command_form_page(request, operation, queryset)
 
     action.__name__ = f"command_{operation.replace('-', '_')}"
-    action.short_description = f"{form_class.label}…"
-    action.allowed_permissions = ("send_command",)
     return action
 
 
@@ -340,7 +340,7 @@ class ChargePointAdmin(admin.ModelAdmin):
 
         transactions = Transaction.objects.filter(charge_point=obj)
         active = transactions.active().count()
-        query = {"charge_point__id__exact": obj.pk}
+        query: dict[str, Any] = {"charge_point__id__exact": obj.pk}
         links = [
             (
                 admin_url(Transaction, **query),
@@ -429,7 +429,7 @@ class ChargePointAdmin(admin.ModelAdmin):
         form = OPERATIONS[operation](request.POST)
         charge_point_ids = request.POST.getlist("charge_point")
         if not form.is_valid():
-            errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
+            errors = "; ".join(f"{name}: {' '.join(str(m) for m in e)}" for name, e in form.errors.items())
             messages.error(request, f"{form.label} not sent: {errors}")
             return HttpResponseRedirect(next_url)
         results = await asyncio.gather(
@@ -573,7 +573,7 @@ class ChargePointCommandAdmin(admin.ModelAdmin):
         "answered_at",
         "duration_ms",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields are plain names here
 
     @admin.display(description="request")
     def request_json(self, obj):
@@ -652,7 +652,7 @@ class ServerProcessAdmin(admin.ModelAdmin):
 
     list_display = ["__str__", "started_at", "alive_at", "charge_points"]
     fields = ["id", "hostname", "pid", "started_at", "alive_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields are plain names here
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

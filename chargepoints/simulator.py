@@ -38,8 +38,9 @@ from ocpp.exceptions import OCPPError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
+from websockets.typing import Subprotocol
 
-SUBPROTOCOL = "ocpp1.6"
+SUBPROTOCOL = Subprotocol("ocpp1.6")
 ENERGY = "Energy.Active.Import.Register"
 VOLTAGE = 230.0
 PHASES = 3
@@ -819,7 +820,7 @@ class SimulatedChargePoint(ChargePoint):
     def after_reserve_now(self, connector_id: int, reservation_id: int, **kwargs):
         connector = self.connectors.get(connector_id)
         reservation = connector.reservation if connector else None
-        if reservation is None or reservation.reservation_id != reservation_id:
+        if connector is None or reservation is None or reservation.reservation_id != reservation_id:
             return
         reservation.expiry_task = self.spawn(self._expire(connector, reservation))
         self.spawn(self.send_status(connector_id, "Reserved"))

@@ -37,8 +37,8 @@ from plugins.signals import server_started  # noqa: E402
 
 # Load now what Django and Channels would otherwise load on first use: the URLconf
 # with DRF, drf-spectacular and the PostgreSQL field modules they pull in, and the
-# channel layer with redis-py. Lazily, the first API request waited ~5 s for them
-# and the first charge point ~0.8 s; and loaded here, they are frozen below.
+# channel layer with redis-py. Lazily, the first API request and the first charge
+# point waited for them; loaded here, they are frozen below.
 get_resolver().url_patterns  # noqa: B018  (loads the URLconf)
 get_channel_layer()
 
@@ -61,9 +61,9 @@ server_started.send(sender=application)
 
 # Everything loaded so far (Django, the apps, their modules and caches) lives as long
 # as the process. Freezing it keeps it out of the garbage collector's full
-# collections, which otherwise rescan it all and stall every connection: bench/
-# measured 200-440 ms pauses at 1,000 charge points, and a heartbeat p99 of 1.1 s
-# that falls to about 0.4 s with this. The thresholds keep what the connections
-# allocate from here on out of those full collections too (see the setting).
+# collections, which otherwise rescan it all and stall every connection (at 1,000
+# charge points, the heartbeat p99 was mostly such pauses; bench/results/
+# measurements.md). The thresholds keep what the connections allocate from here on
+# out of those full collections too (see the setting).
 gc.freeze()
 gc.set_threshold(*settings.LEVITY_GC_THRESHOLDS)

@@ -2,29 +2,28 @@
 
 Daphne, as Levity runs it: every option and default is daphne's, with the changes
 below. Each was measured on bench/'s reconnect storm: the storm's time for uvloop;
-for the four after it, the server's instructions per charge point (bench.instructions,
-single runs; the count varies by up to about 2% between runs of the same code).
+for the four after it, the server's instructions per charge point (bench.instructions).
+The figures are in bench/results/measurements.md.
 
 - **uvloop.** Daphne runs Twisted on the asyncio event loop that it creates as it
   is imported; this sets uvloop's event loop policy first, so every connection's
   accept, HTTP upgrade and frames run through uvloop's C callbacks instead of
   asyncio's Python ones (Twisted supports uvloop under its asyncio reactor since
-  21.7). The storm took about 15% less time.
+  21.7).
 - **A WebSocket upgrade goes straight to autobahn.** Daphne parses every request
   with Twisted's HTTP server, then re-assembles an upgrade request for autobahn
   (its WebSocket layer) to parse again. ``UpgradeFirst`` hands an upgrade that
   arrives whole in one read -- as every charge point's does -- to daphne's
   WebSocket protocol directly, with the same checks of its head; anything else
-  takes daphne's way. 9% fewer instructions per charge point in a storm.
+  takes daphne's way.
 - **No log context per socket event.** Twisted's asyncio reactor wraps each read
   and write in ``callWithLogger``, which sets up a context for Twisted's own log;
   daphne discards that log (or, at ``-v 2``, passes it on without the context).
-  2.4% of a storm's instructions.
 - **A write is sent in the loop's next turn** (``Connection``), not after a round
-  of watching the socket for writability: 1.7% of a storm's instructions, and
-  two epoll changes per message.
+  of watching the socket for writability, which took two epoll changes per
+  message.
 - **autobahn's options are set on a connection at once** (``WebSocketProtocol``),
-  not one by one: 3.8% of a storm's instructions.
+  not one by one.
 - **Shutdown ends every session.** On SIGTERM daphne cancels each connection's
   application, and the OCPP consumer then ends its session as a disconnect would
   (plugins' ``cleanup()``, the charge point recorded offline). Daphne's own

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -147,8 +148,8 @@ MIDDLEWARE = [
     # Last, not second: WhiteNoise is synchronous only, and a synchronous innermost
     # middleware makes Django run the whole chain in one worker thread per request.
     # Anywhere else, every middleware after it hops between the event loop and a
-    # thread for each process_request/process_response (measured: 5.8 -> 3.2 ms of
-    # CPU per API request under daphne). Static files are served all the same.
+    # thread for each process_request/process_response, which costs CPU on every API
+    # request (bench/results/measurements.md). Static files are served all the same.
     "whitenoise.middleware.WhiteNoiseMiddleware",
 ]
 
@@ -191,14 +192,14 @@ if DATABASE_POOL_MAX_SIZE and DATABASE_POOL_MIN_SIZE > DATABASE_POOL_MAX_SIZE:
     )
 
 
-def _database(url: str) -> dict:
+def _database(url: str) -> dict[str, Any]:
     import dj_database_url
 
     try:
         # Persistent connections: the OCPP session reaches the database many times a
         # second through channels' database_sync_to_async, which would otherwise
         # reopen the connection on every message.
-        config = dj_database_url.parse(url, conn_max_age=DATABASE_CONN_MAX_AGE)
+        config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=DATABASE_CONN_MAX_AGE))
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL={url!r} is not usable: {exc}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
@@ -248,14 +249,12 @@ def _gc_thresholds(name: str, default: tuple[int, int, int]) -> tuple[int, int, 
 
 #: The server process's garbage-collector thresholds (gc.set_threshold). Python's
 #: (700, 10, 10) run a full collection after every ten middle ones while the heap
-#: grows, and messages in flight keep it growing: with 1,000 charge points bench/
-#: counted 30 full collections a minute at ~145 ms each (3.4 s), and 0.5 s of a
-#: reconnect storm. A third number of 100 makes them ten times rarer. A first
-#: number of 5,000 lets more short-lived objects die before a collection has to
-#: trace them: over bench/'s throughput scenarios the young and middle collections
-#: took 2.6 s in all (3.9 s at 2,000; 1.9 s at 20,000, but with pauses of 325 ms),
-#: with pauses under 60 ms, and a reconnect storm of 1,000 spent 190 ms in them
-#: (230 ms at 2,000).
+#: grows, and messages in flight keep it growing, so that with many charge points
+#: full collections, each a long pause, come often. A third number of 100 makes
+#: them ten times rarer. A first number of 5,000 lets more short-lived objects die
+#: before a collection has to trace them, with short pauses still (a larger one
+#: saves little more and pauses longer). The measurements are in
+#: bench/results/measurements.md.
 LEVITY_GC_THRESHOLDS = _gc_thresholds("LEVITY_GC_THRESHOLDS", (5_000, 10, 100))
 
 # Channel layer: in-memory for one process; REDIS_URL lets several daphne

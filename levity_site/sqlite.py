@@ -2,8 +2,8 @@
 
 By default SQLite checkpoints inside the commit that takes the log past 1,000 pages:
 that commit copies the log into the database file and syncs it to disk, and every
-OCPP session waiting on that batch waits with it. bench/ saw these stalls as the
-MeterValues p99 at N=100 (150-190 ms; 110-135 ms without them). So a server process
+OCPP session waiting on that batch waits with it; bench/ saw these stalls in the
+MeterValues p99 (bench/results/measurements.md). So a server process
 turns automatic checkpoints off for its own connections and, every
 LEVITY_SQLITE_CHECKPOINT_SECONDS, checkpoints from this thread until it has caught
 up: PASSIVE, which never blocks a writer.
@@ -11,8 +11,8 @@ up: PASSIVE, which never blocks a writer.
 SQLite starts the log afresh only for a write transaction that begins with all of
 the log checkpointed. Under writes that never pause, another commit always lands
 between the thread's catching up and the next transaction, so the log grew to
-WAL_LIMIT_PAGES, where a RESTART checkpoint (which makes writers wait) bounded it:
-bench/ measured such checkpoints at 0.2-2.5 s and saw them as MeterValues p99 spikes.
+WAL_LIMIT_PAGES, where a RESTART checkpoint (which makes writers wait) bounded it,
+and bench/ saw each such checkpoint as a MeterValues p99 spike.
 So the writer, right after a commit (``after_commit``), checkpoints the few pages
 committed since the thread last caught up, once the log has RESET_PAGES: its next
 transaction then starts the log afresh, and the file shrinks back to WAL_LIMIT_PAGES.

@@ -1,7 +1,8 @@
 """The plugin API: ChargePointPlugin, PluginHook and PluginContext.
 
-These names, the hook names and their semantics are the public API of
-levity-plugin-framework.md; keep them stable.
+These names, the hook names and their semantics are the public plugin API (with the
+hook signals of plugins.signals and the helpers of plugins.testing); docs/plugins.md
+describes it. Changes to it follow PLUGIN_API_VERSION.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ if TYPE_CHECKING:
     from chargepoints.ocpp16.session import LevityChargePoint
 
 logger = logging.getLogger("levity.plugins")
+
+#: The version of the plugin API, "MAJOR.MINOR". A minor version adds to it (a hook, a
+#: context field, a signal argument); a major version changes or removes something.
+#: Plugin apps state what they work with (PluginAppConfig.min_api_version and
+#: max_api_version), checked at start-up.
+PLUGIN_API_VERSION = "1.0"
 
 #: The name of the plugin whose hook is running (set by plugins.dispatch), so that
 #: a decision records who took it without the plugin saying so.
@@ -91,7 +98,7 @@ class PluginContext:
         """
         from . import decisions
 
-        if self.result is not None or (self.hook is not None and not self.hook.is_before):
+        if self.hook is None or not self.hook.is_before:
             raise RuntimeError("respond() decides the answer, so only BEFORE hooks may call it")
         decisions.check(self.hook, result)
         by = by or current_plugin.get() or "a hook receiver"
@@ -100,7 +107,7 @@ class PluginContext:
                 "%s: decision of %s on %s ignored; %s's decision stands",
                 self.charge_point.id,
                 by,
-                self.hook.action if self.hook else "this message",
+                self.hook.action,
                 self.decided_by,
             )
             return False

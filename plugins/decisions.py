@@ -1,17 +1,9 @@
-"""Answers decided by BEFORE hooks: checking them, combining them, applying them.
+"""Answers decided by BEFORE hooks (``PluginContext.respond``): checking, ranking, applying.
 
-The rule (docs/plugins.md, "Deciding the answer"):
-
-- The core handler always runs and persists the message; a decision only changes
-  the answer (and, for StartTransaction, the idTagInfo status stored with the
-  new transaction).
-- For Authorize, StartTransaction and StopTransaction the decision is the
-  ``id_tag_info``; the server still assigns the transactionId, and a retried
-  StartTransaction gets the answer stored the first time.
-- For the other actions the decision's fields replace the core answer's fields.
-- Several decisions: the first one stands, unless a later one is more
-  restrictive (rank below): a refusal overrides an acceptance, whatever the
-  order of the plugins.
+The rule is docs/plugins.md, "Deciding the answer": the core handler always runs; for
+Authorize, StartTransaction and StopTransaction the decision is the idTagInfo, for the
+other actions its fields replace the core answer's; of several decisions the first
+stands unless a later one is more restrictive.
 """
 
 from __future__ import annotations
@@ -35,10 +27,6 @@ ID_TAG_INFO_ACTIONS = frozenset({"Authorize", "StartTransaction", "StopTransacti
 STATUS_RANK = {None: 0, "Accepted": 0, "Pending": 1}
 
 
-def result_class(hook: PluginHook) -> type:
-    return getattr(call_result, hook.action)
-
-
 def _get(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
@@ -55,13 +43,9 @@ def rank(decision: Any) -> int:
     return STATUS_RANK.get(status_of(decision), 2)
 
 
-def check(hook: PluginHook | None, decision: Any) -> None:
+def check(hook: PluginHook, decision: Any) -> None:
     """Raise TypeError/ValueError, saying what is wrong, for a decision that cannot be sent."""
-    if hook is None:  # a PluginContext made by hand, e.g. in a plugin's unit test
-        if not (isinstance(decision, dict) or dataclasses.is_dataclass(decision)):
-            raise TypeError(f"a decision is a call_result object or a dict, not {decision!r}")
-        return
-    cls = result_class(hook)
+    cls = getattr(call_result, hook.action)
     fields = [f.name for f in dataclasses.fields(cls)]
     if isinstance(decision, dict):
         unknown = sorted(set(decision) - set(fields))

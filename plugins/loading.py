@@ -15,7 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from . import dispatch
-from .base import ChargePointPlugin
+from .apps import PluginAppConfig
+from .base import PLUGIN_API_VERSION, ChargePointPlugin
 
 logger = logging.getLogger("levity.plugins")
 
@@ -122,9 +123,9 @@ def installed_plugin_classes() -> list[str]:
 
 
 def _check_options(plugin_class: type, options: dict, where: str) -> None:
-    signature = inspect.signature(plugin_class.__init__)
+    signature = inspect.signature(plugin_class)
     try:
-        signature.bind(None, **options)
+        signature.bind(**options)
     except TypeError as exc:
         accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
         raise ImproperlyConfigured(
@@ -252,3 +253,43 @@ def reset_configuration() -> None:
 
 def plugins_for(charge_point_id: str) -> list[ChargePointPlugin]:
     return configuration().plugins_for(charge_point_id)
+
+
+def check_api_versions() -> None:
+    """Refuse to start when an installed plugin app does not work with this plugin API."""
+    for app_config in apps.get_app_configs():
+        if isinstance(app_config, PluginAppConfig):
+            try:
+                problem = api_version_problem(
+                    app_config.min_api_version, app_config.max_api_version, PLUGIN_API_VERSION
+                )
+            except ValueError as exc:
+                raise ImproperlyConfigured(f"plugin app {app_config.name!r}: {exc}") from None
+            if problem:
+                raise ImproperlyConfigured(f"plugin app {app_config.name!r} {problem}")
+
+
+def api_version_problem(minimum: str | None, maximum: str | None, current: str) -> str | None:
+    """Why ``current`` is outside [minimum, maximum] (None if it is within), as NetBox checks
+    a plugin's min_version and max_version. A maximum "MAJOR" accepts every MAJOR.x.
+    Raises ValueError for a bound that is not a version."""
+    version = _version(current, "PLUGIN_API_VERSION")
+    low = _version(minimum, "min_api_version") if minimum is not None else None
+    high = _version(maximum, "max_api_version") if maximum is not None else None
+    if (low is None or version >= low) and (high is None or version[: len(high)] <= high):
+        return None
+    needs = " and ".join(
+        [f">= {minimum}"] * (low is not None)
+        + [f"<= {maximum}" if len(high or ()) > 1 else f"{maximum}.x"] * (high is not None)
+    )
+    return (
+        f"needs plugin API {needs}; this Levity provides {current}. Install a version of the "
+        "plugin made for this plugin API, or a Levity that provides what it needs."
+    )
+
+
+def _version(text: Any, name: str) -> tuple[int, ...]:
+    parts = text.split(".") if isinstance(text, str) else []
+    if not 1 <= len(parts) <= 2 or not all(part.isdigit() for part in parts):
+        raise ValueError(f"{name} {text!r} is not a version such as '1.0'.")
+    return tuple(int(part) for part in parts)

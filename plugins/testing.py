@@ -170,8 +170,8 @@ async def create_test_charge_point(
 ):
     """A registered, started LevityChargePoint on a FakeConnection (``cp.connection``).
 
-    ``db`` is accepted for the spec's signature and ignored: the database is
-    Django's. The plugins' ``initialize()`` has run when this returns; end the
+    ``db`` is accepted and ignored (older plugin suites pass a database
+    connection): the database is Django's. The plugins' ``initialize()`` has run when this returns; end the
     session with ``await cp.shutdown()`` to run their ``cleanup()``.
     """
     from chargepoints.ocpp16.session import LevityChargePoint
@@ -224,7 +224,13 @@ def register_temporarily(
     of ``(hook_or_signal, receiver)`` pairs, as with Wagtail's
     ``hooks.register_temporarily``.
     """
-    pairs = hook_or_signal if receiver is None else [(hook_or_signal, receiver)]
+    pairs: list[tuple[Any, Callable]]
+    if receiver is not None:
+        pairs = [(hook_or_signal, receiver)]
+    elif isinstance(hook_or_signal, list):
+        pairs = hook_or_signal
+    else:
+        raise TypeError("register_temporarily() takes a receiver, or a list of (hook, receiver) pairs")
     connected: list[tuple[Signal, str]] = []
     try:
         for target, function in pairs:

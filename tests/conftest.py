@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
 from websockets.asyncio.server import serve
+from websockets.typing import Subprotocol
 
 from bench.processes import ServerProcess, free_port
 from tests.ocpp_client import OCPPClient
@@ -71,6 +73,36 @@ def pytest_collection_modifyitems(config, items) -> None:
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if not elsewhere(item)]
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Wait until ``check()`` holds, and return what it returned.
+
+    ``check`` takes no arguments and may be sync or async. It holds when it returns
+    something truthy without raising AssertionError; it is tried every ``interval``
+    seconds until ``timeout``, then the test fails with its last AssertionError or
+    with its last value. This is how a test waits for what the server does after it
+    has answered (a row written at disconnect, a log line, a metric): on the
+    condition, with a generous bound, never on a fixed sleep.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        failure: AssertionError | None = None
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+        except AssertionError as exc:
+            failure, result = exc, None
+        if failure is None and result:
+            return result
+        if loop.time() >= deadline:
+            if failure is not None:
+                raise failure
+            name = getattr(check, "__qualname__", repr(check))
+            raise AssertionError(f"{name} did not hold within {timeout} s (last value: {result!r})")
+        await asyncio.sleep(interval)
 
 
 @pytest.fixture(scope="session")
@@ -148,14 +180,15 @@ class DaphneServer(ServerProcess):
     def ws_url(self, charge_point_id: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ocpp/{charge_point_id}"
 
-    async def wait_for_log(self, text: str, timeout: float = 5) -> str:
+    async def wait_for_log(self, text: str, timeout: float = 10) -> str:
         """The server's log, once ``text`` is in it (after-hooks log a moment after the answer)."""
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not in the server log:\n{self.log()[-3000:]}")
-            await asyncio.sleep(0.05)
-        return self.log()
+
+        def logged() -> str:
+            log = self.log()
+            assert text in log, f"{text!r} not in the server log:\n{log[-3000:]}"
+            return log
+
+        return await eventually(logged, timeout=timeout)
 
 
 def server_env(test_db_path: Path, **overrides: str) -> dict[str, str]:
@@ -261,9 +294,9 @@ class ThirdWayServer:
 
 @pytest.fixture
 async def third_way() -> AsyncIterator[ThirdWayServer]:
-    """The spec's third way: a websockets server in this process, each connection a session."""
+    """Sessions served directly: a websockets server in this process, each connection a session."""
     server = ThirdWayServer()
-    async with serve(server.handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as ws_server:
+    async with serve(server.handler, "127.0.0.1", 0, subprotocols=[Subprotocol("ocpp1.6")]) as ws_server:
         server.port = ws_server.sockets[0].getsockname()[1]
         yield server
 
@@ -275,7 +308,7 @@ def raw_ws(daphne_server):
     @contextlib.asynccontextmanager
     async def open_raw(charge_point_id: str, server=None):
         url = (server or daphne_server).ws_url(charge_point_id)
-        async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:
+        async with websockets.connect(url, subprotocols=[Subprotocol("ocpp1.6")]) as ws:
             yield RawSession(ws)
 
     return open_raw

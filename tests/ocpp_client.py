@@ -14,6 +14,7 @@ import websockets
 from ocpp.exceptions import OCPPError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
+from websockets.typing import Subprotocol
 
 
 def now_iso() -> str:
@@ -31,7 +32,7 @@ class OCPPClient(ChargePoint):
 
     @classmethod
     async def open(cls, url: str, **connect_kwargs) -> OCPPClient:
-        ws = await websockets.connect(url, subprotocols=["ocpp1.6"], **connect_kwargs)
+        ws = await websockets.connect(url, subprotocols=[Subprotocol("ocpp1.6")], **connect_kwargs)
         client = cls(url.rsplit("/", 1)[-1], ws)
         client._task = asyncio.create_task(client._serve())
         return client
@@ -50,6 +51,7 @@ class OCPPClient(ChargePoint):
 
     async def closed_by_server(self, timeout: float = 5) -> int | None:
         """The close code the server sent, once it has closed the connection."""
+        assert self._task is not None, "open() starts the client"
         await asyncio.wait_for(asyncio.shield(self._task), timeout)
         return self._connection.close_code
 

@@ -27,7 +27,8 @@ from chargepoints.models import ChargePoint, SecurityEvent, StatusNotification
 from chargepoints.ocpp16 import protocol
 from chargepoints.ocpp16.session import ChargePointDisconnected, LevityChargePoint
 from plugins import AutoRemoteStartPlugin, OrphanedTransactionPlugin, signals
-from plugins.base import ChargePointPlugin, PluginContext, PluginHook
+from plugins.base import PLUGIN_API_VERSION, ChargePointPlugin, PluginContext, PluginHook
+from plugins.loading import api_version_problem
 from plugins.testing import (
     FakeConnection,
     after_hooks_done,
@@ -69,6 +70,7 @@ async def make_transaction(cp: LevityChargePoint, **fields: Any) -> Transaction:
         "start_timestamp": utc(START_TIME),
     }
     values.update(fields)
+    assert cp.charge_point_pk is not None
     return await Transaction.objects.acreate(charge_point_id=cp.charge_point_pk, **values)
 
 
@@ -77,7 +79,7 @@ async def make_transaction(cp: LevityChargePoint, **fields: Any) -> Transaction:
 
 @dataclass
 class Seen:
-    hook: PluginHook
+    hook: PluginHook | None
     message_data: dict
     result: Any
     answered: bool
@@ -320,7 +322,7 @@ async def test_a_hook_changing_message_data_does_not_change_what_is_stored():
     assert (tx.connector_id, tx.meter_start) == (1, 100)
 
 
-# --- the test helpers themselves, as the spec shows them ---------------------------------
+# --- the test helpers themselves, as docs/plugins.md shows them ---------------------------------
 
 
 class BootWatcher(ChargePointPlugin):
@@ -337,9 +339,9 @@ class BootWatcher(ChargePointPlugin):
         self.logger.info("Charge point %s (%s) has booted!", context.charge_point.id, vendor)
 
 
-async def test_create_test_charge_point_as_in_the_spec(caplog):
+async def test_create_test_charge_point_as_in_the_docs(caplog):
     plugin = BootWatcher()
-    db_connection = None  # the spec passes one; the database is Django's
+    db_connection = None  # older suites pass one; the database is Django's
     cp = await create_test_charge_point("TEST001", db_connection, plugins=[plugin])
     with caplog.at_level(logging.INFO, logger="levity.plugins"):
         result = await cp.on_boot_notification("TestVendor", "TestModel")
@@ -958,6 +960,12 @@ CONFIG_ERRORS = {
         {"LEVITY_PLUGIN_FACTORY": "tests.sample_plugins.plugins.make_them"},
         "LEVITY_PLUGIN_FACTORY: cannot import 'tests.sample_plugins.plugins.make_them'",
     ),
+    "plugin-api-too-old": (
+        {"LEVITY_EXTRA_APPS": "tests.future_plugin"},
+        "plugin app 'tests.future_plugin' needs plugin API >= 99.0; this Levity provides "
+        f"{PLUGIN_API_VERSION}. Install a version of the plugin made for this plugin API, or a "
+        "Levity that provides what it needs.",
+    ),
     "factory-returns-no-list": (
         {
             "LEVITY_EXTRA_APPS": "tests.sample_plugins",
@@ -1001,6 +1009,36 @@ def test_daphne_does_not_start_with_bad_plugin_configuration(start_daphne):
     )
 
 
+@pytest.mark.parametrize(
+    ("minimum", "maximum", "current"),
+    [(None, None, "1.0"), ("1.0", None, "1.0"), ("0.5", "1.0", "1.0"), (None, "1", "1.7")],
+)
+def test_a_plugin_api_within_the_plugin_apps_bounds_is_accepted(minimum, maximum, current):
+    assert api_version_problem(minimum, maximum, current) is None
+
+
+@pytest.mark.parametrize(
+    ("minimum", "maximum", "current", "needs"),
+    [
+        ("1.1", None, "1.0", ">= 1.1"),
+        (None, "0.9", "1.0", "<= 0.9"),
+        (None, "1", "2.0", "1.x"),
+        ("1.2", "1", "1.1", ">= 1.2 and 1.x"),
+    ],
+)
+def test_a_plugin_api_outside_the_plugin_apps_bounds_is_refused(minimum, maximum, current, needs):
+    problem = api_version_problem(minimum, maximum, current)
+    assert problem is not None and problem.startswith(
+        f"needs plugin API {needs}; this Levity provides {current}."
+    )
+
+
+@pytest.mark.parametrize("bound", ["1.x", "", "1.0.0", "v1"])
+def test_a_plugin_api_bound_that_is_not_a_version_is_refused(bound):
+    with pytest.raises(ValueError, match=f"min_api_version {bound!r} is not a version such as '1.0'"):
+        api_version_problem(bound, None, "1.0")
+
+
 def test_built_in_plugins_are_importable_from_plugins():
     assert AutoRemoteStartPlugin().id_tag == "anonymous"
     assert AutoRemoteStartPlugin().delay_seconds == 1.0
@@ -1008,7 +1046,7 @@ def test_built_in_plugins_are_importable_from_plugins():
     assert AutoRemoteStartPlugin().logger.name == "levity.plugins.AutoRemoteStartPlugin"
 
 
-# --- the spec's third way: LevityChargePoint on a websockets connection --------------------------
+# --- served directly: LevityChargePoint on a websockets connection --------------------------
 
 
 async def test_levity_charge_point_serves_a_websockets_connection_with_its_plugins(cp_id):

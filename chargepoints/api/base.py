@@ -31,4 +31,4 @@ class ChargePointRowViewSet(viewsets.ReadOnlyModelViewSet):
     model: type[models.Model]
 
     def get_queryset(self) -> models.QuerySet:
-        return self.model.objects.select_related("charge_point")
+        return self.model._default_manager.select_related("charge_point")

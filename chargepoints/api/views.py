@@ -32,7 +32,7 @@ from .serializers import (
 )
 
 #: How a stored command's status answers the HTTP request (answered commands are 201).
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[str, tuple[int, str]] = {
     CommandStatus.OFFLINE: (status.HTTP_409_CONFLICT, "not_connected"),
     CommandStatus.TIMEOUT: (status.HTTP_504_GATEWAY_TIMEOUT, "timeout"),
     CommandStatus.CALLERROR: (status.HTTP_502_BAD_GATEWAY, "callerror"),
@@ -147,7 +147,7 @@ class ChargePointCommandView(AsyncAPIView):
                 data["action"],
                 data["payload"],
                 timeout=data["timeout"],
-                requested_by=token.requested_by if token else f"user:{user.get_username()}",
+                requested_by=token.requested_by if token else f"user:{request.user.get_username()}",
                 user_id=user.pk if user is not None else None,
                 api_token_id=token.pk if token else None,
             )

@@ -19,10 +19,9 @@ spends, for every frame it receives,
 
 Under it, autobahn (daphne's WebSocket layer) builds the arguments of its debug log
 lines whether or not they are ever written: it pretty-prints its configuration on
-every new connection (9% of the server's busy time in a reconnect storm) and colours
-a method name and the peer for every frame received or sent (about 20 us a round
-trip). ``defer_autobahn_debug_formatting`` makes that text be built only when a
-debug line is written.
+every new connection and colours a method name and the peer for every frame
+received or sent (bench/results/measurements.md). ``defer_autobahn_debug_formatting``
+makes that text be built only when a debug line is written.
 """
 
 from __future__ import annotations

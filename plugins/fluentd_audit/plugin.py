@@ -1,4 +1,4 @@
-"""FluentdAuditPlugin and FluentdWebSocketAuditPlugin (levity-plugin-framework.md)."""
+"""FluentdAuditPlugin and FluentdWebSocketAuditPlugin: audit records to Fluentd (docs/observability.md)."""
 
 from __future__ import annotations
 

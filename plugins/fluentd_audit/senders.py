@@ -54,6 +54,8 @@ def _count_records(packed: bytes) -> int:
 class AuditSender(asyncsender.FluentSender):
     """fluent-logger's asynchronous sender, bounded, counting and logging what it drops."""
 
+    pendings: bytes | None  # fluent-logger's buffer of records not yet sent
+
     def __init__(
         self,
         tag: str,

@@ -22,7 +22,7 @@ class OrphanedTransactionPlugin(ChargePointPlugin):
     ``scope="connector"`` (default) closes the active transactions on the connector
     the new transaction starts on: a connector has one transaction at a time, so
     those are certainly orphaned. ``scope="charge_point"`` closes every active
-    transaction of the charge point, as the spec words it; choose it only for
+    transaction of the charge point; choose it only for
     single-connector charge points or chargers known to lose all sessions at once,
     since on a multi-connector charger it also closes sessions still charging.
 

@@ -276,13 +276,13 @@ class OCPPStateCollector(Collector):
             ids[pk] = cp_id
             families["connected"].add_metric([cp_id], 1 if connected else 0)
             families["energy_total"].add_metric([cp_id], state.energy.get(pk) or 0)
-            for key, value in (
+            for family, value in (
                 ("last_seen", last_seen),
                 ("last_heartbeat", last_heartbeat),
                 ("last_boot", last_boot),
             ):
                 if value is not None:
-                    families[key].add_metric([cp_id], value.timestamp())
+                    families[family].add_metric([cp_id], value.timestamp())
         open_count: dict[tuple[int, int], int] = {}
         samples: dict[tuple[int, int], tuple[float | None, float | None]] = {}
         for pk, connector_id, meter_start, current, register in state.active:

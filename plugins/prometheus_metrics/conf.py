@@ -11,8 +11,8 @@ from django.conf import settings
 def metrics_enabled() -> bool:
     """On when LEVITY_METRICS_PORT is set or LEVITY_PLUGINS lists PrometheusMetricsPlugin.
 
-    With a LEVITY_PLUGIN_FACTORY that returns the plugin, set LEVITY_METRICS_PORT
-    (as the spec's ``metrics_port``): the factory is only called per connection.
+    With a LEVITY_PLUGIN_FACTORY that returns the plugin, set LEVITY_METRICS_PORT:
+    the factory is only called per connection.
     """
     if settings.LEVITY_METRICS_PORT:
         return True

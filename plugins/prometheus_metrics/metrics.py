@@ -60,7 +60,9 @@ for _action in CP_ACTIONS:
 
 
 def action_label(action: str | None) -> str:
-    return action if action in OCPP16_ACTIONS else UNKNOWN_ACTION
+    if action is None or action not in OCPP16_ACTIONS:
+        return UNKNOWN_ACTION
+    return action
 
 
 # Each action's counter and histogram children, looked up once (labels() costs more

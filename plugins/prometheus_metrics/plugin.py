@@ -1,4 +1,4 @@
-"""PrometheusMetricsPlugin (levity-plugin-framework.md)."""
+"""PrometheusMetricsPlugin: Prometheus metrics of the OCPP traffic (docs/observability.md)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""TransactionNotificationPlugin: the spec's webhook example, as a working plugin app."""
+"""TransactionNotificationPlugin: the webhook example of docs/plugins.md, as a working plugin app."""

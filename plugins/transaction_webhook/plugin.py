@@ -1,4 +1,4 @@
-"""The spec's example plugin: POST a JSON notification when a transaction starts or stops."""
+"""POST a JSON notification when a transaction starts or stops (docs/plugins.md's example)."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from chargepoints import services
 from chargepoints.db import insert_rows, value_preparer
 from chargepoints.models import ChargePoint, Connector, RegistrationStatus, StatusNotification
 from chargepoints.session import writer
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,11 +117,12 @@ async def test_charge_points_disconnecting_at_once_are_all_recorded_offline(raw_
     ids = [f"{cp_id}-{i}" for i in range(20)]
     async with sessions_of(raw_ws, ids) as sessions:
         await asyncio.gather(*(s.exchange([2, "hb", "Heartbeat", {}]) for s in sessions[::2]))
-    for _ in range(100):
+
+    async def all_offline() -> list[ChargePoint]:
         rows = [cp async for cp in ChargePoint.objects.filter(charge_point_id__in=ids, is_connected=False)]
-        if len(rows) == len(ids):
-            break
-        await asyncio.sleep(0.05)
+        return rows if len(rows) == len(ids) else []
+
+    rows = await eventually(all_offline)
     assert sorted(cp.charge_point_id for cp in rows) == sorted(ids)
     assert all(cp.disconnected_at is not None and cp.last_seen_at is not None for cp in rows)
     assert {cp.charge_point_id for cp in rows if cp.last_heartbeat_at is not None} == set(ids[::2])

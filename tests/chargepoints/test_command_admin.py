@@ -39,6 +39,7 @@ class AdminSession:
         assert response.status_code == 302, response.text[:500]
         page = await self.get(response.headers["Location"])
         listed = re.search(r'<ul class="messagelist">(.*?)</ul>', page.text, re.S)
+        assert listed is not None, page.text[:500]
         return [
             (level, html.unescape(text))
             for level, text in re.findall(r'<li class="(\w+)">(.*?)</li>', listed.group(1), re.S)

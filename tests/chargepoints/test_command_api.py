@@ -9,6 +9,7 @@ from ocpp.exceptions import GenericError
 
 from chargepoints.models import ChargePoint, ChargePointCommand, ConfigurationKey
 from chargepoints.ocpp16 import protocol
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -234,7 +235,11 @@ async def test_charge_point_not_connected_is_409_and_stored_as_offline(api, conn
     client = await connect(cp_id)
     await client.boot()
     await client.close()
-    await asyncio.sleep(0.3)
+
+    async def offline() -> bool:
+        return not (await ChargePoint.objects.aget(charge_point_id=cp_id)).is_connected
+
+    await eventually(offline)
     response = await command(api, cp_id, "ClearCache")
     assert response.status_code == 409
     body = response.json()
@@ -436,6 +441,10 @@ async def test_command_whose_caller_went_away_is_still_stored_with_its_answer(
     ) as impatient:
         with pytest.raises(httpx.ReadTimeout):
             await command(impatient, cp_id, "Reset", {"type": "Soft"})
-    await asyncio.sleep(1.5)
-    stored = await ChargePointCommand.objects.aget(charge_point__charge_point_id=cp_id)
+
+    async def answered() -> ChargePointCommand | None:
+        stored = await ChargePointCommand.objects.aget(charge_point__charge_point_id=cp_id)
+        return stored if stored.status != "pending" else None
+
+    stored = await eventually(answered)
     assert (stored.status, stored.response) == ("accepted", {"status": "Accepted"})

@@ -6,7 +6,6 @@ real daphne processes sharing the test database.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 import httpx
@@ -112,7 +111,7 @@ async def test_answer_slower_than_the_route_timeout_still_reaches_the_other_proc
 async def test_charge_point_connected_to_no_process_is_409(two_servers, connect, cp_id, api_token):
     holder, other = two_servers
     await (await connect(cp_id, server=holder)).close()
-    await asyncio.sleep(0.3)
+    await holder.wait_for_log(f"{cp_id} disconnected")
     async with api_of(other, api_token) as api:
         response = await api.post(f"/charge-points/{cp_id}/commands", json={"action": "ClearCache"})
     assert response.status_code == 409
@@ -128,7 +127,7 @@ async def test_reconnect_to_another_process_closes_the_old_session_and_keeps_it_
     new = await connect(cp_id, server=second)
     await new.boot()
     assert await old.closed_by_server() == 4000
-    await asyncio.sleep(0.3)
+    await first.wait_for_log(f"{cp_id} disconnected (code 4000)")  # its end is recorded, and
     assert (await ChargePoint.objects.aget(charge_point_id=cp_id)).is_connected
     async with api_of(first, api_token) as api:
         response = await api.post(f"/charge-points/{cp_id}/commands", json={"action": "ClearCache"})

@@ -8,17 +8,10 @@ import pytest
 import websockets
 
 from chargepoints.models import ChargePoint
+from tests.conftest import eventually
 from tests.ocpp_client import OCPPClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_connect_registers_unknown_charge_point_and_marks_it_online(connect, cp_id):
@@ -39,7 +32,7 @@ async def test_disconnect_marks_charge_point_offline(connect, cp_id):
         cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
         return not cp.is_connected and cp.disconnected_at is not None
 
-    await wait_until(offline)
+    await eventually(offline)
 
 
 async def test_handshake_answers_with_subprotocol_ocpp16(daphne_server, cp_id):
@@ -118,7 +111,7 @@ async def test_reconnect_with_same_id_closes_old_socket_with_4000(daphne_server,
         assert old.close_code == 4000
         # The new session works, and the old one's end did not mark the charge point offline.
         assert (await new.boot()).status == "Accepted"
-        await asyncio.sleep(0.3)
+        await daphne_server.wait_for_log(f"{cp_id} disconnected (code 4000)")
         cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
         assert cp.is_connected
         assert cp.charge_point_vendor == "Acme"

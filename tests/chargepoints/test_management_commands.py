@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from chargepoints.models import ApiToken, ChargePointCommand
-from tests.conftest import PROJECT_DIR, free_port, server_env
+from chargepoints.models import ApiToken, ChargePoint, ChargePointCommand
+from tests.conftest import PROJECT_DIR, eventually, free_port, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,6 +32,7 @@ def manage(daphne_server, test_db_path):
             stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None  # communicate() waited for the exit
         return process.returncode, out.decode(), err.decode()
 
     return run
@@ -140,7 +141,11 @@ async def test_rejected_command_exits_1_with_a_one_line_reason(manage, connect, 
 
 async def test_offline_charge_point_exits_3(manage, connect, cp_id):
     await (await connect(cp_id)).close()
-    await asyncio.sleep(0.3)
+
+    async def offline() -> bool:
+        return not (await ChargePoint.objects.aget(charge_point_id=cp_id)).is_connected
+
+    await eventually(offline)
     code, _, err = await manage("reset", cp_id)
     assert (code, err) == (3, f"CommandError: {cp_id} is not connected\n")
 

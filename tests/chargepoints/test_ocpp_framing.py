@@ -6,8 +6,6 @@ read) and the session stays up: the Heartbeat sent next is answered.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from chargepoints.models import Connector
@@ -215,10 +213,10 @@ async def test_calls_are_answered_in_the_order_they_were_sent(raw_ws, cp_id):
         assert [a[1] for a in answers] == [f"o-{n}" for n in range(5)]
 
 
-async def test_session_survives_client_that_closes_without_waiting(raw_ws, cp_id, connect):
+async def test_session_survives_client_that_closes_without_waiting(daphne_server, raw_ws, cp_id, connect):
     async with raw_ws(cp_id) as session:
         await session.send([2, "c-1", "Heartbeat", {}])
-    await asyncio.sleep(0.2)
+    await daphne_server.wait_for_log(f"{cp_id} disconnected")
     # The server is still serving new sessions of the same charge point.
     client = await connect(cp_id)
     assert (await client.boot()).status == "Accepted"

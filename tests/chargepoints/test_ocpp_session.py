@@ -17,6 +17,7 @@ from chargepoints.models import (
     FirmwareStatusNotification,
     StatusNotification,
 )
+from tests.conftest import DaphneServer, eventually, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -111,27 +112,45 @@ async def test_heartbeat_answers_current_time_in_utc(raw_ws, cp_id):
     assert abs((datetime.now(timezone.utc) - sent).total_seconds()) < 5
 
 
-async def test_heartbeat_last_seen_is_written_in_bulk_not_per_heartbeat(connect, cp_id):
-    client = await connect(cp_id)
+@pytest.fixture(scope="module")
+def unflushed_server(django_db_setup, test_db_path, tmp_path_factory):
+    """daphne whose last-seen flusher never runs during a test: only a disconnect writes them."""
+    env = server_env(test_db_path, LEVITY_LAST_SEEN_FLUSH_SECONDS="3600")
+    daphne = DaphneServer(env, tmp_path_factory.mktemp("unflushed") / "daphne.log").start()
+    yield daphne
+    daphne.stop()
+
+
+async def test_heartbeat_is_not_written_when_it_is_answered(unflushed_server, connect, cp_id):
+    client = await connect(cp_id, server=unflushed_server)
+    await client.call(call.Heartbeat())
+    cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
+    assert cp.last_heartbeat_at is None and cp.is_connected
+
+
+async def test_last_seen_times_are_written_in_bulk_by_the_flusher(connect, cp_id):
+    client = await connect(cp_id)  # LEVITY_LAST_SEEN_FLUSH_SECONDS=0.5 in tests
     before = await ChargePoint.objects.aget(charge_point_id=cp_id)
     await client.call(call.Heartbeat())
-    # Not written at once...
-    cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
-    assert cp.last_heartbeat_at is None
-    # ...but by the flusher (LEVITY_LAST_SEEN_FLUSH_SECONDS=0.5 in tests).
-    await asyncio.sleep(1.5)
-    cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
-    assert cp.last_heartbeat_at is not None
-    assert cp.last_seen_at >= before.last_seen_at
+
+    async def flushed() -> ChargePoint | None:
+        cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
+        return cp if cp.last_heartbeat_at is not None else None
+
+    cp = await eventually(flushed)
+    assert cp.is_connected and cp.last_seen_at >= before.last_seen_at
 
 
-async def test_last_heartbeat_is_written_at_disconnect(connect, cp_id):
-    client = await connect(cp_id)
+async def test_last_heartbeat_is_written_at_disconnect(unflushed_server, connect, cp_id):
+    client = await connect(cp_id, server=unflushed_server)
     await client.call(call.Heartbeat())
     await client.close()
-    await asyncio.sleep(0.3)
-    cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
-    assert cp.last_heartbeat_at is not None and not cp.is_connected
+
+    async def written() -> bool:
+        cp = await ChargePoint.objects.aget(charge_point_id=cp_id)
+        return not cp.is_connected and cp.last_heartbeat_at is not None
+
+    await eventually(written)
 
 
 # --- StatusNotification ---------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -11,6 +9,7 @@ import pytest
 
 from chargepoints.models import ChargePoint, ServerProcess
 from chargepoints.session import processes, registry
+from tests.conftest import eventually
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
@@ -89,14 +88,6 @@ def test_refresh_of_a_live_process_moves_its_sign_of_life_only(monkeypatch):
 # --- end to end: daphne killed with SIGKILL --------------------------------------------
 
 
-async def wait_for(predicate, timeout: float = 10):
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_charge_points_of_a_killed_server_go_offline_and_those_of_a_live_one_stay(
     start_daphne, connect, cp_id
@@ -117,11 +108,19 @@ async def test_charge_points_of_a_killed_server_go_offline_and_those_of_a_live_o
     async def offline() -> bool:
         return not (await ChargePoint.objects.aget(charge_point_id=cp_id)).is_connected
 
-    await wait_for(offline)
+    await eventually(offline)
     row = await ChargePoint.objects.aget(charge_point_id=cp_id)
     assert row.server_process is None and row.disconnected_at is not None
     assert not await ServerProcess.objects.filter(pk=first_process).aexists()
-    await asyncio.sleep(1)  # five refreshes of the second process
+    live = await ChargePoint.objects.aget(charge_point_id=f"{cp_id}-2")
+    since = (await ServerProcess.objects.aget(pk=live.server_process)).alive_at
+
+    async def refreshed_five_times() -> bool:  # the second process's reaper ran meanwhile
+        return (await ServerProcess.objects.aget(pk=live.server_process)).alive_at >= since + timedelta(
+            seconds=5 * 0.2
+        )
+
+    await eventually(refreshed_five_times)
     live = await ChargePoint.objects.aget(charge_point_id=f"{cp_id}-2")
     assert live.is_connected and await ServerProcess.objects.filter(pk=live.server_process).aexists()
 

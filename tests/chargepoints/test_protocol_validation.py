@@ -20,7 +20,7 @@ SCHEMA = {
 CANDIDATES = [*UNITS, "MWh", "", "wh", 1, 1.0, True, None, ["Wh"], {"Wh": 1}]
 
 
-def outcome(validate, payload: dict) -> tuple[str, str] | None:
+def outcome(validate, payload: dict) -> tuple[str | None, str] | None:
     try:
         validate(payload)
     except fastjsonschema.JsonSchemaValueException as exc:

@@ -1,4 +1,4 @@
-"""Sessions served the spec's third way -- ``LevityChargePoint.start()`` on a plain
+"""Sessions served directly -- ``LevityChargePoint.start()`` on a plain
 ``websockets`` connection -- are registered like the consumer's: commands reach them,
 and at disconnect they are forgotten and the charge point is recorded offline."""
 

@@ -9,7 +9,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -25,7 +24,7 @@ from chargepoints.models import (
 )
 from chargepoints.ocpp16.session import LevityChargePoint
 from chargepoints.simulator import SimulatedChargePoint, SimulatorOptions, connect
-from tests.conftest import PROJECT_DIR, free_port, server_env
+from tests.conftest import PROJECT_DIR, eventually, free_port, server_env
 from transactions.models import IdTag, MeterValue, Transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -109,12 +108,11 @@ def test_simulator_runs_its_sessions_and_exits_0(daphne_server, test_db_path, cp
     )
     assert history == ["Available", "Preparing", "Charging", "Finishing", "Available"]
     assert Connector.objects.get(charge_point=cp, connector_id=0).status == "Available"
-    for _ in range(50):  # the server records the disconnect just after the exit
-        cp.refresh_from_db()
-        if not cp.is_connected:
-            break
-        time.sleep(0.1)
-    assert not cp.is_connected
+
+    async def offline() -> bool:  # the server records the disconnect just after the exit
+        return not (await ChargePoint.objects.aget(pk=cp.pk)).is_connected
+
+    asyncio.run(eventually(offline))
 
 
 def test_simulator_heartbeats_at_the_interval_the_server_gave(start_daphne, test_db_path, cp_id):
@@ -234,18 +232,6 @@ async def test_simulator_answers_remote_start_and_stop_sent_through_the_api(
 
 
 # --- answers to CS->CP commands -----------------------------------------------------------
-
-
-async def eventually(check, timeout: float = 5.0):
-    """Await check() until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{check.__name__} did not happen within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 class Bench:

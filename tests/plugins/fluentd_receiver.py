@@ -14,21 +14,18 @@ them, with a small receive buffer, as a hung Fluentd would.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gzip
 import socket
 import socketserver
 import struct
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 
 
 @dataclass
@@ -177,21 +174,13 @@ class FluentdReceiver:
         self, tag: str | None = None, cp: str | None = None, count: int = 1, timeout: float = 10
     ) -> list[Event]:
         """The events with this tag (and charge point), once there are ``count`` of them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.matching(tag, cp)
-            if len(found) >= count:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{len(found)} of {count} {tag or ''} records for {cp} after {timeout}s; "
-                    f"received tags: {sorted({e.tag for e in self.events})}"
-                )
-            await asyncio.sleep(0.02)
 
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met in time")
-            time.sleep(0.02)
+        def received() -> list[Event]:
+            found = self.matching(tag, cp)
+            assert len(found) >= count, (
+                f"{len(found)} of {count} {tag or ''} records for {cp}; "
+                f"received tags: {sorted({e.tag for e in self.events})}"
+            )
+            return found
+
+        return await eventually(received, timeout=timeout, interval=0.02)

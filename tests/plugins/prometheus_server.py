@@ -7,16 +7,14 @@ rules every second.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.processes import ServerProcess, free_port
-from tests.conftest import METRICS_TOKEN, PROJECT_DIR
+from tests.conftest import METRICS_TOKEN, PROJECT_DIR, eventually
 from tests.services import program
 
 RULES = PROJECT_DIR / "examples" / "prometheus" / "levity-alerts.yml"
@@ -70,16 +68,16 @@ class PrometheusServer(ServerProcess):
 
     async def value(self, promql: str, expected: float, timeout: float = 15) -> float:
         """The query's single value, once it equals ``expected`` (scrapes take a moment)."""
-        deadline = time.monotonic() + timeout
-        seen = None
-        while time.monotonic() < deadline:
+
+        async def equal() -> bool:
             result = await self.query(promql)
-            if len(result) == 1:
-                seen = float(result[0]["value"][1])
-                if seen == expected:
-                    return seen
-            await asyncio.sleep(0.25)
-        raise AssertionError(f"{promql} = {seen}, expected {expected}")
+            assert len(result) == 1, f"{promql} = {result}, expected {expected}"
+            seen = float(result[0]["value"][1])
+            assert seen == expected, f"{promql} = {seen}, expected {expected}"
+            return True
+
+        await eventually(equal, timeout=timeout, interval=0.25)
+        return expected
 
 
 def promtool() -> str:

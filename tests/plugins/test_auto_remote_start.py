@@ -11,7 +11,7 @@ import pytest
 
 from plugins import AutoRemoteStartPlugin
 from plugins.testing import create_test_charge_point
-from tests.conftest import DaphneServer, server_env
+from tests.conftest import DaphneServer, eventually, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -121,11 +121,13 @@ async def test_a_refused_remote_start_is_logged(caplog):
     cp.connection.answer("RemoteStartTransaction", {"status": "Rejected"})
     await cp.on_status_notification(3, "NoError", "Preparing")
     await cp.connection.wait_for_call("RemoteStartTransaction")
-    await asyncio.sleep(0.05)
-    assert (
-        "levity.plugins.AutoRemoteStartPlugin",
-        f"{cp.id}/3 answered RemoteStartTransaction: Rejected",
-    ) in [(r.name, r.getMessage()) for r in caplog.records]
+    await eventually(
+        lambda: (
+            "levity.plugins.AutoRemoteStartPlugin",
+            f"{cp.id}/3 answered RemoteStartTransaction: Rejected",
+        )
+        in [(r.name, r.getMessage()) for r in caplog.records]
+    )
     await cp.shutdown()
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import statistics
-import time
 
 import pytest
 from ocpp.v16 import call
 
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 from tests.plugins.conftest import (
     fluentd_plugins,
     plugins_env,
@@ -196,11 +194,12 @@ async def test_records_still_buffered_at_exit_are_counted_as_dropped(connect, st
     ), server.log()[-2000:]
 
 
-async def wait_for_log(server, pattern: str, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, server.log()):
-        assert time.monotonic() < deadline, f"{pattern!r} not logged:\n{server.log()[-2000:]}"
-        await asyncio.sleep(0.1)
+async def wait_for_log(server, pattern: str, timeout: float = 10) -> None:
+    def logged() -> bool:
+        assert re.search(pattern, server.log()), f"{pattern!r} not logged:\n{server.log()[-2000:]}"
+        return True
+
+    await eventually(logged, timeout=timeout)
 
 
 async def _get(url: str) -> str:

@@ -13,6 +13,7 @@ import msgpack
 import pytest
 from fluent.sender import EventTime, FluentSender
 
+from tests.conftest import eventually
 from tests.plugins.fluentd_receiver import FluentdReceiver
 
 pytestmark = pytest.mark.once  # no database at all
@@ -31,12 +32,12 @@ def send(receiver: FluentdReceiver, *messages) -> socket.socket:
     return sock
 
 
-def test_decodes_what_fluent_logger_sends_with_event_time(receiver):
+async def test_decodes_what_fluent_logger_sends_with_event_time(receiver):
     sender = FluentSender("app", host="127.0.0.1", port=receiver.port, nanosecond_precision=True)
     sender.emit_with_time("boot", 1_700_000_000.25, {"cp": "CP1"})
     sender.close()
 
-    receiver.wait_until(lambda: receiver.events)
+    await eventually(lambda: receiver.events)
     [event] = receiver.events
     assert (event.tag, event.time, event.record, event.mode) == (
         "app.boot",
@@ -46,17 +47,17 @@ def test_decodes_what_fluent_logger_sends_with_event_time(receiver):
     )
 
 
-def test_decodes_forward_mode(receiver):
+async def test_decodes_forward_mode(receiver):
     send(receiver, ["app", [[1, {"n": 1}], [EventTime(2.5), {"n": 2}]]]).close()
 
-    receiver.wait_until(lambda: len(receiver.events) == 2)
+    await eventually(lambda: len(receiver.events) == 2)
     assert [(e.time, e.record, e.mode) for e in receiver.events] == [
         (1.0, {"n": 1}, "Forward"),
         (2.5, {"n": 2}, "Forward"),
     ]
 
 
-def test_decodes_packed_and_compressed_packed_forward_modes(receiver):
+async def test_decodes_packed_and_compressed_packed_forward_modes(receiver):
     entries = msgpack.packb([1, {"n": 1}]) + msgpack.packb([2, {"n": 2}])
     send(
         receiver,
@@ -64,7 +65,7 @@ def test_decodes_packed_and_compressed_packed_forward_modes(receiver):
         ["app", gzip.compress(entries), {"compressed": "gzip"}],
     ).close()
 
-    receiver.wait_until(lambda: len(receiver.events) == 4)
+    await eventually(lambda: len(receiver.events) == 4)
     assert [(e.record["n"], e.mode) for e in receiver.events] == [
         (1, "PackedForward"),
         (2, "PackedForward"),

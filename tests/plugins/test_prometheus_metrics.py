@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 from ocpp.v16 import call
 
 from chargepoints.models import ChargePoint
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 from tests.ocpp_client import now_iso
 from tests.plugins.conftest import plugins_env
 from tests.plugins.metrics_page import promtool_check_metrics, scrape
@@ -103,9 +101,11 @@ async def test_a_charge_point_is_connected_until_it_disconnects(metrics_server, 
     assert (await metrics_server.scrape()).get("ocpp_cp_connected", cp_id=cp_id) == 1
 
     await client.close()
-    await asyncio.sleep(0.3)
 
-    assert (await metrics_server.scrape()).get("ocpp_cp_connected", cp_id=cp_id) == 0
+    async def disconnected() -> bool:
+        return (await metrics_server.scrape()).get("ocpp_cp_connected", cp_id=cp_id) == 0
+
+    await eventually(disconnected)
 
 
 async def test_messages_are_counted_and_timed_by_action(metrics_server, connect, cp_id):
@@ -221,7 +221,7 @@ async def test_values_are_right_right_after_a_restart(start_daphne, connect, cp_
     await client.stop_transaction(finished.transaction_id, 1200)
     await charge(client, connector_id=2)  # still charging when the server restarts
     await client.close()
-    await asyncio.sleep(0.3)
+    await first.wait_for_log(f"{cp_id} disconnected")
     first.stop()
 
     second = start_daphne(LEVITY_PLUGINS=METRICS_PLUGIN)
@@ -242,7 +242,7 @@ async def test_a_charge_point_deleted_from_the_database_has_no_series(
     await client.boot()
     await client.status(1, "Available")
     await client.close()
-    await asyncio.sleep(0.3)
+    await metrics_server.server.wait_for_log(f"{cp_id} disconnected")
     assert (await metrics_server.scrape()).with_label(cp_id=cp_id)
 
     await ChargePoint.objects.filter(charge_point_id=cp_id).adelete()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
-import time
 
 import pytest
 
-from tests.conftest import PROJECT_DIR
+from tests.conftest import PROJECT_DIR, eventually
 from tests.plugins.conftest import plugins_env
 from tests.plugins.metrics_page import scrape
 from tests.plugins.prometheus_server import RULES, PrometheusServer, promtool
@@ -94,14 +92,13 @@ async def test_every_example_query_runs_on_prometheus_with_exposed_metrics(
 
 
 async def test_example_alert_rules_load_and_evaluate_on_prometheus(prometheus):
-    deadline = time.monotonic() + 15
-    while True:
+    async def evaluated() -> list[dict]:
         groups = (await prometheus.api("rules"))["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
-        if rules and all(rule["health"] == "ok" for rule in rules):
-            break
-        assert time.monotonic() < deadline, json.dumps(rules, indent=1)
-        await asyncio.sleep(0.5)
+        assert rules and all(rule["health"] == "ok" for rule in rules), json.dumps(rules, indent=1)
+        return rules
+
+    rules = await eventually(evaluated, timeout=15, interval=0.5)
 
     assert {rule["name"] for rule in rules} == {
         "LevityDown",

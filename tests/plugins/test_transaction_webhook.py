@@ -1,8 +1,7 @@
-"""TransactionNotificationPlugin (the spec's webhook example) against a local HTTP receiver."""
+"""TransactionNotificationPlugin (docs/plugins.md's webhook example) against a local HTTP receiver."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -11,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from plugins import TransactionNotificationPlugin
-from tests.conftest import DaphneServer, server_env
+from tests.conftest import DaphneServer, eventually, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,13 +48,12 @@ class WebhookReceiver:
         self.http.shutdown()
         self.http.server_close()
 
-    async def wait_for(self, count: int, timeout: float = 5) -> list[tuple[str, str, dict]]:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(self.received)} notifications, expected {count}")
-            await asyncio.sleep(0.02)
-        return self.received
+    async def wait_for(self, count: int, timeout: float = 10) -> list[tuple[str, str, dict]]:
+        def received() -> list[tuple[str, str, dict]]:
+            assert len(self.received) >= count, f"{len(self.received)} notifications, expected {count}"
+            return self.received
+
+        return await eventually(received, timeout=timeout, interval=0.02)
 
 
 @pytest.fixture(scope="module")

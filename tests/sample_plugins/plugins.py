@@ -159,7 +159,8 @@ class FailingPlugin(ChargePointPlugin):
         }
 
     async def fail(self, context: PluginContext) -> None:
-        raise RuntimeError(f"FailingPlugin fails {context.hook.value} on purpose")
+        hook = context.hook.value if context.hook else "a hook"
+        raise RuntimeError(f"FailingPlugin fails {hook} on purpose")
 
 
 class HangingPlugin(ChargePointPlugin):

@@ -1,0 +1,1 @@
+"""A plugin app made for a plugin API this Levity does not provide (tests of the check)."""
