@@ -140,6 +140,28 @@ _DATE_TIME = re.compile(
 )
 
 
+#: OCPP 1.6's ``integer`` is a 32-bit signed integer; its JSON schemas say only "integer".
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+def _bound_integers(schema: Any) -> Any:
+    """Every ``"type": "integer"`` of a schema bounded to 1.6's 32-bit range.
+
+    An unbounded JSON integer reached the database (or Python's C code) and failed
+    there; bounded, it gets a TypeConstraintViolation like any other wrong value.
+    """
+    if isinstance(schema, list):
+        return [_bound_integers(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    bounded = {k: _bound_integers(v) for k, v in schema.items()}
+    if bounded.get("type") == "integer":
+        bounded.setdefault("minimum", INT32_MIN)
+        bounded.setdefault("maximum", INT32_MAX)
+    return bounded
+
+
 def _strip(schema: Any, keys: set[str]) -> Any:
     if isinstance(schema, dict):
         return {k: _strip(v, keys) for k, v in schema.items() if k not in keys}
@@ -190,7 +212,7 @@ def _validator(schema_name: str, lenient: bool, partial: bool = False):
     strip = {"multipleOf"}
     if lenient:
         strip.add("additionalProperties")
-    return _compile(_strip(schema, strip), {"date-time": _DATE_TIME.pattern, "uri": lambda _: True})
+    return _compile(_bound_integers(_strip(schema, strip)), {"date-time": _DATE_TIME.pattern, "uri": lambda _: True})
 
 
 def has_schema(action: str) -> bool:
@@ -229,6 +251,11 @@ def schema_error(exc: fastjsonschema.JsonSchemaValueException) -> OCPPError:
         return ProtocolError(description=f"Required field missing: {exc.message}", details=details)
     if exc.rule in {"type", "maxLength"}:
         return TypeConstraintViolationError(description=exc.message, details=details)
+    if exc.rule in {"minimum", "maximum"} and exc.rule_definition in {INT32_MIN, INT32_MAX}:
+        return TypeConstraintViolationError(
+            description=f"{field} is outside the 32-bit integer range of OCPP 1.6",
+            details=details,
+        )
     if exc.rule in {"additionalProperties"}:
         return FormationViolationError(description=exc.message, details=details)
     return PropertyConstraintViolationError(description=exc.message, details=details)
@@ -316,8 +343,15 @@ def parse_timestamp(value: str) -> datetime:
             description=f"{value!r} is not a date-time", details={"value": value}
         ) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        # 9999-12-31T23:00-05:00 or 0001-01-01T00:30+01:00: no UTC date-time exists.
+        raise PropertyConstraintViolationError(
+            description=f"{value!r} is outside the range of representable UTC date-times",
+            details={"value": value},
+        ) from None
 
 
 def format_timestamp(value: datetime) -> str:
