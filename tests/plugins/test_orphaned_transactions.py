@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -30,8 +31,13 @@ def server(django_db_setup, test_db_path, tmp_path_factory):
     daphne.stop()
 
 
+_seconds = itertools.count()
+
+
 def energy(value: str, unit: str = "Wh", **fields) -> dict:
-    return {"timestamp": now_iso(), "sampledValue": [{"value": value, "unit": unit, **fields}]}
+    """A sampled value, each a second later than the one before (the same key twice is a resend)."""
+    at = datetime.now(timezone.utc) + timedelta(seconds=next(_seconds))
+    return {"timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "sampledValue": [{"value": value, "unit": unit, **fields}]}
 
 
 async def test_an_orphan_on_the_connector_is_closed_with_its_last_energy_reading(
