@@ -287,6 +287,10 @@ LEVITY_PROCESS_ALIVE_SECONDS = envfloat("LEVITY_PROCESS_ALIVE_SECONDS", 30.0, mi
 # Lenient mode accepts payload fields the 1.6 schemas do not define (dropping
 # them) instead of answering FormationViolation.
 LEVITY_OCPP_LENIENT = envbool("LEVITY_OCPP_LENIENT", False)
+# A charge point's timestamp further than this many seconds ahead of the server's
+# clock is stored as reported but ordered by the server's receive time, and logged
+# (docs/operations.md, "Data integrity rules").
+LEVITY_CLOCK_SKEW_TOLERANCE = envfloat("LEVITY_CLOCK_SKEW_TOLERANCE", 300.0, minimum=0)
 # AFTER hooks still running when a charge point disconnects get this long to finish.
 LEVITY_AFTER_HOOK_GRACE_SECONDS = envfloat("LEVITY_AFTER_HOOK_GRACE_SECONDS", 2.0, minimum=0)
 # A plugin's BEFORE hook delays the answer: one that takes longer than this is
