@@ -314,6 +314,8 @@ LEVITY_COMMAND_MAX_TIMEOUT = envfloat("LEVITY_COMMAND_MAX_TIMEOUT", 300.0, minim
 LEVITY_COMMAND_ROUTE_TIMEOUT = envfloat("LEVITY_COMMAND_ROUTE_TIMEOUT", 2.0, minimum=0.1)
 # Where the manage.py remote-operation commands reach the running server.
 LEVITY_API_URL = envstr("LEVITY_API_URL", "http://127.0.0.1:9000").rstrip("/")
+# An API request body nested deeper than this (JSON arrays/objects) is a 400 parse error.
+LEVITY_API_JSON_MAX_DEPTH = envint("LEVITY_API_JSON_MAX_DEPTH", 32, minimum=1)
 # A token for those commands when they cannot mint their own in the database.
 LEVITY_API_TOKEN = envstr("LEVITY_API_TOKEN", "")
 
@@ -329,6 +331,11 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "chargepoints.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "chargepoints.api.errors.exception_handler",
 }

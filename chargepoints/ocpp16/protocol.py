@@ -244,6 +244,32 @@ def validate(
         raise schema_error(exc) from None
 
 
+class InvalidAnswer(OCPPError):
+    """A charge point's CALLRESULT that breaks its 1.6 response schema (e.g. no ``status``).
+
+    An OCPPError with the code of the broken rule, so that callers catching
+    OCPPError still do; the command service tells it from a CALLERROR and records
+    it as an invalid answer, with the payload received.
+    """
+
+    def __init__(self, action: str, payload: dict, error: OCPPError) -> None:
+        super().__init__(
+            description=f"The answer is not a valid {action}Response: {error.description}",
+            details=error.details,
+        )
+        self.code = error.code
+        self.action = action
+        self.payload = payload
+
+
+def validate_answer(action: str, payload: dict) -> None:
+    """Validate a charge point's CALLRESULT to ``action`` (leniently), raising InvalidAnswer."""
+    try:
+        validate(action, payload, response=True, lenient=True)
+    except OCPPError as exc:
+        raise InvalidAnswer(action, payload, exc) from None
+
+
 def schema_error(exc: fastjsonschema.JsonSchemaValueException) -> OCPPError:
     field = exc.name.removeprefix("data.").removeprefix("data") or "payload"
     details = {"field": field, "cause": exc.message}

@@ -342,8 +342,7 @@ class LevityChargePoint(OCPP16ChargePoint):
             if suppress:
                 return None
             raise response.to_exception()
-        if not skip_schema_validation:
-            protocol.validate(action, response.payload, response=True, lenient=True)
+        protocol.validate_answer(action, response.payload)  # always: a broken answer makes no call_result
         result_class = getattr(call_result, action)
         known = result_class.__dataclass_fields__
         data = protocol.snake_case(response.payload)
