@@ -82,3 +82,16 @@ async def test_the_server_does_not_close_a_transaction_the_charge_point_stopped(
         await session.exchange(stop_frame("p-1", tx_id))
     assert not await TransactionRepository().stop_transaction(tx_id, 3000)
     assert (await Transaction.objects.aget(pk=tx_id)).meter_stop == 8500
+
+
+async def test_the_api_and_the_admin_show_who_stopped_and_the_superseded_stop(raw_ws, cp_id, api, browser):
+    async with raw_ws(cp_id) as session:
+        tx_id = await start(session)
+        await TransactionRepository().stop_transaction(tx_id, 3000, reason="Other")
+        await session.exchange(stop_frame("p-1", tx_id))
+    body = (await api.get(f"/transactions/{tx_id}")).json()
+    assert (body["stopped_by"], body["rebuilt"], body["meter_stop"]) == ("charge_point", False, 8500)
+    page = browser.get(f"/admin/transactions/transaction/{tx_id}/change/")
+    assert page.status_code == 200
+    assert "superseded stops" in page.text.lower()
+    assert "server (closed on its own authority)" in page.text
