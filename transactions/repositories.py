@@ -33,7 +33,11 @@ class TransactionRepository:
         reason: str = "Other",
         timestamp: datetime | None = None,
     ) -> bool:
-        """Close an active transaction on the server's authority; False if it was not active."""
+        """Close an active transaction on the server's authority; False if it was not active.
+
+        The stop is the server's (``stopped_by=server``): the charge point's own
+        StopTransaction, if it comes, replaces it.
+        """
         tx = await self.get_by_id(transaction_id)
         if tx is None:
             return False
