@@ -93,3 +93,21 @@ def test_an_empty_secret_key_file_stops_start_up(tmp_path):
     )
     assert result.returncode != 0
     assert "is empty; delete it to generate a new secret key" in result.stderr
+
+
+def test_a_start_that_loses_the_race_uses_the_winners_secret_key(tmp_path, monkeypatch):
+    """Another first start writes the file between this one's check and its write."""
+    from levity_site import settings as levity_settings
+
+    path = tmp_path / ".secret_key"
+    monkeypatch.delenv("LEVITY_TEST_ONLY_SECRET", raising=False)
+    monkeypatch.delenv("LEVITY_TEST_ONLY_SECRET_FILE", raising=False)
+
+    def generated_while_the_other_wins(length: int) -> str:
+        path.write_text("the-winners-key")
+        return "the-losers-key"
+
+    monkeypatch.setattr(levity_settings.secrets, "token_urlsafe", generated_while_the_other_wins)
+    assert levity_settings.envsecret("LEVITY_TEST_ONLY_SECRET", path) == "the-winners-key"
+    assert path.read_text() == "the-winners-key"
+    assert [p.name for p in tmp_path.iterdir()] == [".secret_key"]
