@@ -18,6 +18,7 @@ START = {"connectorId": 1, "idTag": "CARD-1", "meterStart": 1000, "timestamp": T
     "action, payload, field",
     [
         ("StartTransaction", {**START, "connectorId": 2**31}, "connectorId"),
+        ("StartTransaction", {**START, "connectorId": 2**64}, "connectorId"),  # a float once parsed
         ("StartTransaction", {**START, "meterStart": 2**31}, "meterStart"),
         ("StartTransaction", {**START, "meterStart": -(2**31) - 1}, "meterStart"),
         ("StartTransaction", {**START, "reservationId": 10**20}, "reservationId"),
