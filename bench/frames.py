@@ -23,14 +23,19 @@ _now_cache: list = [0, ""]
 
 
 def now_iso() -> str:
-    """UTC now as an OCPP date-time, refreshed once per second (cheap in a hot loop)."""
-    second = int(time.time())
+    """UTC now as an OCPP date-time in milliseconds (the second formatted once per second).
+
+    Each MeterValues a simulated charge point sends is a new reading: Levity stores
+    a sampled value once per (transaction, timestamp, measurand, ...), so two sent
+    with one timestamp would count as a resend. A charge point waits for each
+    answer, more than a millisecond, before its next message.
+    """
+    millisecond = int(time.time() * 1000)
+    second, milli = divmod(millisecond, 1000)
     if _now_cache[0] != second:
         _now_cache[0] = second
-        _now_cache[1] = datetime.fromtimestamp(second, timezone.utc).strftime(
-            "%Y-%m-%dT%H:%M:%S.000Z"
-        )
-    return _now_cache[1]
+        _now_cache[1] = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_now_cache[1]}.{milli:03d}Z"
 
 
 def call(unique_id: str, action: str, payload: dict) -> str:

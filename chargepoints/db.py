@@ -90,7 +90,7 @@ def _make_preparer(field: Field, connection: BaseDatabaseWrapper) -> Callable[[A
     return generic
 
 
-def insert_rows(model: type[Model], rows: Iterable[dict[str, Any]]) -> None:
+def insert_rows(model: type[Model], rows: Iterable[dict[str, Any]], *, ignore_conflicts: bool = False) -> None:
     """INSERT many new rows, each a dict by field attname: one statement, run by executemany.
 
     What ``QuerySet.bulk_create`` stores (a field a row leaves out gets its default;
@@ -101,6 +101,8 @@ def insert_rows(model: type[Model], rows: Iterable[dict[str, Any]]) -> None:
     """
     connection = connections[router.db_for_write(model)]
     fields, sql = insert_statement(model, connection)
+    if ignore_conflicts:  # a row whose unique key is stored already is skipped (SQLite and PostgreSQL)
+        sql += " ON CONFLICT DO NOTHING"
     now = timezone.now()
     columns = []  # (attname taken from a row, or None; what a row without it gets; preparer)
     for field in fields:

@@ -156,6 +156,14 @@ class StatusNotification(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [models.Index(fields=["charge_point", "connector_id", "-received_at"])]
+        constraints = [
+            # The idempotency key of a dated StatusNotification: delivered twice, one row.
+            models.UniqueConstraint(
+                fields=["charge_point", "connector_id", "timestamp", "status", "error_code"],
+                condition=models.Q(timestamp__isnull=False),
+                name="unique_status_notification",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.charge_point}/{self.connector_id} {self.status}"

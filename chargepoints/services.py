@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from django.conf import settings
 
 from .db import insert_rows, update_rows
 from .models import (
@@ -206,7 +208,21 @@ class StatusReport:
 
     @property
     def effective_at(self) -> datetime:
-        return self.timestamp or self.received_at
+        """When the status began, for ordering: the charge point's timestamp, unless it
+        is missing or further in the future than LEVITY_CLOCK_SKEW_TOLERANCE (then
+        the receive time: a clock far ahead must not pin the state for ever)."""
+        if self.timestamp is None or self.is_future:
+            return self.received_at
+        return self.timestamp
+
+    @property
+    def is_future(self) -> bool:
+        return self.timestamp is not None and self.timestamp > self.received_at + clock_skew_tolerance()
+
+
+def clock_skew_tolerance() -> timedelta:
+    """How far ahead of the server's clock a charge point's timestamp may be and still order."""
+    return timedelta(seconds=settings.LEVITY_CLOCK_SKEW_TOLERANCE)
 
 
 def record_status_notifications(reports: list[StatusReport]) -> list[None]:
@@ -215,6 +231,7 @@ def record_status_notifications(reports: list[StatusReport]) -> list[None]:
     One INSERT for the history, one query for the connectors, then one INSERT for
     new connectors and one UPDATE for changed ones.
     """
+    # A dated notification delivered twice is stored once (its idempotency key).
     insert_rows(
         StatusNotification,
         (
@@ -227,6 +244,7 @@ def record_status_notifications(reports: list[StatusReport]) -> list[None]:
             }
             for r in reports
         ),
+        ignore_conflicts=True,
     )
     # Each connector's stored state, by (charge point pk, connector id).
     connectors = {
@@ -238,9 +256,18 @@ def record_status_notifications(reports: list[StatusReport]) -> list[None]:
     }
     created: dict[tuple[int, int], dict] = {}
     changed: dict[tuple[int, int], dict] = {}
+    tolerance = clock_skew_tolerance()
     for report in reports:
         key = (report.charge_point_pk, report.connector_id)
         connector = connectors.get(key)
+        if report.is_future:
+            logger.warning(
+                "StatusNotification for connector %s is dated %s, more than %s ahead of the "
+                "server's clock; stored as reported, ordered by its receive time",
+                report.connector_id,
+                report.timestamp,
+                tolerance,
+            )
         if connector is None:
             connectors[key] = created[key] = {
                 "charge_point_id": report.charge_point_pk,
@@ -251,7 +278,8 @@ def record_status_notifications(reports: list[StatusReport]) -> list[None]:
             continue
         # Queued notifications arrive late: order by the charge point's clock.
         stored_at = connector["status_timestamp"]
-        if stored_at and report.effective_at < stored_at:
+        # A stored time far in the future (stored before this rule) orders nothing.
+        if stored_at and stored_at <= report.received_at + tolerance and report.effective_at < stored_at:
             logger.info(
                 "StatusNotification for connector %s dated %s is older than the stored "
                 "state (%s); kept in history only",

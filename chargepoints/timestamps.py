@@ -16,8 +16,15 @@ def parse_timestamp(value: str) -> datetime:
             description=f"{value!r} is not a date-time", details={"value": value}
         ) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        # 9999-12-31T23:00-05:00 or 0001-01-01T00:30+01:00: no UTC date-time exists.
+        raise PropertyConstraintViolationError(
+            description=f"{value!r} is outside the range of representable UTC date-times",
+            details={"value": value},
+        ) from None
 
 
 def format_timestamp(value: datetime) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -90,17 +92,77 @@ def envnetworks(name: str) -> list:
 
 
 def envsecret(name: str, keep_in: Path) -> str:
-    """Read a secret from NAME, NAME_FILE, or a file generated on first run."""
+    """Read a secret from NAME, NAME_FILE, or a file generated on first run.
+
+    The generated file is written under a temporary name created with mode 0600
+    (never readable by others, not even for a moment), then linked into place
+    atomically: of two first starts at once, one links its file, and the other
+    reads that one.
+    """
     if os.environ.get(name):
         return os.environ[name]
     if os.environ.get(f"{name}_FILE"):
         return Path(os.environ[f"{name}_FILE"]).read_text().strip()
     if keep_in.exists():
-        return keep_in.read_text().strip()
+        return _stored_secret(keep_in)
     value = secrets.token_urlsafe(50)
-    keep_in.write_text(value)
-    keep_in.chmod(0o600)
+    fd, temporary = tempfile.mkstemp(dir=keep_in.parent, prefix=f"{keep_in.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(value)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, keep_in)
+        except FileExistsError:  # another process generated it first
+            return _stored_secret(keep_in)
+    finally:
+        os.unlink(temporary)
     return value
+
+
+def _stored_secret(path: Path) -> str:
+    value = path.read_text().strip()
+    if not value:
+        raise ImproperlyConfigured(f"{path} is empty; delete it to generate a new secret key.")
+    return value
+
+
+def envloglevel(name: str, default: str) -> str:
+    """A logging level name (DEBUG, INFO, WARNING, ERROR, CRITICAL)."""
+    raw = os.environ.get(name, "").strip() or default
+    value = raw.upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a log level; use DEBUG, INFO, WARNING, ERROR or CRITICAL."
+        )
+    return value
+
+
+def envurl(name: str, default: str, *, schemes: tuple[str, ...], example: str) -> str:
+    """A URL with one of ``schemes`` and, unless it is a unix socket, a host.
+
+    The value is not repeated in the message: such URLs may carry a password.
+    """
+    raw = os.environ.get(name, "").strip() or default
+    if not raw:
+        return raw
+    problem = None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        problem = "is not a valid URL"
+    else:
+        if parts.scheme not in schemes:
+            problem = f"must start with {' or '.join(s + '://' for s in schemes)}"
+        elif parts.scheme != "unix" and not parts.hostname:
+            problem = "names no host"
+        elif parts.scheme == "unix" and not parts.path:
+            problem = "names no socket path"
+    if problem:
+        raise ImproperlyConfigured(f"{name} {problem}; e.g. {example}.")
+    return raw
 
 
 DEBUG = envbool("DEBUG", False)
@@ -259,7 +321,9 @@ LEVITY_GC_THRESHOLDS = _gc_thresholds("LEVITY_GC_THRESHOLDS", (5_000, 10, 100))
 
 # Channel layer: in-memory for one process; REDIS_URL lets several daphne
 # processes reach each other's charge points.
-REDIS_URL = envstr("REDIS_URL", "")
+REDIS_URL = envurl(
+    "REDIS_URL", "", schemes=("redis", "rediss", "unix"), example="redis://127.0.0.1:6379/0"
+)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -291,7 +355,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # has not been run.
 WHITENOISE_USE_FINDERS = True
 
-LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
+LOG_LEVEL = envloglevel("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -369,6 +433,10 @@ LEVITY_READY_TIMEOUT = envfloat("LEVITY_READY_TIMEOUT", 3.0, minimum=0.1)
 # Lenient mode accepts payload fields the 1.6 schemas do not define (dropping
 # them) instead of answering FormationViolation.
 LEVITY_OCPP_LENIENT = envbool("LEVITY_OCPP_LENIENT", False)
+# A charge point's timestamp further than this many seconds ahead of the server's
+# clock is stored as reported but ordered by the server's receive time, and logged
+# (docs/operations.md, "Data integrity rules").
+LEVITY_CLOCK_SKEW_TOLERANCE = envfloat("LEVITY_CLOCK_SKEW_TOLERANCE", 300.0, minimum=0)
 # AFTER hooks still running when a charge point disconnects get this long to finish.
 LEVITY_AFTER_HOOK_GRACE_SECONDS = envfloat("LEVITY_AFTER_HOOK_GRACE_SECONDS", 2.0, minimum=0)
 # A plugin's BEFORE hook delays the answer: one that takes longer than this is
@@ -401,7 +469,11 @@ LEVITY_COMMAND_MAX_TIMEOUT = envfloat("LEVITY_COMMAND_MAX_TIMEOUT", 300.0, minim
 # to acknowledge a routed command before calling the charge point offline.
 LEVITY_COMMAND_ROUTE_TIMEOUT = envfloat("LEVITY_COMMAND_ROUTE_TIMEOUT", 2.0, minimum=0.1)
 # Where the manage.py remote-operation commands reach the running server.
-LEVITY_API_URL = envstr("LEVITY_API_URL", "http://127.0.0.1:9000").rstrip("/")
+LEVITY_API_URL = envurl(
+    "LEVITY_API_URL", "http://127.0.0.1:9000", schemes=("http", "https"), example="http://127.0.0.1:9000"
+).rstrip("/")
+# An API request body nested deeper than this (JSON arrays/objects) is a 400 parse error.
+LEVITY_API_JSON_MAX_DEPTH = envint("LEVITY_API_JSON_MAX_DEPTH", 32, minimum=1)
 # A token for those commands when they cannot mint their own in the database.
 LEVITY_API_TOKEN = envstr("LEVITY_API_TOKEN", "")
 
@@ -440,6 +512,11 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "chargepoints.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "chargepoints.api.errors.exception_handler",
 }

@@ -26,3 +26,9 @@ urlpatterns = [
 if apps.is_installed("plugins.prometheus_metrics"):
     # /metrics, when the metrics are on (docs/observability.md).
     urlpatterns.append(path("", include("plugins.prometheus_metrics.urls")))
+
+# Errors Django answers itself (outside a view, or raised past one) are JSON under /api/.
+handler400 = "chargepoints.api.errors.bad_request"
+handler403 = "chargepoints.api.errors.permission_denied"
+handler404 = "chargepoints.api.errors.page_not_found"
+handler500 = "chargepoints.api.errors.server_error"

@@ -10,9 +10,9 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.html import format_html
 
-from chargepoints.admin import ReportedByChargePointAdmin, admin_url, charge_point_link
+from chargepoints.admin import ReportedByChargePointAdmin, ReportedInline, admin_url, charge_point_link
 
-from .models import AuthorizationStatus, IdTag, MeterValue, Transaction
+from .models import AuthorizationStatus, IdTag, MeterValue, SupersededStop, Transaction
 from .repositories import ENERGY_REGISTER
 
 #: Meter values per page on a transaction's page.
@@ -126,8 +126,17 @@ def latest_energy_register() -> Subquery:
     )
 
 
+class SupersededStopInline(ReportedInline):
+    """Stops the charge point's own StopTransaction replaced (docs/operations.md)."""
+
+    model = SupersededStop
+    fields = ["stopped_by", "meter_stop", "stop_timestamp", "stop_reason", "energy_wh", "stop_received_at", "superseded_at"]
+    verbose_name_plural = "superseded stops (replaced by the charge point's own)"
+
+
 @admin.register(Transaction)
 class TransactionAdmin(ReportedByChargePointAdmin):
+    inlines = [SupersededStopInline]
     list_display = [
         "transaction_id",
         "charge_point_link",
@@ -145,6 +154,8 @@ class TransactionAdmin(ReportedByChargePointAdmin):
         ("charge_point", admin.RelatedOnlyFieldListFilter),
         "id_tag_status",
         "stop_reason",
+        "stopped_by",
+        "rebuilt",
         "meter_stop_below_start",
     ]
     search_fields = ["id_tag", "stop_id_tag", "charge_point__charge_point_id"]
@@ -164,7 +175,7 @@ class TransactionAdmin(ReportedByChargePointAdmin):
                 ]
             },
         ),
-        ("Start", {"fields": ["meter_start", "start_timestamp", "received_at"]}),
+        ("Start", {"fields": ["meter_start", "start_timestamp", "received_at", "rebuilt", "reported_transaction_id"]}),
         (
             "Stop",
             {
@@ -174,6 +185,7 @@ class TransactionAdmin(ReportedByChargePointAdmin):
                     "stop_reason",
                     "stop_id_tag",
                     "stop_received_at",
+                    "stopped_by",
                 ]
             },
         ),

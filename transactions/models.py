@@ -39,6 +39,13 @@ class IdTag(models.Model):
         return self.expiry_date is not None and self.expiry_date <= (now or timezone.now())
 
 
+class StoppedBy(models.TextChoices):
+    """Whose word a transaction's stop is: the charge point's own StopTransaction wins."""
+
+    CHARGE_POINT = "charge_point", "charge point (StopTransaction)"
+    SERVER = "server", "server (closed on its own authority)"
+
+
 class TransactionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(stop_timestamp__isnull=True)
@@ -60,16 +67,37 @@ class Transaction(models.Model):
         "ID tag status at start", max_length=16, choices=AuthorizationStatus.choices
     )
     reservation_id = models.IntegerField(null=True, blank=True)
-    meter_start = models.IntegerField(help_text="Wh")
+    # 64-bit: an energy register passes 2^31 Wh (2.1 GWh) in a DC charger's life, and
+    # sampled values carry such readings; 1.6's meterStart/meterStop are still
+    # validated as its 32-bit integers.
+    meter_start = models.BigIntegerField(help_text="Wh")
     start_timestamp = models.DateTimeField(help_text="As the charge point reported it.")
-    meter_stop = models.IntegerField(null=True, blank=True, help_text="Wh")
+    meter_stop = models.BigIntegerField(null=True, blank=True, help_text="Wh")
     stop_timestamp = models.DateTimeField(
         null=True, blank=True, help_text="As the charge point reported it."
     )
     stop_reason = models.CharField(max_length=20, blank=True)
     stop_id_tag = models.CharField("stop ID tag", max_length=20, blank=True)
-    energy_wh = models.IntegerField(
+    energy_wh = models.BigIntegerField(
         "energy (Wh)", null=True, blank=True, help_text="meter_stop - meter_start"
+    )
+    stopped_by = models.CharField(
+        max_length=16,
+        choices=StoppedBy.choices,
+        blank=True,
+        help_text="Whose stop this is; empty while active (and for stops stored before it was recorded).",
+    )
+    rebuilt = models.BooleanField(
+        default=False,
+        help_text=(
+            "Rebuilt from a StopTransaction for a transaction Levity never saw start: "
+            "start time and meter start are the earliest the stop carries."
+        ),
+    )
+    reported_transaction_id = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="For a rebuilt transaction: the transactionId the charge point's stop named.",
     )
     meter_stop_below_start = models.BooleanField(
         default=False, help_text="The charge point reported meterStop below meterStart."
@@ -86,7 +114,14 @@ class Transaction(models.Model):
             models.UniqueConstraint(
                 fields=["charge_point", "connector_id", "id_tag", "start_timestamp", "meter_start"],
                 name="unique_start_transaction",
-            )
+            ),
+            # A retried StopTransaction for a transaction Levity never saw finds the
+            # one its first attempt rebuilt.
+            models.UniqueConstraint(
+                fields=["charge_point", "reported_transaction_id"],
+                condition=models.Q(reported_transaction_id__isnull=False),
+                name="unique_rebuilt_transaction",
+            ),
         ]
         indexes = [
             models.Index(fields=["charge_point", "connector_id", "stop_timestamp"]),
@@ -109,6 +144,32 @@ class Transaction(models.Model):
         if self.stop_timestamp is None:
             return None
         return self.stop_timestamp - self.start_timestamp
+
+
+class SupersededStop(models.Model):
+    """A stop that a later, more authoritative one replaced, kept as history.
+
+    The server closes a transaction on its own authority (an orphan, say); when the
+    charge point's own StopTransaction arrives later, its values replace the
+    server's guess, which is kept here.
+    """
+
+    transaction = models.ForeignKey(
+        Transaction, on_delete=models.CASCADE, related_name="superseded_stops"
+    )
+    stopped_by = models.CharField(max_length=16, choices=StoppedBy.choices, blank=True)
+    meter_stop = models.BigIntegerField(null=True, blank=True, help_text="Wh")
+    stop_timestamp = models.DateTimeField()
+    stop_reason = models.CharField(max_length=20, blank=True)
+    energy_wh = models.BigIntegerField("energy (Wh)", null=True, blank=True)
+    stop_received_at = models.DateTimeField(null=True, blank=True)
+    superseded_at = models.DateTimeField(help_text="When the charge point's stop replaced it.")
+
+    class Meta:
+        ordering = ["transaction", "superseded_at", "id"]
+
+    def __str__(self) -> str:
+        return f"#{self.transaction_id} stop by {self.stopped_by or '?'} at {self.stop_timestamp}"
 
 
 class MeterValue(models.Model):
@@ -147,14 +208,27 @@ class MeterValue(models.Model):
 
     class Meta:
         ordering = ["timestamp", "id"]
-        indexes = [
-            # Time first, measurand last: a MeterValues message adds its sampled values
-            # at one place in the index (the end of its transaction), not at one
-            # place per measurand, so each commit writes far fewer index pages.
-            # "The latest sample of a measurand" reads back from the end and checks
-            # the measurand in the index.
-            models.Index(fields=["transaction", "timestamp", "measurand"]),
-            models.Index(fields=["charge_point", "timestamp"]),
+        indexes = [models.Index(fields=["charge_point", "timestamp"])]
+        constraints = [
+            # The idempotency key of a sampled value: a MeterValues (or a
+            # StopTransaction's transactionData) delivered twice stores it once.
+            # Its index is also the transaction's index by time. Time first,
+            # measurand after: a MeterValues message adds its sampled values at one
+            # place in the index (the end of its transaction), not at one place per
+            # measurand, so each commit writes far fewer index pages. "The latest
+            # sample of a measurand" reads back from the end and checks the
+            # measurand in the index.
+            models.UniqueConstraint(
+                fields=["transaction", "timestamp", "measurand", "phase", "location", "context", "unit"],
+                condition=models.Q(transaction__isnull=False),
+                name="unique_transaction_meter_value",
+            ),
+            # Values outside a transaction (clock-aligned): the same, per connector.
+            models.UniqueConstraint(
+                fields=["charge_point", "connector_id", "timestamp", "measurand", "phase", "location", "context", "unit"],
+                condition=models.Q(transaction__isnull=True),
+                name="unique_connector_meter_value",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 
 from chargepoints.repositories import Run, run_in_thread
 
+from chargepoints.services import clock_skew_tolerance
+
 from . import services
 from .models import MeterValue, Transaction
 
@@ -37,7 +39,11 @@ class TransactionRepository:
         reason: str = "Other",
         timestamp: datetime | None = None,
     ) -> bool:
-        """Close an active transaction on the server's authority; False if it was not active."""
+        """Close an active transaction on the server's authority; False if it was not active.
+
+        The stop is the server's (``stopped_by=server``): the charge point's own
+        StopTransaction, if it comes, replaces it.
+        """
         tx = await self.get_by_id(transaction_id)
         if tx is None:
             return False
@@ -67,15 +73,19 @@ class MeterValueRepository:
     async def get_last_energy_register(self, transaction_id: int) -> MeterValue | None:
         """The latest numeric Energy.Active.Import.Register reading in Wh (normalized_value).
 
-        Among readings of the same time, the total (no phase) comes first.
+        Among readings of the same time, the total (no phase) comes first. A reading
+        dated further ahead of the server's clock than LEVITY_CLOCK_SKEW_TOLERANCE
+        is not "the latest" for its date (docs/operations.md, "Data integrity
+        rules"); only when there is no other does the last received of those count.
         """
-        return (
-            await MeterValue.objects.filter(
-                transaction_id=transaction_id,
-                measurand=ENERGY_REGISTER,
-                normalized_unit="Wh",
-                normalized_value__isnull=False,
-            )
-            .order_by("-timestamp", "phase", "-id")
-            .afirst()
+        readings = MeterValue.objects.filter(
+            transaction_id=transaction_id,
+            measurand=ENERGY_REGISTER,
+            normalized_unit="Wh",
+            normalized_value__isnull=False,
         )
+        cutoff = datetime.now(timezone.utc) + clock_skew_tolerance()
+        latest = await readings.filter(timestamp__lte=cutoff).order_by("-timestamp", "phase", "-id").afirst()
+        if latest is None:
+            latest = await readings.order_by("-received_at", "phase", "-id").afirst()
+        return latest

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from operator import itemgetter
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -21,7 +22,7 @@ from django.db import IntegrityError, transaction
 from chargepoints.db import insert_rows, instance_rows, update_rows
 from chargepoints.timestamps import format_timestamp, parse_timestamp
 
-from .models import AuthorizationStatus, IdTag, MeterValue, Transaction
+from .models import AuthorizationStatus, IdTag, MeterValue, StoppedBy, SupersededStop, Transaction
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,10 @@ def start_transactions(starts: list[TransactionStart]) -> list[StartResult]:
 class StopResult:
     transaction: Transaction | None
     id_tag_info: dict[str, Any] | None
-    outcome: str  # "stopped", "unknown", "already_stopped", "repeated"
+    #: "stopped"; "corrected" (a stop the server had guessed replaced by the charge
+    #: point's); "rebuilt" (a transaction Levity never saw, rebuilt from the stop);
+    #: "already_stopped" (the stored stop kept); "repeated" (a retry, nothing done).
+    outcome: str
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ class TransactionStop:
 
 #: What a stop writes on its Transaction row.
 STOP_FIELDS = (
+    "stopped_by",
     "meter_stop",
     "stop_timestamp",
     "stop_reason",
@@ -235,83 +240,183 @@ STOP_FIELDS = (
 
 
 def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
-    """Stop transactions; never overwrite a stored stop, never drop meter values.
+    """Stop transactions; never overwrite a charge point's stored stop, never drop meter values.
 
     One query for the transactions, one for the tags, one UPDATE for the stopped
-    ones, one INSERT for their transactionData.
+    ones, one INSERT for their transactionData. A stop the server guessed (an
+    orphan it closed) gives way to the charge point's own, and is kept as a
+    SupersededStop. A stop for a transaction Levity never saw start rebuilds it
+    from what the stop carries (``rebuilt``), so that it is not lost.
     """
     txs = {
         tx.pk: tx
         for tx in Transaction.objects.select_for_update().filter(pk__in={s.transaction_id for s in stops})
     }
+    unknown = {
+        (s.charge_point_pk, s.transaction_id)
+        for s in stops
+        if (tx := txs.get(s.transaction_id)) is None or tx.charge_point_id != s.charge_point_pk
+    }
+    rebuilt = {}
+    if unknown:
+        rebuilt = {
+            (tx.charge_point_id, tx.reported_transaction_id): tx
+            for tx in Transaction.objects.select_for_update().filter(
+                charge_point_id__in={pk for pk, _ in unknown},
+                reported_transaction_id__in={tx_id for _, tx_id in unknown},
+            )
+        }
     to_authorize = [s for s in stops if s.id_tag and s.decided_id_tag_info is None]
     looked_up = iter(
         authorize_many([Authorization(s.id_tag, s.now, check_concurrent=False) for s in to_authorize])
     )
     results: list[StopResult] = []
     stopped: dict[int, Transaction] = {}
+    superseded: list[SupersededStop] = []
     meter_values: list[dict] = []
     for stop in stops:
         if stop.decided_id_tag_info is not None:
             info = stop.decided_id_tag_info
         else:
             info = next(looked_up) if stop.id_tag else None
-        tx = txs.get(stop.transaction_id)
-        if tx is not None and tx.charge_point_id != stop.charge_point_pk:
-            tx = None
-        outcome = _apply_stop(stop, tx)
-        if outcome == "stopped":
+        key = (stop.charge_point_pk, stop.transaction_id)
+        if key in unknown:
+            tx = rebuilt.get(key)
+            if tx is None:
+                tx = rebuilt[key] = _rebuild(stop, info)
+                results.append(StopResult(tx, info, "rebuilt"))
+                meter_values += _transaction_data_rows(stop, tx)
+                continue
+        else:
+            tx = txs[stop.transaction_id]
+        outcome = _apply_stop(stop, tx, superseded)
+        if outcome in {"stopped", "corrected"}:
             stopped[tx.pk] = tx
-        if outcome != "repeated" and stop.transaction_data:
-            meter_values += meter_value_rows(
-                stop.charge_point_pk, tx.connector_id if tx else 0, tx.pk if tx else None, stop.transaction_data, stop.now
-            )
+        if outcome != "repeated":
+            meter_values += _transaction_data_rows(stop, tx)
         results.append(StopResult(tx, info, outcome))
+    SupersededStop.objects.bulk_create(superseded)
     update_rows(Transaction, STOP_FIELDS, instance_rows(stopped.values(), STOP_FIELDS))
-    insert_rows(MeterValue, meter_values)
+    # A resent transactionData stores nothing twice (the meter values' idempotency key).
+    insert_rows(MeterValue, meter_values, ignore_conflicts=True)
     return results
 
 
-def _apply_stop(stop: TransactionStop, tx: Transaction | None) -> str:
-    """Decide what the stop does to ``tx`` (and do it, in memory): the outcome."""
-    if tx is None:
-        logger.warning(
-            "StopTransaction for unknown transaction %s; answered, meter values kept "
-            "without a transaction",
-            stop.transaction_id,
-        )
-        return "unknown"
+def _transaction_data_rows(stop: TransactionStop, tx: Transaction) -> list[dict]:
+    if not stop.transaction_data:
+        return []
+    return meter_value_rows(stop.charge_point_pk, tx.connector_id, tx.pk, stop.transaction_data, stop.now)
+
+
+def _apply_stop(stop: TransactionStop, tx: Transaction, superseded: list[SupersededStop]) -> str:
+    """Decide what the stop does to ``tx`` (and do it, in memory): the outcome.
+
+    A server's stop found here is appended to ``superseded`` before it is replaced.
+    """
     if tx.stop_timestamp is not None:
-        if tx.stop_timestamp == stop.timestamp and tx.meter_stop == stop.meter_stop:
-            logger.info("Repeated StopTransaction for transaction %s", tx.pk)
-            return "repeated"
+        if tx.stopped_by != StoppedBy.SERVER:
+            if tx.stop_timestamp == stop.timestamp and tx.meter_stop == stop.meter_stop:
+                logger.info("Repeated StopTransaction for transaction %s", tx.pk)
+                return "repeated"
+            logger.warning(
+                "StopTransaction for transaction %s, already stopped at %s; stored stop kept",
+                tx.pk,
+                tx.stop_timestamp,
+            )
+            return "already_stopped"
+        # The server closed it on its own authority; the charge point knows better.
         logger.warning(
-            "StopTransaction for transaction %s, already stopped at %s; stored stop kept",
+            "StopTransaction for transaction %s replaces the server's stop (%s, %s Wh, %s); "
+            "that stop is kept as superseded",
             tx.pk,
             tx.stop_timestamp,
+            tx.meter_stop,
+            tx.stop_reason,
         )
-        return "already_stopped"
+        superseded.append(
+            SupersededStop(
+                transaction=tx,
+                stopped_by=tx.stopped_by,
+                meter_stop=tx.meter_stop,
+                stop_timestamp=tx.stop_timestamp,
+                stop_reason=tx.stop_reason,
+                energy_wh=tx.energy_wh,
+                stop_received_at=tx.stop_received_at,
+                superseded_at=stop.now,
+            )
+        )
+        _record_stop(stop, tx)
+        return "corrected"
+    _record_stop(stop, tx)
+    return "stopped"
+
+
+def _record_stop(stop: TransactionStop, tx: Transaction) -> None:
     tx.meter_stop = stop.meter_stop
     tx.stop_timestamp = stop.timestamp
     tx.stop_reason = stop.reason or "Local"
     tx.stop_id_tag = stop.id_tag or ""
     tx.stop_received_at = stop.now
-    if stop.meter_stop < tx.meter_start:
+    tx.stopped_by = StoppedBy.CHARGE_POINT
+    tx.meter_stop_below_start = stop.meter_stop < tx.meter_start
+    if tx.meter_stop_below_start:
         logger.warning(
             "Transaction %s: meterStop %s is below meterStart %s; energy not stored",
             tx.pk,
             stop.meter_stop,
             tx.meter_start,
         )
-        tx.meter_stop_below_start = True
         tx.energy_wh = None
     else:
         tx.energy_wh = stop.meter_stop - tx.meter_start
-    return "stopped"
+
+
+def _rebuild(stop: TransactionStop, info: dict[str, Any] | None) -> Transaction:
+    """A stopped transaction from a StopTransaction whose start Levity never saw.
+
+    It starts at the earliest timestamp the stop carries (its transactionData, or
+    its own), with the earliest total energy register reading of its
+    transactionData as meter start (without one, meterStop: no energy is claimed).
+    Its connector is unknown (0). ``reported_transaction_id`` keeps the charge
+    point's transactionId, so that a retried stop finds it.
+    """
+    samples = list(sampled_values(stop.transaction_data or []))
+    registers = [
+        sample
+        for sample in samples
+        if sample["measurand"] == DEFAULT_MEASURAND
+        and sample["normalized_unit"] == "Wh"
+        and sample["normalized_value"] is not None
+        and not sample["phase"]
+    ]
+    first_reading = min(registers, key=itemgetter("timestamp"), default=None)
+    tx = Transaction(
+        charge_point_id=stop.charge_point_pk,
+        connector_id=0,
+        id_tag=stop.id_tag or "",
+        id_tag_status=info["status"] if info else "",
+        meter_start=round(first_reading["normalized_value"]) if first_reading else stop.meter_stop,
+        start_timestamp=min([stop.timestamp, *(sample["timestamp"] for sample in samples)]),
+        received_at=stop.now,
+        rebuilt=True,
+        reported_transaction_id=stop.transaction_id,
+    )
+    _record_stop(stop, tx)
+    tx.save(force_insert=True)
+    logger.warning(
+        "StopTransaction for unknown transaction %s: recorded as rebuilt transaction %s",
+        stop.transaction_id,
+        tx.pk,
+    )
+    return tx
 
 
 def close_transaction(tx: Transaction, *, meter_stop: int, reason: str, now: datetime) -> bool:
-    """Close an active transaction on the server's authority (e.g. an orphan)."""
+    """Close an active transaction on the server's authority (e.g. an orphan).
+
+    Marked ``stopped_by=server``: the charge point's own StopTransaction, if it
+    comes, replaces this stop (stop_transactions).
+    """
     updated = Transaction.objects.filter(pk=tx.pk, stop_timestamp__isnull=True).update(
         meter_stop=meter_stop,
         stop_timestamp=now,
@@ -319,6 +424,7 @@ def close_transaction(tx: Transaction, *, meter_stop: int, reason: str, now: dat
         stop_received_at=now,
         energy_wh=max(meter_stop - tx.meter_start, 0),
         meter_stop_below_start=meter_stop < tx.meter_start,
+        stopped_by=StoppedBy.SERVER,
     )
     return bool(updated)
 
@@ -428,6 +534,7 @@ def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | 
             continue
         results.append(len(own))
         rows += own
-    # If the database refuses the INSERT, the writer redoes each message alone.
-    insert_rows(MeterValue, rows)
+    # If the database refuses the INSERT, the writer redoes each message alone. A resent
+    # MeterValues stores nothing twice (the meter values' idempotency key).
+    insert_rows(MeterValue, rows, ignore_conflicts=True)
     return results

@@ -54,6 +54,28 @@ _DATE_TIME = re.compile(
 )
 
 
+#: OCPP 1.6's ``integer`` is a 32-bit signed integer; its JSON schemas say only "integer".
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+def _bound_integers(schema: Any) -> Any:
+    """Every ``"type": "integer"`` of a schema bounded to 1.6's 32-bit range.
+
+    An unbounded JSON integer reached the database (or Python's C code) and failed
+    there; bounded, it gets a TypeConstraintViolation like any other wrong value.
+    """
+    if isinstance(schema, list):
+        return [_bound_integers(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    bounded = {k: _bound_integers(v) for k, v in schema.items()}
+    if bounded.get("type") == "integer":
+        bounded.setdefault("minimum", INT32_MIN)
+        bounded.setdefault("maximum", INT32_MAX)
+    return bounded
+
+
 def _strip(schema: Any, keys: set[str]) -> Any:
     if isinstance(schema, dict):
         return {k: _strip(v, keys) for k, v in schema.items() if k not in keys}
@@ -104,7 +126,7 @@ def _validator(schema_name: str, lenient: bool, partial: bool = False):
     strip = {"multipleOf"}
     if lenient:
         strip.add("additionalProperties")
-    return _compile(_strip(schema, strip), {"date-time": _DATE_TIME.pattern, "uri": lambda _: True})
+    return _compile(_bound_integers(_strip(schema, strip)), {"date-time": _DATE_TIME.pattern, "uri": lambda _: True})
 
 
 def has_schema(action: str) -> bool:
@@ -136,6 +158,32 @@ def validate(
         raise schema_error(exc) from None
 
 
+class InvalidAnswer(OCPPError):
+    """A charge point's CALLRESULT that breaks its 1.6 response schema (e.g. no ``status``).
+
+    An OCPPError with the code of the broken rule, so that callers catching
+    OCPPError still do; the command service tells it from a CALLERROR and records
+    it as an invalid answer, with the payload received.
+    """
+
+    def __init__(self, action: str, payload: dict, error: OCPPError) -> None:
+        super().__init__(
+            description=f"The answer is not a valid {action}Response: {error.description}",
+            details=error.details,
+        )
+        self.code = error.code
+        self.action = action
+        self.payload = payload
+
+
+def validate_answer(action: str, payload: dict) -> None:
+    """Validate a charge point's CALLRESULT to ``action`` (leniently), raising InvalidAnswer."""
+    try:
+        validate(action, payload, response=True, lenient=True)
+    except OCPPError as exc:
+        raise InvalidAnswer(action, payload, exc) from None
+
+
 def schema_error(exc: fastjsonschema.JsonSchemaValueException) -> OCPPError:
     field = (exc.name or "").removeprefix("data.").removeprefix("data") or "payload"
     details = {"field": field, "cause": exc.message}
@@ -143,6 +191,11 @@ def schema_error(exc: fastjsonschema.JsonSchemaValueException) -> OCPPError:
         return ProtocolError(description=f"Required field missing: {exc.message}", details=details)
     if exc.rule in {"type", "maxLength"}:
         return TypeConstraintViolationError(description=exc.message, details=details)
+    if exc.rule in {"minimum", "maximum"} and exc.rule_definition in {INT32_MIN, INT32_MAX}:
+        return TypeConstraintViolationError(
+            description=f"{field} is outside the 32-bit integer range of OCPP 1.6",
+            details=details,
+        )
     if exc.rule in {"additionalProperties"}:
         return FormationViolationError(description=exc.message, details=details)
     return PropertyConstraintViolationError(description=exc.message, details=details)

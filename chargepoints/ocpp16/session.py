@@ -224,8 +224,8 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
                 decided_id_tag_info=decisions.id_tag_info(context.decision),
             )
         )
-        # For AFTER_STOP_TRANSACTION receivers: "stopped", "unknown", "already_stopped"
-        # or "repeated", and the Transaction row (None when unknown).
+        # For AFTER_STOP_TRANSACTION receivers: "stopped", "corrected", "rebuilt", "already_stopped"
+        # or "repeated", and the Transaction row.
         context.stop_outcome = stopped.outcome
         context.transaction = stopped.transaction
         return call_result.StopTransaction(id_tag_info=stopped.id_tag_info)

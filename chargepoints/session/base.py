@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from django.conf import settings
-from ocpp.exceptions import GenericError, InternalError, OCPPError, SecurityError
+from ocpp.exceptions import GenericError, InternalError, OCPPError, ProtocolError, SecurityError
 from ocpp.messages import Call, CallError
 
 from plugins import decisions, dispatch
@@ -416,11 +416,15 @@ class Session:
                 return None
             raise response.to_exception()
         if not skip_schema_validation:
-            protocol.validate(action, response.payload, response=True, lenient=True)
+            protocol.validate_answer(action, response.payload)  # InvalidAnswer
         result_class = getattr(self.call_result, action)
         known = result_class.__dataclass_fields__
         data = protocol.snake_case(response.payload)
-        return result_class(**{k: v for k, v in data.items() if k in known})
+        try:
+            return result_class(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:  # validation skipped, and a required field is missing
+            protocol.validate_answer(action, response.payload)  # the schema's reason, as InvalidAnswer
+            raise protocol.InvalidAnswer(action, response.payload, ProtocolError(description=str(exc))) from None
 
     # --- lifecycle ------------------------------------------------------------
 

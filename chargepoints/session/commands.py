@@ -268,6 +268,15 @@ async def call_session(
             error_description=f"No answer within {timeout:g} s{waited}",
             sent_at=sent[0] if sent else None,
         )
+    except protocol.InvalidAnswer as exc:  # a CALLRESULT, but not one of the action's schema
+        return Outcome(
+            CommandStatus.FAILED,
+            response=exc.payload,
+            error_code=exc.code,
+            error_description=exc.description,
+            sent_at=sent[0] if sent else None,
+            answered_at=time.time(),
+        )
     except OCPPError as exc:
         return Outcome(
             CommandStatus.CALLERROR,

@@ -101,8 +101,8 @@ class FluentdAuditPlugin(_FluentdPlugin):
     async def log_stop_transaction(self, context: PluginContext) -> None:
         record = self.record(context)
         transaction = getattr(context, "transaction", None)
-        # The stored transaction's energy (meter_stop - meter_start), None when the
-        # transaction is unknown or its meterStop was below meterStart.
+        # The stored transaction's energy (meter_stop - meter_start), None when its
+        # meterStop was below meterStart.
         record["energy_wh"] = transaction.energy_wh if transaction is not None else None
         if transaction is not None:
             record["connector_id"] = transaction.connector_id

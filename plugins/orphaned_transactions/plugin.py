@@ -29,7 +29,9 @@ class OrphanedTransactionPlugin(ChargePointPlugin):
     An orphan is closed with meter_stop = its last Energy.Active.Import.Register
     reading (Wh) or, without one, its meter_start; reason ``Other``; stop time now.
     A retried StartTransaction (same connector, tag, meterStart and timestamp) refers
-    to an existing transaction, which is left alone.
+    to an existing transaction, which is left alone. The close is the server's
+    (``stopped_by=server``): if the charge point's own StopTransaction arrives
+    later, it replaces this stop, which is kept as a SupersededStop.
     """
 
     def __init__(self, scope: str = "connector") -> None:

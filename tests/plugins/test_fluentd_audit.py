@@ -161,12 +161,13 @@ async def test_stop_transaction_record_carries_the_energy_delivered(audited, flu
     }
 
 
-async def test_stop_of_an_unknown_transaction_is_recorded_without_energy(audited, fluentd, cp_id):
+async def test_stop_of_an_unknown_transaction_is_recorded_as_rebuilt_without_energy(audited, fluentd, cp_id):
     await audited.stop_transaction(999_999_999, 500)
 
     [event] = await fluentd.wait_for("ocpp.transaction.stop", cp_id)
-    assert event.record["energy_wh"] is None
-    assert event.record["outcome"] == "unknown"
+    # Rebuilt from the stop alone: no reading to start from, so no energy claimed.
+    assert (event.record["energy_wh"], event.record["meter_start"], event.record["connector_id"]) == (0, 500, 0)
+    assert event.record["outcome"] == "rebuilt"
 
 
 async def test_websocket_connect_and_disconnect_are_recorded(connect, audit_server, fluentd, cp_id):

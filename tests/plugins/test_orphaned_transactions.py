@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -30,8 +31,13 @@ def server(django_db_setup, test_db_path, tmp_path_factory):
     daphne.stop()
 
 
+_seconds = itertools.count()
+
+
 def energy(value: str, unit: str = "Wh", **fields) -> dict:
-    return {"timestamp": now_iso(), "sampledValue": [{"value": value, "unit": unit, **fields}]}
+    """A sampled value, each a second later than the one before (the same key twice is a resend)."""
+    at = datetime.now(timezone.utc) + timedelta(seconds=next(_seconds))
+    return {"timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "sampledValue": [{"value": value, "unit": unit, **fields}]}
 
 
 async def test_an_orphan_on_the_connector_is_closed_with_its_last_energy_reading(
@@ -61,6 +67,30 @@ async def test_an_orphan_on_the_connector_is_closed_with_its_last_energy_reading
     assert (closed.meter_stop, closed.stop_reason, closed.energy_wh) == (1800, "Other", 800)
     assert before - timedelta(seconds=1) <= closed.stop_timestamp <= datetime.now(timezone.utc)
     assert (await Transaction.objects.aget(pk=new.transaction_id)).is_active
+
+
+async def test_a_reading_dated_far_in_the_future_does_not_close_an_orphan(connect, server, cp_id):
+    """Beyond LEVITY_CLOCK_SKEW_TOLERANCE, a date does not make a reading the latest."""
+    client = await connect(cp_id, server=server)
+    orphan = await client.start_transaction(1, "DRIVER", 1000)
+    far = {"timestamp": "9999-12-31T23:59:59Z", "sampledValue": [{"value": "999999"}]}
+    await client.call(
+        call.MeterValues(connector_id=1, transaction_id=orphan.transaction_id, meter_value=[far, energy("1500")])
+    )
+    await client.start_transaction(1, "DRIVER", 1600)
+    closed = await Transaction.objects.aget(pk=orphan.transaction_id)
+    assert (closed.meter_stop, closed.energy_wh) == (1500, 500)
+
+
+async def test_only_readings_dated_far_in_the_future_count_by_their_receive_time(connect, server, cp_id):
+    client = await connect(cp_id, server=server)
+    orphan = await client.start_transaction(1, "DRIVER", 1000)
+    for value, date in (("1300", "9999-12-30"), ("1200", "9999-12-29")):
+        reading = {"timestamp": f"{date}T00:00:00Z", "sampledValue": [{"value": value}]}
+        await client.call(call.MeterValues(connector_id=1, transaction_id=orphan.transaction_id, meter_value=[reading]))
+    await client.start_transaction(1, "DRIVER", 1400)
+    # The last received, not the latest dated.
+    assert (await Transaction.objects.aget(pk=orphan.transaction_id)).meter_stop == 1200
 
 
 async def test_an_orphan_without_meter_values_is_closed_at_its_meter_start(connect, server, cp_id):

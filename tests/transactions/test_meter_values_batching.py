@@ -60,7 +60,7 @@ async def test_meter_values_sent_at_once_by_many_charge_points_are_all_stored(ra
             answers = []
             for k in range(rounds):
                 answers.append(
-                    await raw.exchange(meter_values_frame(f"mv{k}", tx_id, 100 * k, "2026-01-01T10:05:00Z"))
+                    await raw.exchange(meter_values_frame(f"mv{k}", tx_id, 100 * k, f"2026-01-01T10:05:0{k}Z"))
                 )
             return answers
 

@@ -126,10 +126,12 @@ async def test_stop_for_unknown_transaction_is_answered_and_logged(raw_ws, cp_id
     async with raw_ws(cp_id) as session:
         answer = await session.exchange(stop_frame("p-6", 987654, transactionData=data))
     assert answer == [3, "p-6", {}]
-    assert not await Transaction.objects.aexists()
-    # Its meter values are kept, without a transaction.
+    # Rebuilt from the stop (tests/transactions/test_rebuilt_transactions.py), its
+    # meter values with it.
+    tx = await Transaction.objects.aget(reported_transaction_id=987654)
+    assert tx.rebuilt
     row = await MeterValue.objects.aget()
-    assert row.transaction_id is None and row.value == "42"
+    assert row.transaction_id == tx.pk and row.value == "42"
     assert "StopTransaction for unknown transaction 987654" in daphne_server.log()
 
 
