@@ -144,6 +144,7 @@ class Session:
         self._started: asyncio.Task | None = None
         self._closed = False
         self._replaced = False
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
@@ -160,8 +161,8 @@ class Session:
 
     @property
     def accepts_writes(self) -> bool:
-        """False once the session ends or a newer session of its charge point replaced it."""
-        return not (self._closed or self._replaced)
+        """False once the session ends, is being closed, or a newer session replaced it."""
+        return not (self._closed or self._replaced or self._closing)
 
     def mark_replaced(self) -> None:
         """A newer session of the same charge point took over: this one's writes are dropped."""
@@ -254,19 +255,19 @@ class Session:
         try:
             if self._started is not None and not self._started.done():
                 await asyncio.shield(self._started)
-            while self._inbox and not self._closed:
+            while self._inbox and self.accepts_writes:
                 await self._handle_call(self._inbox.popleft())
         except Exception as exc:
-            # Sending failed: the connection is closing (daphne: "Attempt to send on a
-            # closed protocol"), the disconnect follows.
+            # Sending failed: the charge point closed the connection meanwhile (autobahn
+            # refuses to send once a Close frame came), the disconnect follows.
             logger.info(
-                "%s: connection closed while answering (%s); %d queued CALL(s) dropped",
+                "%s: the connection closed while answering (%s); %d queued CALL(s) dropped",
                 self.id,
-                exc,
+                type(exc).__name__,
                 len(self._inbox),
             )
-            self._inbox.clear()
         finally:
+            self._inbox.clear()
             self._worker = None
 
     async def _handle_call(self, msg: Call) -> None:
@@ -308,6 +309,8 @@ class Session:
             return await self._send_error(msg, InternalError(description=f"{msg.action} could not be processed"))
         finally:
             _deferred_after.reset(token)
+        if not self.accepts_writes:
+            return None  # being closed: the charge point will not read the answer
         await self._send(framing.encode_call_result(msg.unique_id, payload))
         for hook, context in deferred:
             task = asyncio.create_task(self._run_hook(hook, context))
@@ -432,6 +435,8 @@ class Session:
         await dispatch.run_lifecycle(self, "cleanup")
 
     async def close(self, code: int = 1000) -> None:
+        """Close the connection; CALLs not answered yet are not answered (nor written)."""
+        self._closing = True
         await self._connection.close(code)
 
     # --- hooks ----------------------------------------------------------------
