@@ -1,36 +1,30 @@
 """``python -m levity_site.server [daphne's options] levity_site.asgi:application``
 
 Daphne, as Levity runs it: every option and default is daphne's, with the changes
-below. Each was measured on bench/'s reconnect storm: the storm's time for uvloop;
-for the four after it, the server's instructions per charge point (bench.instructions,
-single runs; the count varies by up to about 2% between runs of the same code).
+below. The speed-ups were measured on bench/'s reconnect storm (bench/results).
+Each change that reaches into daphne, Twisted or autobahn beyond their public API
+is listed in docs/upstream.md with the upstream change that would make it
+unnecessary, and guarded by a test that fails when an upgrade breaks it.
 
 - **uvloop.** Daphne runs Twisted on the asyncio event loop that it creates as it
   is imported; this sets uvloop's event loop policy first, so every connection's
   accept, HTTP upgrade and frames run through uvloop's C callbacks instead of
   asyncio's Python ones (Twisted supports uvloop under its asyncio reactor since
-  21.7). The storm took about 15% less time.
+  21.7).
 - **A WebSocket upgrade goes straight to autobahn.** Daphne parses every request
   with Twisted's HTTP server, then re-assembles an upgrade request for autobahn
   (its WebSocket layer) to parse again. ``UpgradeFirst`` hands an upgrade that
   arrives whole in one read -- as every charge point's does -- to daphne's
   WebSocket protocol directly, with the same checks of its head; anything else
-  takes daphne's way. 9% fewer instructions per charge point in a storm.
-- **No log context per socket event.** Twisted's asyncio reactor wraps each read
-  and write in ``callWithLogger``, which sets up a context for Twisted's own log;
-  daphne discards that log (or, at ``-v 2``, passes it on without the context).
-  2.4% of a storm's instructions.
-- **A write is sent in the loop's next turn** (``Connection``), not after a round
-  of watching the socket for writability: 1.7% of a storm's instructions, and
-  two epoll changes per message.
+  takes daphne's way.
 - **autobahn's options are set on a connection at once** (``WebSocketProtocol``),
-  not one by one: 3.8% of a storm's instructions.
-- **Shutdown ends every session.** On SIGTERM daphne cancels each connection's
-  application, and the OCPP consumer then ends its session as a disconnect would
-  (plugins' ``cleanup()``, the charge point recorded offline). Daphne's own
-  ``kill_all_applications`` stops at the first connection without an application
-  -- the HTTP request a WebSocket was upgraded from, kept for up to a second --
-  so after any recent connect it cancelled nothing (a KeyError in its log).
+  not one by one.
+- **Shutdown ends every session** (``LevityServer``). On SIGTERM daphne cancels each
+  connection's application, and the OCPP consumer then ends its session as a
+  disconnect would (plugins' ``cleanup()``, the charge point recorded offline).
+  Daphne's own ``kill_all_applications`` stops at the first connection without an
+  application -- the HTTP request a WebSocket was upgraded from, kept for up to a
+  second -- so after any recent connect it cancelled nothing (a KeyError in its log).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
   connect and disconnect itself (chargepoints.session.consumer), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
@@ -45,11 +39,11 @@ import asyncio
 import logging
 
 import uvloop
-from daphne.access import AccessLogGenerator
 from daphne import ws_protocol
+from daphne.access import AccessLogGenerator
 from daphne.http_protocol import HTTPFactory
 from daphne.utils import HEADER_NAME_RE, INVALID_HEADER_VALUE_BYTES
-from twisted.internet import asyncioreactor, defer, protocol, tcp
+from twisted.internet import defer, protocol
 from twisted.protocols.policies import ProtocolWrapper
 
 logger = logging.getLogger("daphne.server")
@@ -67,27 +61,6 @@ class AccessLog(AccessLogGenerator):
     def __call__(self, protocol: str, action: str, details: dict) -> None:
         if (protocol, action) not in self.LOGGED_BY_LEVITY:
             super().__call__(protocol, action, details)
-
-
-def kill_all_applications(server) -> defer.Deferred:
-    """Daphne's ``Server.kill_all_applications``, skipping connections without an application."""
-    pending = [
-        details["application_instance"]
-        for details in server.connections.values()
-        if "application_instance" in details and not details["application_instance"].done()
-    ]
-    for application_instance in pending:
-        application_instance.cancel()
-    logger.info("Killed %i pending application instances", len(pending))
-    # Twisted waits for them before the reactor stops.
-    waiting = defer.Deferred.fromFuture(asyncio.gather(*pending, return_exceptions=True))
-    waiting.addErrback(lambda failure: None)
-    return waiting
-
-
-def call_selectable(selectable, function, *args):
-    """What Twisted's asyncio reactor calls on each socket event, without a log context."""
-    return function(*args)
 
 
 #: Twisted's bounds on a request's head, which a fast-path request stays within.
@@ -180,45 +153,6 @@ class UpgradeFirst(protocol.Protocol):
         self.timeout = None
 
 
-class Connection(tcp.Server):
-    """Twisted's server-side TCP connection, sending what it is given in the loop's next turn.
-
-    Twisted buffers each write, asks the event loop to watch the socket for
-    writability, sends once the loop reports it, and stops the watch again: two
-    changes to the loop's epoll set and one more event per message, although a
-    socket nearly always takes a small message at once. This sends in the next
-    turn of the loop (writes made meanwhile go out together, as before), and only
-    data the socket did not take waits for writability, in Twisted's usual way.
-    """
-
-    _send_soon: asyncio.Handle | None = None
-    _awaiting_writability = False
-
-    def startWriting(self) -> None:
-        if not self._awaiting_writability and self._send_soon is None:
-            self._send_soon = asyncio.get_running_loop().call_soon(self._send_now)
-
-    def stopWriting(self) -> None:
-        if self._awaiting_writability:
-            self._awaiting_writability = False
-            super().stopWriting()
-
-    def _send_now(self) -> None:
-        self._send_soon = None
-        if self.fileno() == -1:  # closed meanwhile
-            return
-        try:
-            lost = self.doWrite()
-        except Exception as exc:  # as the reactor treats a failed doWrite(), but logged
-            lost = exc
-            logger.exception("Sending to %s failed", self.getPeer())
-        if lost:
-            self.reactor._disconnectSelectable(self, lost, False)
-        elif self.dataBuffer or self._tempDataBuffer:
-            self._awaiting_writability = True
-            super().startWriting()
-
-
 class WebSocketProtocol(ws_protocol.WebSocketProtocol):
     """Daphne's WebSocket protocol, which takes autobahn's options from its factory in one step.
 
@@ -251,19 +185,54 @@ class LevityHTTPFactory(HTTPFactory):
         return super().buildProtocol(addr)
 
 
-def main() -> None:
-    # Before daphne.server is imported: it creates its event loop at import time.
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncioreactor.callWithLogger = call_selectable
+def command_line() -> type:
+    """Daphne's command line, running ``LevityServer``.
+
+    Made on call: daphne.server creates its event loop as it is imported, which must
+    come after uvloop's policy is set (``main``).
+    """
     import daphne.server
     from daphne import cli
 
-    cli.AccessLogGenerator = AccessLog
-    cli.Server.kill_all_applications = kill_all_applications
+    class LevityServer(daphne.server.Server):
+        """Daphne's server, with Levity's access log and a shutdown that ends every session."""
+
+        def __init__(self, *args, action_logger=None, **kwargs):
+            if type(action_logger) is AccessLogGenerator:  # what daphne's command line makes
+                action_logger = AccessLog(action_logger.stream)
+            super().__init__(*args, action_logger=action_logger, **kwargs)
+
+        def kill_all_applications(self) -> defer.Deferred:
+            """Daphne's, skipping connections without an application (an upgraded HTTP request)."""
+            pending = [
+                details["application_instance"]
+                for details in self.connections.values()
+                if "application_instance" in details and not details["application_instance"].done()
+            ]
+            for application_instance in pending:
+                application_instance.cancel()
+            logger.info("Killed %i pending application instances", len(pending))
+            # Twisted waits for them before the reactor stops.
+            waiting = defer.Deferred.fromFuture(asyncio.gather(*pending, return_exceptions=True))
+            waiting.addErrback(lambda failure: None)
+            return waiting
+
+    class LevityCommandLine(cli.CommandLineInterface):
+        server_class = LevityServer
+
+    return LevityCommandLine
+
+
+def main() -> None:
+    # Before daphne.server is imported: it creates its event loop at import time.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    import daphne.server
+
+    # The two factories daphne's Server.run() builds by these module-level names
+    # (docs/upstream.md).
     daphne.server.HTTPFactory = LevityHTTPFactory
-    tcp.Port.transport = Connection
     daphne.server.WebSocketFactory = WebSocketFactory
-    cli.CommandLineInterface.entrypoint()
+    command_line().entrypoint()
 
 
 if __name__ == "__main__":
