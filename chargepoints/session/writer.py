@@ -24,6 +24,7 @@ slow synchronous signal receiver or HTTP view never delays an OCPP answer.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -213,7 +214,9 @@ class GroupCommit:
         future = loop.create_future()
         self._queue.append(_Pending(write, request, future, session))
         if self._runner is None:
-            self._runner = loop.create_task(self._run())
+            # In a context of its own, not the one of whichever session or HTTP request
+            # happened to submit first (the runner outlives it).
+            self._runner = loop.create_task(self._run(), context=contextvars.Context())
         return await future
 
     async def _run(self) -> None:
