@@ -2,7 +2,7 @@
 
 A protocol version subclasses ``Session`` with its ``@on`` handlers and names its
 own validation module (``protocol``: ``validate``, ``unknown_action_error``,
-``frame_error``, ``snake_case``, ``to_payload``) and its ``call_result`` classes.
+``frame_error``, ``snake_case``, ``to_payload``) and its ``call_results`` (the call_result classes).
 ``Session`` is Levity's own class: it does not inherit the `ocpp` package's
 ``ChargePoint``, whose ``start()``, ``call()`` and route map it would have to
 break; from `ocpp` it takes the ``@on`` decorator, the message classes and the
@@ -102,7 +102,7 @@ class Session:
     #: The version's validation, error codes and naming (e.g. chargepoints.ocpp16.protocol).
     protocol: ClassVar[ModuleType]
     #: The version's call_result classes, by action name.
-    call_result: ClassVar[ModuleType]
+    call_results: ClassVar[ModuleType]
     #: The WebSocket subprotocol of the version.
     subprotocol: ClassVar[str]
 
@@ -370,7 +370,7 @@ class Session:
             raise response.to_exception()
         if not skip_schema_validation:
             protocol.validate(action, response.payload, response=True, lenient=True)
-        result_class = getattr(self.call_result, action)
+        result_class = getattr(self.call_results, action)
         known = result_class.__dataclass_fields__
         data = protocol.snake_case(response.payload)
         return result_class(**{k: v for k, v in data.items() if k in known})
