@@ -18,7 +18,9 @@ A request of a session that ended or was replaced meanwhile is dropped before it
 batch runs (the awaiting handler gets ``Dropped``), not committed after.
 
 The thread is Levity's own (``executor``), not asgiref's single shared thread: a
-slow synchronous signal receiver or HTTP view never delays an OCPP answer.
+slow synchronous signal receiver or HTTP view never delays an OCPP answer. (The one
+writer outside this path is the server process's liveness thread,
+chargepoints.session.processes, which must keep running when the event loop cannot.)
 """
 
 from __future__ import annotations
