@@ -153,16 +153,21 @@ def update_rows(
         " AND ".join(f"{quote(field.column)} = %s" for field in [meta.pk, *matched]),
     )
     preparers = [value_preparer(field, connection) for field in fields]
-    matched_preparers = [value_preparer(field, connection) for field in matched]
-    width = len(fields)
-    params = [
-        (
-            *(prepare(value) for prepare, value in zip(preparers, row[1 : 1 + width], strict=True)),
-            row[0],
-            *(prepare(value) for prepare, value in zip(matched_preparers, row[1 + width :], strict=True)),
-        )
-        for row in rows
-    ]
+    if matched:
+        matched_preparers = [value_preparer(field, connection) for field in matched]
+        width = len(fields)
+        params = [
+            (
+                *(prepare(value) for prepare, value in zip(preparers, row[1 : 1 + width], strict=True)),
+                row[0],
+                *(prepare(value) for prepare, value in zip(matched_preparers, row[1 + width :], strict=True)),
+            )
+            for row in rows
+        ]
+    else:
+        params = [
+            (*(prepare(value) for prepare, value in zip(preparers, row[1:], strict=True)), row[0]) for row in rows
+        ]
     if params:
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)

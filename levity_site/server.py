@@ -1,9 +1,10 @@
 """``python -m levity_site.server [daphne's options] levity_site.asgi:application``
 
 Daphne, as Levity runs it: every option and default is daphne's, with the changes
-below. Each was measured on bench/'s reconnect storm: the storm's time for uvloop;
-for the four after it, the server's instructions per charge point (bench.instructions).
-The figures are in bench/results/measurements.md.
+below. The speed-ups were measured on bench/'s reconnect storm (bench/results).
+Each change that reaches into daphne, Twisted or autobahn beyond their public API
+is listed in docs/upstream.md with the upstream change that would make it
+unnecessary, and guarded by a test that fails when an upgrade breaks it.
 
 - **uvloop.** Daphne runs Twisted on the asyncio event loop that it creates as it
   is imported; this sets uvloop's event loop policy first, so every connection's
@@ -16,15 +17,9 @@ The figures are in bench/results/measurements.md.
   arrives whole in one read -- as every charge point's does -- to daphne's
   WebSocket protocol directly, with the same checks of its head; anything else
   takes daphne's way.
-- **No log context per socket event.** Twisted's asyncio reactor wraps each read
-  and write in ``callWithLogger``, which sets up a context for Twisted's own log;
-  daphne discards that log (or, at ``-v 2``, passes it on without the context).
-- **A write is sent in the loop's next turn** (``Connection``), not after a round
-  of watching the socket for writability, which took two epoll changes per
-  message.
 - **autobahn's options are set on a connection at once** (``WebSocketProtocol``),
   not one by one.
-- **Shutdown ends every session.** On SIGTERM daphne cancels each connection's
+- **Shutdown ends every session** (``LevityServer``). On SIGTERM daphne cancels each connection's
   application, and the OCPP consumer then ends its session as a disconnect would
   (plugins' ``cleanup()``, the charge point recorded offline). Daphne's own
   ``kill_all_applications`` stops at the first connection without an application
@@ -65,11 +60,11 @@ from http import HTTPStatus
 import uvloop
 from autobahn.websocket.types import ConnectionDeny
 from cryptography.hazmat.primitives.serialization import Encoding
-from daphne.access import AccessLogGenerator
 from daphne import ws_protocol
+from daphne.access import AccessLogGenerator
 from daphne.http_protocol import HTTPFactory
 from daphne.utils import HEADER_NAME_RE, INVALID_HEADER_VALUE_BYTES
-from twisted.internet import asyncioreactor, defer, protocol, tcp
+from twisted.internet import defer, protocol
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 
@@ -90,27 +85,6 @@ class AccessLog(AccessLogGenerator):
     def __call__(self, protocol: str, action: str, details: dict) -> None:
         if (protocol, action) not in self.LOGGED_BY_LEVITY:
             super().__call__(protocol, action, details)
-
-
-def kill_all_applications(server) -> defer.Deferred:
-    """Daphne's ``Server.kill_all_applications``, skipping connections without an application."""
-    pending = [
-        details["application_instance"]
-        for details in server.connections.values()
-        if "application_instance" in details and not details["application_instance"].done()
-    ]
-    for application_instance in pending:
-        application_instance.cancel()
-    logger.info("Killed %i pending application instances", len(pending))
-    # Twisted waits for them before the reactor stops.
-    waiting = defer.Deferred.fromFuture(asyncio.gather(*pending, return_exceptions=True))
-    waiting.addErrback(lambda failure: None)
-    return waiting
-
-
-def call_selectable(selectable, function, *args):
-    """What Twisted's asyncio reactor calls on each socket event, without a log context."""
-    return function(*args)
 
 
 #: Twisted's bounds on a request's head, which a fast-path request stays within.
@@ -203,45 +177,6 @@ class UpgradeFirst(protocol.Protocol):
         if self.timeout is not None and self.timeout.active():
             self.timeout.cancel()
         self.timeout = None
-
-
-class Connection(tcp.Server):
-    """Twisted's server-side TCP connection, sending what it is given in the loop's next turn.
-
-    Twisted buffers each write, asks the event loop to watch the socket for
-    writability, sends once the loop reports it, and stops the watch again: two
-    changes to the loop's epoll set and one more event per message, although a
-    socket nearly always takes a small message at once. This sends in the next
-    turn of the loop (writes made meanwhile go out together, as before), and only
-    data the socket did not take waits for writability, in Twisted's usual way.
-    """
-
-    _send_soon: asyncio.Handle | None = None
-    _awaiting_writability = False
-
-    def startWriting(self) -> None:
-        if not self._awaiting_writability and self._send_soon is None:
-            self._send_soon = asyncio.get_running_loop().call_soon(self._send_now)
-
-    def stopWriting(self) -> None:
-        if self._awaiting_writability:
-            self._awaiting_writability = False
-            super().stopWriting()
-
-    def _send_now(self) -> None:
-        self._send_soon = None
-        if self.fileno() == -1:  # closed meanwhile
-            return
-        try:
-            lost = self.doWrite()
-        except Exception as exc:  # as the reactor treats a failed doWrite(), but logged
-            lost = exc
-            logger.exception("Sending to %s failed", self.getPeer())
-        if lost:
-            self.reactor._disconnectSelectable(self, lost, False)
-        elif self.dataBuffer or self._tempDataBuffer:
-            self._awaiting_writability = True
-            super().startWriting()
 
 
 class WebSocketProtocol(protocol_limits.LimitedWebSocketProtocol, ws_protocol.WebSocketProtocol):
@@ -371,32 +306,67 @@ def levity_defaults() -> dict:
         raise SystemExit(f"Levity configuration error: {exc}") from None
 
 
-def main() -> None:
-    # Before daphne.server is imported: it creates its event loop at import time.
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncioreactor.callWithLogger = call_selectable
+def command_line() -> type:
+    """Daphne's command line, running ``LevityServer``.
+
+    Made on call: daphne.server creates its event loop as it is imported, which must
+    come after uvloop's policy is set (``main``).
+    """
     import daphne.server
     from daphne import cli
 
-    cli.AccessLogGenerator = AccessLog
-    cli.Server.kill_all_applications = kill_all_applications
+    class LevityServer(ExtensionsInScope, daphne.server.Server):
+        """Daphne's server, with Levity's access log, a shutdown that ends every session,
+        and what charge point authentication needs in the scope (ExtensionsInScope)."""
+
+        def __init__(self, *args, action_logger=None, **kwargs):
+            if type(action_logger) is AccessLogGenerator:  # what daphne's command line makes
+                action_logger = AccessLog(action_logger.stream)
+            super().__init__(*args, action_logger=action_logger, **kwargs)
+
+        def kill_all_applications(self) -> defer.Deferred:
+            """Daphne's, skipping connections without an application (an upgraded HTTP request)."""
+            pending = [
+                details["application_instance"]
+                for details in self.connections.values()
+                if "application_instance" in details and not details["application_instance"].done()
+            ]
+            for application_instance in pending:
+                application_instance.cancel()
+            logger.info("Killed %i pending application instances", len(pending))
+            # Twisted waits for them before the reactor stops.
+            waiting = defer.Deferred.fromFuture(asyncio.gather(*pending, return_exceptions=True))
+            waiting.addErrback(lambda failure: None)
+            return waiting
+
+    class LevityCommandLine(cli.CommandLineInterface):
+        server_class = LevityServer
+
+    return LevityCommandLine
+
+
+def main() -> None:
+    # Before daphne.server is imported: it creates its event loop at import time.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    import daphne.server
+
+    # The two factories daphne's Server.run() builds by these module-level names
+    # (docs/upstream.md).
     daphne.server.HTTPFactory = LevityHTTPFactory
-    tcp.Port.transport = Connection
     daphne.server.WebSocketFactory = WebSocketFactory
-    server_class = type("Server", (ExtensionsInScope, cli.Server), {})
-    command_line = type("CommandLineInterface", (cli.CommandLineInterface,), {"server_class": server_class})()
-    command_line.parser.add_argument(
+    cli = command_line()()
+    cli.parser.add_argument(
         "--workers",
         type=int,
         help="Start this many server processes on the -b/-p address (levity_site.workers)",
     )
-    command_line.parser.set_defaults(**levity_defaults())
-    args = command_line.parser.parse_args(sys.argv[1:])
+    cli.parser.set_defaults(**levity_defaults())
+    args = cli.parser.parse_args(sys.argv[1:])
     if args.workers > 1:
         from levity_site.workers import supervise
 
         sys.exit(supervise(args.workers, sys.argv[1:], args))
-    command_line.run(sys.argv[1:])
+    cli.run(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -81,11 +81,6 @@ class Authorization:
     check_concurrent: bool = True
 
 
-def authorize(id_tag: str, now: datetime, *, check_concurrent: bool = True) -> dict[str, Any]:
-    """The idTagInfo (snake_case) for a tag, from the ID tag table."""
-    return authorize_many([Authorization(id_tag, now, check_concurrent)])[0]
-
-
 def authorize_many(authorizations: list[Authorization], *, starting: bool = False) -> list[dict[str, Any]]:
     """idTagInfo for many tags at once: one query for the tags, one for those already charging.
 

@@ -245,14 +245,6 @@ def snake_case(data: Any) -> Any:
     return data
 
 
-def camel_case(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {_camel_key(k): camel_case(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [camel_case(v) for v in data]
-    return data
-
-
 def to_payload(obj: Any) -> Any:
     """An ocpp call/call_result dataclass as an OCPP-J payload: camelCase, no Nones."""
     if is_dataclass(obj) and not isinstance(obj, type):

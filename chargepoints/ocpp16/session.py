@@ -34,13 +34,21 @@ from .security import SecurityExtensionHandlers
 
 #: The writes of a 1.6 session; each goes to the database in the shared batches of
 #: chargepoints.session.writer (one thread hop, one commit for all that queued meanwhile).
-meter_values_writer = writer.Write(tx_services.record_meter_values_batch)
-boots_writer = writer.Write(services.record_boots)
-status_notifications_writer = writer.Write(services.record_status_notifications)
+meter_values_writer: writer.Write[tx_services.MeterValuesRequest, int] = writer.Write(
+    tx_services.record_meter_values_batch
+)
+boots_writer: writer.Write[services.Boot, str] = writer.Write(services.record_boots)
+status_notifications_writer: writer.Write[services.StatusReport, None] = writer.Write(
+    services.record_status_notifications
+)
 #: Authorize only reads, but many at once read faster together too.
-authorizations = writer.Write(tx_services.authorize_many)
-transaction_starts = writer.Write(tx_services.start_transactions, tx_services.start_transaction)
-transaction_stops = writer.Write(tx_services.stop_transactions)
+authorizations: writer.Write[tx_services.Authorization, dict] = writer.Write(tx_services.authorize_many)
+transaction_starts: writer.Write[tx_services.TransactionStart, tx_services.StartResult] = writer.Write(
+    tx_services.start_transactions, tx_services.start_transaction
+)
+transaction_stops: writer.Write[tx_services.TransactionStop, tx_services.StopResult] = writer.Write(
+    tx_services.stop_transactions
+)
 
 
 class LevityChargePoint(SecurityExtensionHandlers, Session):
@@ -52,7 +60,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
     """
 
     protocol = protocol
-    call_result = call_result
+    call_results = call_result
     subprotocol = "ocpp1.6"
 
     tx_repo = TransactionRepository(writer.run)

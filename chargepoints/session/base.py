@@ -2,7 +2,7 @@
 
 A protocol version subclasses ``Session`` with its ``@on`` handlers and names its
 own validation module (``protocol``: ``validate``, ``unknown_action_error``,
-``frame_error``, ``snake_case``, ``to_payload``) and its ``call_result`` classes.
+``frame_error``, ``snake_case``, ``to_payload``) and its ``call_results`` (the call_result classes).
 ``Session`` is Levity's own class: it does not inherit the `ocpp` package's
 ``ChargePoint``, whose ``start()``, ``call()`` and route map it would have to
 break; from `ocpp` it takes the ``@on`` decorator, the message classes and the
@@ -102,7 +102,7 @@ class Session:
     #: The version's validation, error codes and naming (e.g. chargepoints.ocpp16.protocol).
     protocol: ClassVar[ModuleType]
     #: The version's call_result classes, by action name.
-    call_result: ClassVar[ModuleType]
+    call_results: ClassVar[ModuleType]
     #: The WebSocket subprotocol of the version.
     subprotocol: ClassVar[str]
     #: What the last BootNotification was answered (at connect: the stored status).
@@ -150,6 +150,7 @@ class Session:
         self.call_rate = limits.CallRate.from_settings()
         self._inbox_room: asyncio.Event | None = None
         self._closing_over_rate = False
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
@@ -166,8 +167,8 @@ class Session:
 
     @property
     def accepts_writes(self) -> bool:
-        """False once the session ends or a newer session of its charge point replaced it."""
-        return not (self._closed or self._replaced)
+        """False once the session ends, is being closed, or a newer session replaced it."""
+        return not (self._closed or self._replaced or self._closing)
 
     def mark_replaced(self) -> None:
         """A newer session of the same charge point took over: this one's writes are dropped."""
@@ -263,22 +264,22 @@ class Session:
         try:
             if self._started is not None and not self._started.done():
                 await asyncio.shield(self._started)
-            while self._inbox and not self._closed:
+            while self._inbox and self.accepts_writes:
                 call = self._inbox.popleft()
                 if self._inbox_room is not None:
                     self._inbox_room.set()
                 await self._handle_call(call)
         except Exception as exc:
-            # Sending failed: the connection is closing (daphne: "Attempt to send on a
-            # closed protocol"), the disconnect follows.
+            # Sending failed: the charge point closed the connection meanwhile (autobahn
+            # refuses to send once a Close frame came), the disconnect follows.
             logger.info(
-                "%s: connection closed while answering (%s); %d queued CALL(s) dropped",
+                "%s: the connection closed while answering (%s); %d queued CALL(s) dropped",
                 self.id,
-                exc,
+                type(exc).__name__,
                 len(self._inbox),
             )
-            self._inbox.clear()
         finally:
+            self._inbox.clear()
             self._worker = None
 
     async def _handle_call(self, msg: Call) -> None:
@@ -328,6 +329,8 @@ class Session:
             return await self._send_error(msg, InternalError(description=f"{msg.action} could not be processed"))
         finally:
             _deferred_after.reset(token)
+        if not self.accepts_writes:
+            return None  # being closed: the charge point will not read the answer
         await self._send(framing.encode_call_result(msg.unique_id, payload))
         for hook, context in deferred:
             task = asyncio.create_task(self._run_hook(hook, context))
@@ -417,7 +420,7 @@ class Session:
             raise response.to_exception()
         if not skip_schema_validation:
             protocol.validate_answer(action, response.payload)  # InvalidAnswer
-        result_class = getattr(self.call_result, action)
+        result_class = getattr(self.call_results, action)
         known = result_class.__dataclass_fields__
         data = protocol.snake_case(response.payload)
         try:
@@ -504,6 +507,8 @@ class Session:
         await dispatch.run_lifecycle(self, "cleanup")
 
     async def close(self, code: int = 1000) -> None:
+        """Close the connection; CALLs not answered yet are not answered (nor written)."""
+        self._closing = True
         await self._connection.close(code)
 
     # --- hooks ----------------------------------------------------------------

@@ -18,12 +18,15 @@ A request of a session that ended or was replaced meanwhile is dropped before it
 batch runs (the awaiting handler gets ``Dropped``), not committed after.
 
 The thread is Levity's own (``executor``), not asgiref's single shared thread: a
-slow synchronous signal receiver or HTTP view never delays an OCPP answer.
+slow synchronous signal receiver or HTTP view never delays an OCPP answer. (The one
+writer outside this path is the server process's liveness thread,
+chargepoints.session.processes, which must keep running when the event loop cannot.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -213,7 +216,9 @@ class GroupCommit:
         future = loop.create_future()
         self._queue.append(_Pending(write, request, future, session))
         if self._runner is None:
-            self._runner = loop.create_task(self._run())
+            # In a context of its own, not the one of whichever session or HTTP request
+            # happened to submit first (the runner outlives it).
+            self._runner = loop.create_task(self._run(), context=contextvars.Context())
         return await future
 
     async def _run(self) -> None:

@@ -164,7 +164,7 @@ async def test_every_cs_to_cp_command_reaches_the_charge_point_and_its_answer_is
     body = response.json()
     assert (body["action"], body["status"], body["response_status"]) == (action, "accepted", answer_status)
     received = await client.wait_for_command(action)
-    assert protocol.camel_case({k: v for k, v in received.items() if v is not None}) == payload
+    assert protocol.to_payload(received) == payload
     stored = await ChargePointCommand.objects.aget(pk=body["id"])
     assert stored.request == payload
     assert stored.response == body["response"]

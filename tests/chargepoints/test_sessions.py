@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import websockets
 
 from chargepoints.models import ChargePoint, CommandStatus
 from chargepoints.session import commands, registry
@@ -42,3 +43,25 @@ async def test_websockets_session_is_forgotten_and_offline_after_disconnect(thir
     assert not row.is_connected and row.disconnected_at is not None
     command = await commands.send_command(cp_id, "Reset", {"type": "Soft"}, timeout=5)
     assert command.status == CommandStatus.OFFLINE
+
+
+async def test_an_unknown_charge_point_is_refused_when_auto_registration_is_off(third_way, cp_id, settings):
+    settings.LEVITY_AUTO_REGISTER = False
+    connection = await websockets.connect(third_way.url(cp_id), subprotocols=["ocpp1.6"])
+    await asyncio.wait_for(third_way.ended[cp_id].wait(), 10)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await asyncio.wait_for(connection.recv(), 10)
+    assert closed.value.rcvd.code == registry.CLOSE_REFUSED
+    assert not await ChargePoint.objects.filter(charge_point_id=cp_id).aexists()
+    assert registry.get(cp_id) is None
+
+
+async def test_a_known_charge_point_is_served_when_auto_registration_is_off(third_way, cp_id, settings):
+    settings.LEVITY_AUTO_REGISTER = False
+    await ChargePoint.objects.acreate(charge_point_id=cp_id)
+    client = await OCPPClient.open(third_way.url(cp_id))
+    try:
+        assert (await client.boot()).status == "Accepted"
+        assert (await ChargePoint.objects.aget(charge_point_id=cp_id)).is_connected
+    finally:
+        await client.close()

@@ -3,6 +3,8 @@ debug text built only when it is logged."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import pprint
 
 import autobahn.twisted.websocket
@@ -15,6 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 
 from chargepoints.session.transport import (
+    _DEBUG_TEXT,
     DeferredText,
     LeanWebsocketConsumer,
     defer_autobahn_debug_formatting,
@@ -76,6 +79,47 @@ def test_timings_still_print_as_text(deferred_autobahn):
     timings.track("onOpen")
     assert str(timings) == pprint.pformat(timings._timings)
     assert "onOpen" in str(timings)
+
+
+LOG_METHODS = {"trace", "debug", "info", "warn", "warning", "error", "critical", "failure"}
+
+
+def uses_outside_log_arguments(name: str, source: str) -> list[str]:
+    """Where module ``name`` uses a name that defer_autobahn_debug_formatting replaces
+    other than inside the arguments of a ``....log.<level>(...)`` call, or ``Timings.__str__``."""
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Name) and node.id in _DEBUG_TEXT and isinstance(node.ctx, ast.Load)):
+            continue
+        ancestor, in_log_call, function = node, False, []
+        while ancestor in parents:
+            ancestor = parents[ancestor]
+            if (
+                isinstance(ancestor, ast.Call)
+                and isinstance(ancestor.func, ast.Attribute)
+                and ancestor.func.attr in LOG_METHODS
+                and isinstance(ancestor.func.value, ast.Attribute)
+                and ancestor.func.value.attr == "log"
+            ):
+                in_log_call = True
+            if isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                function.insert(0, ancestor.name)
+        if not in_log_call and function[-2:] != ["Timings", "__str__"]:
+            found.append(f"{name}:{node.lineno} {node.id} in {'.'.join(function) or 'the module'}")
+    return found
+
+
+@pytest.mark.parametrize("module", [autobahn.websocket.protocol, autobahn.twisted.websocket])
+def test_the_installed_autobahn_uses_the_replaced_names_only_for_log_arguments(module):
+    """The assumption defer_autobahn_debug_formatting rests on (docs/upstream.md)."""
+    assert uses_outside_log_arguments(module.__name__, inspect.getsource(module)) == []
+
+
+def test_the_guard_above_finds_a_use_outside_a_log_call():
+    source = "def f(self):\n    self.log.debug('{x}', x=hltype(f))\n    return pformat(self)\n"
+    assert uses_outside_log_arguments("sample", source) == ["sample:3 pformat in f"]
 
 
 # --- LeanWebsocketConsumer ------------------------------------------------------

@@ -1,13 +1,30 @@
 """An ASGI application that tells a client what the server gave it.
 
 Over HTTP, the class of the event loop it runs on; over a WebSocket, the
-connection's scope (path, query string, subprotocols, headers) as its first message,
+connection's scope (path, query string, subprotocols, headers) and how many requests
+daphne's HTTP protocol has parsed so far as its first message,
 then ``count`` answers of ``size`` bytes to each message if the query string asks for them.
 """
 
 import asyncio
 import json
 from urllib.parse import parse_qs
+
+from daphne import http_protocol
+
+#: How many requests daphne's HTTP protocol has parsed in this server process: an
+#: upgrade that Levity's server hands straight to autobahn is not one of them.
+_parsed_by_daphne = 0
+_process = http_protocol.WebRequest.process
+
+
+def _counted_process(self):
+    global _parsed_by_daphne
+    _parsed_by_daphne += 1
+    return _process(self)
+
+
+http_protocol.WebRequest.process = _counted_process
 
 
 async def application(scope, receive, send) -> None:
@@ -28,6 +45,7 @@ async def websocket(scope, receive, send) -> None:
         "query_string": scope["query_string"].decode(),
         "subprotocols": scope["subprotocols"],
         "headers": {name.decode(): value.decode() for name, value in scope["headers"]},
+        "requests_parsed_by_daphne": _parsed_by_daphne,
     }
     await send({"type": "websocket.send", "text": json.dumps(seen)})
     query = parse_qs(seen["query_string"])

@@ -166,11 +166,18 @@ async def test_an_upgrade_in_one_read_gives_the_application_the_scope_daphne_giv
     assert seen["headers"]["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
 
 
+async def test_an_upgrade_in_one_read_takes_the_fast_path_past_daphnes_http_parser(serve):
+    server = serve("levity_site.server")
+    _, seen = await _scope_seen_over(server.port, [UPGRADE])
+    assert seen["requests_parsed_by_daphne"] == 0
+
+
 async def test_an_upgrade_split_across_reads_takes_daphnes_way(serve):
     server = serve("levity_site.server")
     head, seen = await _scope_seen_over(server.port, [UPGRADE[:40], UPGRADE[40:]])
     assert head.startswith(b"HTTP/1.1 101")
     assert seen["query_string"] == "token=abc"
+    assert seen["requests_parsed_by_daphne"] == 1
 
 
 async def test_an_upgrade_with_a_header_daphne_refuses_gets_its_400(serve):

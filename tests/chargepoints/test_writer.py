@@ -1,0 +1,100 @@
+"""The one write path (chargepoints.session.writer): batches, drops and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from chargepoints.db import insert_rows
+from chargepoints.models import ChargePoint, StatusNotification
+from chargepoints.session import writer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = datetime(2026, 1, 1, 10, 0, tzinfo=timezone.utc)
+
+
+class Owner:
+    accepts_writes = True
+
+
+def store_status(charge_point_pk: int, status: str) -> int:
+    return StatusNotification.objects.create(
+        charge_point_id=charge_point_pk, connector_id=1, status=status, received_at=T0
+    ).pk
+
+
+async def hold_the_database_thread() -> tuple[asyncio.Future, threading.Event]:
+    """A batch that runs until the returned event is set; later requests queue behind it."""
+    release, running = threading.Event(), threading.Event()
+
+    def block() -> None:
+        running.set()
+        release.wait(30)
+
+    blocking = asyncio.ensure_future(writer.run(block))
+    await asyncio.get_running_loop().run_in_executor(None, running.wait, 30)
+    return blocking, release
+
+
+async def test_a_request_of_a_session_that_ended_before_its_batch_is_dropped_not_written():
+    cp = await ChargePoint.objects.acreate(charge_point_id="writer-ended")
+    session = Owner()
+    blocking, release = await hold_the_database_thread()
+    queued = asyncio.ensure_future(writer.run_for(session, store_status, cp.pk, "Available"))
+    await asyncio.sleep(0)
+    session.accepts_writes = False  # the session ends while its request waits
+    release.set()
+    await blocking
+    with pytest.raises(writer.Dropped):
+        await queued
+    assert not await StatusNotification.objects.filter(charge_point=cp).aexists()
+
+
+async def test_a_request_of_a_live_session_is_written():
+    cp = await ChargePoint.objects.acreate(charge_point_id="writer-live")
+    pk = await writer.run_for(Owner(), store_status, cp.pk, "Available")
+    assert await StatusNotification.objects.filter(pk=pk, charge_point=cp).aexists()
+
+
+async def test_requests_failing_in_one_batch_each_get_their_own_error():
+    def refuse(name: str) -> None:
+        raise ValueError(f"refused {name}")
+
+    blocking, release = await hold_the_database_thread()
+    first = asyncio.ensure_future(writer.run(refuse, "first"))
+    second = asyncio.ensure_future(writer.run(refuse, "second"))
+    await asyncio.sleep(0)
+    release.set()
+    await blocking
+    errors = await asyncio.gather(first, second, return_exceptions=True)
+    assert [str(e) for e in errors] == ["refused first", "refused second"]
+
+
+async def test_a_batch_that_fails_as_a_whole_gives_each_waiter_its_own_error(monkeypatch):
+    cause = RuntimeError("database thread gone")
+
+    def fail(items):
+        raise cause
+
+    monkeypatch.setattr(writer, "_write_in_thread", fail)
+    errors = await asyncio.gather(
+        writer.run(store_status, 1, "A"), writer.run(store_status, 1, "B"), return_exceptions=True
+    )
+    assert all(isinstance(e, writer.BatchFailed) and e.__cause__ is cause for e in errors)
+    assert errors[0] is not errors[1]
+
+
+async def test_the_writes_run_on_levitys_own_thread_not_asgirefs():
+    names = await asyncio.gather(writer.run(lambda: threading.current_thread().name), writer.run(lambda: 1))
+    assert names[0].startswith("levity-db")
+
+
+def test_insert_rows_refuses_a_key_that_names_no_field():
+    cp = ChargePoint.objects.create(charge_point_id="writer-typo")
+    with pytest.raises(TypeError, match="StatusNotification has no field statsu"):
+        insert_rows(StatusNotification, [{"charge_point_id": cp.pk, "connector_id": 1, "statsu": "x", "received_at": T0}])
+    assert not StatusNotification.objects.filter(charge_point=cp).exists()
