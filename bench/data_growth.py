@@ -111,16 +111,16 @@ class Workload:
         self.db.execute(
             "INSERT INTO chargepoints_chargepoint (charge_point_id, registration_status, charge_point_vendor, "
             "charge_point_model, charge_point_serial_number, charge_box_serial_number, firmware_version, iccid, "
-            "imsi, meter_type, meter_serial_number, is_connected, remote_address, created_at) "
-            "SELECT 'BENCH-' || g, 'Accepted', '', '', '', '', '', '', '', '', '', false, '', now() "
+            "imsi, meter_type, meter_serial_number, is_connected, remote_address, password_hash, new_password_hash, created_at) "
+            "SELECT 'BENCH-' || g, 'Accepted', '', '', '', '', '', '', '', '', '', false, '', '', '', now() "
             "FROM generate_series(1, %s) g",
             (self.charge_points,),
         )
         self.cp_ids = [r[0] for r in self.db.execute("SELECT id FROM chargepoints_chargepoint ORDER BY id")]
         self.db.execute(
             "INSERT INTO transactions_transaction (id, charge_point_id, connector_id, id_tag, id_tag_status, "
-            "meter_start, start_timestamp, stop_reason, stop_id_tag, meter_stop_below_start, received_at) "
-            "SELECT g, %s + (g %% %s), 1, 'BENCH', 'Accepted', 0, %s + (g * %s * %s), '', '', false, now() "
+            "meter_start, start_timestamp, stop_reason, stop_id_tag, meter_stop_below_start, received_at, stopped_by, rebuilt) "
+            "SELECT g, %s + (g %% %s), 1, 'BENCH', 'Accepted', 0, %s + (g * %s * %s), '', '', false, now(), '', false "
             "FROM generate_series(0, %s - 1) g",
             (self.cp_ids[0], self.charge_points, self.start, self.step, self.samples_per_transaction, transactions),
         )
@@ -157,14 +157,23 @@ class Workload:
         sql = (
             "INSERT INTO transactions_metervalue (charge_point_id, connector_id, transaction_id, timestamp, "
             "received_at, value, measurand, phase, unit, context, location, format, normalized_value, "
-            "normalized_unit) VALUES (%s, 1, %s, %s, %s, %s, %s, '', 'Wh', 'Sample.Periodic', 'Outlet', 'Raw', %s, 'Wh')"
+            "normalized_unit) VALUES (%s, 1, %s, %s, %s, %s, %s, '', 'Wh', 'Sample.Periodic', 'Outlet', 'Raw', %s, 'Wh') "
+            "ON CONFLICT DO NOTHING"  # as Levity inserts them (the meter values' idempotency key)
         )
         last_tx = self.loaded // self.samples_per_transaction
         times = []
         for batch in range(INSERT_BATCHES):
             now = datetime.now(timezone.utc)
             params = [
-                (self.cp_ids[(m + batch) % self.charge_points], max(0, last_tx - 1 - m % 50), now, now, "1", MEASURANDS[s], 1.0)
+                (
+                    self.cp_ids[(m + batch) % self.charge_points],
+                    max(0, last_tx - 1 - m % 50),
+                    now + timedelta(microseconds=m),  # each message its own time, as a charge point's
+                    now,
+                    "1",
+                    MEASURANDS[s],
+                    1.0,
+                )
                 for m in range(MESSAGES_PER_BATCH)
                 for s in range(SAMPLES_PER_MESSAGE)
             ]

@@ -30,7 +30,7 @@ class GrowingTable:
 
     name: str
     model: type[models.Model]
-    #: Server time the row was written at (not the charge point's own clock).
+    #: The time a row is aged by.
     time_field: str
     setting: str
     #: Partitioned by month on PostgreSQL (transactions.partitions).
@@ -44,8 +44,9 @@ class GrowingTable:
 
 
 GROWING_TABLES = (
+    # By the sample's own time, the column its monthly partitions are ranged by.
     GrowingTable(
-        "meter values", MeterValue, "received_at", "LEVITY_METER_VALUE_RETENTION_DAYS", monthly_partitions=True
+        "meter values", MeterValue, "timestamp", "LEVITY_METER_VALUE_RETENTION_DAYS", monthly_partitions=True
     ),
     GrowingTable("status history", StatusNotification, "received_at", "LEVITY_STATUS_RETENTION_DAYS"),
     GrowingTable("command log", ChargePointCommand, "created_at", "LEVITY_COMMAND_RETENTION_DAYS"),

@@ -1,6 +1,6 @@
 """PostgreSQL: MeterValue's monthly partitions (migration 0005), kept and dropped.
 
-Each month of ``received_at`` (UTC) has a partition ``transactions_metervalue_YYYY_MM``;
+Each month of ``timestamp`` (the sample's time, UTC) has a partition ``transactions_metervalue_YYYY_MM``;
 rows of a month without one wait in ``transactions_metervalue_default``.
 ``ensure_partitions`` creates the current month's and the next ones' partitions
 (moving any rows of those months out of the default partition first);
@@ -93,7 +93,7 @@ def create_partition(start: datetime) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"CREATE TABLE {name} (LIKE {TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         cursor.execute(
-            f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE received_at >= %s AND received_at < %s "
+            f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE timestamp >= %s AND timestamp < %s "
             f"RETURNING *) INSERT INTO {name} SELECT * FROM moved",
             [start, end],
         )

@@ -34,15 +34,15 @@ def test_prune_deletes_only_rows_past_retention_on_postgresql(topology, tmp_path
             "INSERT INTO chargepoints_chargepoint (charge_point_id, registration_status, "
             "charge_point_vendor, charge_point_model, charge_point_serial_number, "
             "charge_box_serial_number, firmware_version, iccid, imsi, meter_type, "
-            "meter_serial_number, is_connected, remote_address, created_at) "
-            "VALUES ('CP-PRUNE-PG', 'Accepted', '', '', '', '', '', '', '', '', '', false, '', now()) "
+            "meter_serial_number, is_connected, remote_address, password_hash, new_password_hash, created_at) "
+            "VALUES ('CP-PRUNE-PG', 'Accepted', '', '', '', '', '', '', '', '', '', false, '', '', '', now()) "
             "RETURNING id"
         ).fetchall()
         for days in (400, 40, 31, 29, 1):
             db.execute(
                 "INSERT INTO transactions_metervalue (charge_point_id, connector_id, timestamp, "
                 "received_at, value, measurand, phase, unit, context, location, format, normalized_unit) "
-                "VALUES (%s, 1, now(), now() - make_interval(days => %s), %s, "
+                "VALUES (%s, 1, now() - make_interval(days => %s), now(), %s, "
                 "'Energy.Active.Import.Register', '', 'Wh', 'Sample.Periodic', 'Outlet', 'Raw', '')",
                 (cp, days, str(days)),
             )
@@ -98,8 +98,8 @@ def charge_point_row(database_url: str, charge_point_id: str) -> int:
             "INSERT INTO chargepoints_chargepoint (charge_point_id, registration_status, "
             "charge_point_vendor, charge_point_model, charge_point_serial_number, "
             "charge_box_serial_number, firmware_version, iccid, imsi, meter_type, "
-            "meter_serial_number, is_connected, remote_address, created_at) "
-            "VALUES (%s, 'Accepted', '', '', '', '', '', '', '', '', '', false, '', now()) RETURNING id",
+            "meter_serial_number, is_connected, remote_address, password_hash, new_password_hash, created_at) "
+            "VALUES (%s, 'Accepted', '', '', '', '', '', '', '', '', '', false, '', '', '', now()) RETURNING id",
             (charge_point_id,),
         ).fetchall()
     return pk
@@ -134,7 +134,7 @@ def test_meter_values_are_partitioned_by_month_on_postgresql(topology):
         "SELECT p.partstrat, pg_get_partkeydef(p.partrelid) FROM pg_partitioned_table p "
         "WHERE p.partrelid = 'transactions_metervalue'::regclass",
     )
-    assert (strategy, key) == ("r", "RANGE (received_at)")
+    assert (strategy, key.replace('"', "")) == ("r", "RANGE (timestamp)")
     children = {name for (name,) in rows(
         topology.database_url,
         "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'transactions_metervalue'::regclass",

@@ -239,8 +239,8 @@ def issue_api_token(database_url: str) -> str:
     plaintext = "lvt_" + secrets.token_urlsafe(32)
     with psycopg.connect(database_url) as db:
         db.execute(
-            "INSERT INTO chargepoints_apitoken (name, kind, token_hash, prefix, created_at) "
-            "VALUES ('deploy tests', 'api', %s, %s, now())",
+            "INSERT INTO chargepoints_apitoken (name, kind, scope, token_hash, prefix, created_at) "
+            "VALUES ('deploy tests', 'api', 'commands', %s, %s, now())",
             (hashlib.sha256(plaintext.encode()).hexdigest(), plaintext[:12]),
         )
     return plaintext

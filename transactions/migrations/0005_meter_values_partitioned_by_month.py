@@ -1,4 +1,4 @@
-"""PostgreSQL only: MeterValue becomes a table partitioned by month of received_at.
+"""PostgreSQL only: MeterValue becomes a table partitioned by month of its timestamp.
 
 Meter values are the one table that grows without end. Partitioned by month,
 pruning a month is a DROP TABLE of its partition (milliseconds, no dead rows for
@@ -7,8 +7,9 @@ many months the table holds. ``transactions.partitions`` creates the months ahea
 (``manage.py prune`` does, daily); rows of a month without a partition wait in
 the default partition and move to their month's partition when it is created.
 
-What changes in the table: the primary key is (id, received_at), as PostgreSQL
-requires the partition column in every unique index; ids still come from one
+What changes in the table: the primary key is (id, timestamp), as PostgreSQL
+requires the partition column in every unique index (the meter values' idempotency
+keys, transactions 0008, include the timestamp too); ids still come from one
 sequence (an identity column cannot be partitioned before PostgreSQL 17), so they
 stay unique and increasing. Indexes and foreign keys keep their names. Existing
 rows are copied into the partitions: on a large table, this migration takes as
@@ -52,7 +53,7 @@ def partition_by_month(apps, schema_editor):
             [TABLE],
         )
         foreign_keys = cursor.fetchall()
-        cursor.execute(f"SELECT min(received_at), max(received_at), max(id) FROM {TABLE}")
+        cursor.execute(f"SELECT min(timestamp), max(timestamp), max(id) FROM {TABLE}")
         oldest, newest, last_id = cursor.fetchone()
 
         cursor.execute(f"ALTER TABLE {TABLE} RENAME TO {OLD}")
@@ -60,13 +61,13 @@ def partition_by_month(apps, schema_editor):
         cursor.execute(f"ALTER TABLE {OLD} ALTER COLUMN id DROP IDENTITY")
         cursor.execute(
             f"CREATE TABLE {TABLE} (LIKE {OLD} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) "
-            "PARTITION BY RANGE (received_at)"
+            "PARTITION BY RANGE (timestamp)"
         )
         cursor.execute(f"CREATE SEQUENCE {TABLE}_id_seq OWNED BY {TABLE}.id")
         cursor.execute(f"ALTER TABLE {TABLE} ALTER COLUMN id SET DEFAULT nextval('{TABLE}_id_seq')")
         if last_id is not None:
             cursor.execute(f"SELECT setval('{TABLE}_id_seq', %s)", [last_id])
-        cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_pkey PRIMARY KEY (id, received_at)")
+        cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_pkey PRIMARY KEY (id, timestamp)")
         cursor.execute(f"CREATE TABLE {TABLE}_default PARTITION OF {TABLE} DEFAULT")
         now = datetime.now(timezone.utc)
         month = month_start(min(oldest or now, now))
