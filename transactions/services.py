@@ -22,6 +22,7 @@ from chargepoints.db import insert_rows, instance_rows, update_rows
 from chargepoints.timestamps import format_timestamp, parse_timestamp
 
 from .models import AuthorizationStatus, IdTag, MeterValue, Transaction
+from .signals import transaction_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +197,9 @@ def start_transactions(starts: list[TransactionStart]) -> list[StartResult]:
     rows = Transaction.objects.bulk_create(
         [start.row(info["status"]) for start, info in zip(starts, infos)]
     )
+    if transaction_recorded.receivers:  # new rows only: a repeat failed the INSERT above
+        for start, row in zip(starts, rows):
+            transaction_recorded.send(Transaction, transaction=row, event="started", request=start)
     return [StartResult(row.pk, info) for row, info in zip(rows, infos)]
 
 
@@ -250,6 +254,7 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
     )
     results: list[StopResult] = []
     stopped: dict[int, Transaction] = {}
+    first_stops: list[tuple[Transaction, TransactionStop]] = []
     meter_values: list[dict] = []
     for stop in stops:
         if stop.decided_id_tag_info is not None:
@@ -262,6 +267,7 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
         outcome = _apply_stop(stop, tx)
         if outcome == "stopped":
             stopped[tx.pk] = tx
+            first_stops.append((tx, stop))
         if outcome != "repeated" and stop.transaction_data:
             meter_values += meter_value_rows(
                 stop.charge_point_pk, tx.connector_id if tx else 0, tx.pk if tx else None, stop.transaction_data, stop.now
@@ -269,6 +275,9 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
         results.append(StopResult(tx, info, outcome))
     update_rows(Transaction, STOP_FIELDS, instance_rows(stopped.values(), STOP_FIELDS))
     insert_rows(MeterValue, meter_values)
+    if transaction_recorded.receivers:
+        for tx, stop in first_stops:
+            transaction_recorded.send(Transaction, transaction=tx, event="stopped", request=stop)
     return results
 
 
