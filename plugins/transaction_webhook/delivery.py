@@ -12,6 +12,7 @@ is woken at once when this process commits a new row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -49,10 +50,8 @@ class DeliveryWorker:
     def wake(self) -> None:
         """Look for due rows now (from any thread)."""
         if self._loop is not None and self._wake is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: the process is exiting
                 self._loop.call_soon_threadsafe(self._wake.set)
-            except RuntimeError:  # the loop is closed: the process is exiting
-                pass
 
     def _main(self) -> None:
         asyncio.run(self._run())
@@ -69,11 +68,12 @@ class DeliveryWorker:
                 except DatabaseError:
                     logger.exception("Webhook delivery: database error; retrying in %s s", POLL_SECONDS)
                     sleep = POLL_SECONDS
+                except Exception:  # never let one bad round end delivery in this process
+                    logger.exception("Webhook delivery failed; retrying in %s s", POLL_SECONDS)
+                    sleep = POLL_SECONDS
                 if sleep:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), sleep)
-                    except TimeoutError:
-                        pass
 
     async def _db(self, func: Callable, *args):
         return await self._loop.run_in_executor(self._database, _with_connection, func, *args)
@@ -101,7 +101,7 @@ def _with_connection(func: Callable, *args):
 
 
 def _record(rows: list[OutboxDelivery], errors: list[str | None]) -> None:
-    for row, error in zip(rows, errors):
+    for row, error in zip(rows, errors, strict=True):
         outbox.attempted(row, error)
 
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
-from django.db import transaction as db_transaction
+from django.db import connection, transaction as db_transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
