@@ -165,6 +165,20 @@ async def test_a_repeated_stop_transaction_is_posted_once(connect, server, recei
     assert receiver.of(tx)[1].body["meter_stop"] == 50
 
 
+async def test_a_repeated_start_transaction_is_posted_once(connect, server, receiver):
+    client = await connect("CP-REPEAT-WEBHOOK", server=server)
+    started_at = now_iso()
+    started = await client.start_transaction(2, "DRIVER-10", 7, timestamp=started_at)
+    again = await client.start_transaction(2, "DRIVER-10", 7, timestamp=started_at)  # its answer was lost
+    assert again.transaction_id == started.transaction_id
+    await client.stop_transaction(started.transaction_id, 9)
+    await delivered(started.transaction_id, 2)
+    assert [p.body["event"] for p in receiver.of(started.transaction_id)] == [
+        "transaction_start",
+        "transaction_stop",
+    ]
+
+
 async def test_a_disconnect_right_after_stop_transaction_loses_no_notification(connect, server, receiver):
     # Each POST takes longer than the AFTER hooks' grace at a disconnect (2 s).
     receiver.delay("/slow", 2.5)
