@@ -5,7 +5,7 @@ worker's database queries ever delay an OCPP session; a charge point's disconnec
 does not concern it. Each round it claims due rows (``outbox.claim``), posts them
 concurrently -- JSON body, ``Idempotency-Key`` header -- and records each attempt:
 2xx is delivered, anything else is retried with backoff. It sleeps until the next
-row is due, at most ``POLL_SECONDS`` (rows written by other server processes), and
+row is due, at most ``LEVITY_WEBHOOK_POLL_SECONDS`` (rows written by other server processes), and
 is woken at once when this process commits a new row.
 """
 
@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import aiohttp
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from . import outbox
@@ -27,8 +28,6 @@ from .models import OutboxDelivery
 
 logger = logging.getLogger("levity.plugins.TransactionNotificationPlugin")
 
-#: The longest the worker sleeps before looking for due rows again.
-POLL_SECONDS = 2.0
 #: The most rows posted at once.
 CLAIM_LIMIT = 50
 
@@ -66,11 +65,16 @@ class DeliveryWorker:
                     posted = await self._round(session)
                     sleep = 0.0 if posted else await self._db(self._sleep_seconds)
                 except DatabaseError:
-                    logger.exception("Webhook delivery: database error; retrying in %s s", POLL_SECONDS)
-                    sleep = POLL_SECONDS
+                    logger.exception(
+                        "Webhook delivery: database error; retrying in %s s",
+                        settings.LEVITY_WEBHOOK_POLL_SECONDS,
+                    )
+                    sleep = settings.LEVITY_WEBHOOK_POLL_SECONDS
                 except Exception:  # never let one bad round end delivery in this process
-                    logger.exception("Webhook delivery failed; retrying in %s s", POLL_SECONDS)
-                    sleep = POLL_SECONDS
+                    logger.exception(
+                        "Webhook delivery failed; retrying in %s s", settings.LEVITY_WEBHOOK_POLL_SECONDS
+                    )
+                    sleep = settings.LEVITY_WEBHOOK_POLL_SECONDS
                 if sleep:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), sleep)
@@ -88,8 +92,11 @@ class DeliveryWorker:
     def _sleep_seconds(self) -> float:
         due = outbox.next_due()
         if due is None:
-            return POLL_SECONDS
-        return min(max((due - datetime.now(timezone.utc)).total_seconds(), 0.01), POLL_SECONDS)
+            return settings.LEVITY_WEBHOOK_POLL_SECONDS
+        return min(
+            max((due - datetime.now(timezone.utc)).total_seconds(), 0.01),
+            settings.LEVITY_WEBHOOK_POLL_SECONDS,
+        )
 
 
 def _with_connection(func: Callable, *args):
@@ -116,7 +123,9 @@ async def post(session: aiohttp.ClientSession, row: OutboxDelivery) -> str | Non
             timeout=aiohttp.ClientTimeout(total=row.timeout),
         ) as response:
             if not 200 <= response.status < 300:
-                logger.error("Webhook answered %s to %s (attempt %d)", response.status, what, row.attempts + 1)
+                logger.error(
+                    "Webhook answered %s to %s (attempt %d)", response.status, what, row.attempts + 1
+                )
                 return f"HTTP {response.status}"
     except (aiohttp.ClientError, TimeoutError) as exc:
         error = str(exc) or type(exc).__name__
