@@ -23,7 +23,7 @@ class OutboxDeliveryAdmin(admin.ModelAdmin):
     ]
     list_filter = ["state", "event"]
     search_fields = ["idempotency_key", "webhook_url"]
-    list_select_related = ["transaction"]
+    list_select_related = ["transaction__charge_point"]
     actions = ["retry_now"]
 
     def has_add_permission(self, request) -> bool:

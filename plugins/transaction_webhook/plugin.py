@@ -67,8 +67,10 @@ class TransactionNotificationPlugin(ChargePointPlugin):
     async def cleanup(self, charge_point: LevityChargePoint) -> None:
         # A start or stop of this session may be in the batch being written: once the
         # write path's next batch is done, it is committed (with its outbox row).
-        await charge_point.cp_repo.run(_written)
-        outbox.unregister(charge_point.charge_point_pk, self)
+        try:
+            await charge_point.cp_repo.run(_written)
+        finally:
+            outbox.unregister(charge_point.charge_point_pk, self)
 
 
 def _written() -> None:
