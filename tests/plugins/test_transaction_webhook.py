@@ -65,6 +65,11 @@ def server(django_db_setup, test_db_path, tmp_path_factory, receiver):
     daphne.stop()
 
 
+@pytest.fixture(autouse=True)
+def fresh_receiver(receiver):
+    receiver.clear()
+
+
 async def deliveries(transaction_id: int) -> list[OutboxDelivery]:
     return [row async for row in OutboxDelivery.objects.filter(transaction_id=transaction_id).order_by("id")]
 

@@ -62,6 +62,10 @@ class WebhookReceiver:
         self.http.shutdown()
         self.http.server_close()
 
+    def clear(self) -> None:
+        with self._lock:
+            self.posts.clear()
+
     def fail(self, path: str, times: int) -> None:
         self._failures[path] = times
 
