@@ -442,6 +442,9 @@ LEVITY_AFTER_HOOK_GRACE_SECONDS = envfloat("LEVITY_AFTER_HOOK_GRACE_SECONDS", 2.
 # A plugin's BEFORE hook delays the answer: one that takes longer than this is
 # cancelled and logged, and the answer goes out without it.
 LEVITY_BEFORE_HOOK_TIMEOUT = envfloat("LEVITY_BEFORE_HOOK_TIMEOUT", 5.0, minimum=0.01)
+# The transaction webhook's delivery worker looks for due outbox rows at least this
+# often (rows written by other server processes; its own wake it at once).
+LEVITY_WEBHOOK_POLL_SECONDS = envfloat("LEVITY_WEBHOOK_POLL_SECONDS", 2.0, minimum=0.05)
 # The same bound for AFTER hooks, initialize() and cleanup().
 LEVITY_PLUGIN_HOOK_TIMEOUT = envfloat("LEVITY_PLUGIN_HOOK_TIMEOUT", 30.0, minimum=0.1)
 # Plugins: a list of {"class": ..., "options": {...}, "charge_points": [...]}, or

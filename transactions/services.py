@@ -23,6 +23,7 @@ from chargepoints.db import insert_rows, instance_rows, update_rows
 from chargepoints.timestamps import format_timestamp, parse_timestamp
 
 from .models import AuthorizationStatus, IdTag, MeterValue, StoppedBy, SupersededStop, Transaction
+from .signals import transaction_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,9 @@ def start_transactions(starts: list[TransactionStart]) -> list[StartResult]:
     rows = Transaction.objects.bulk_create(
         [start.row(info["status"]) for start, info in zip(starts, infos)]
     )
+    if transaction_recorded.receivers:  # new rows only: a repeat failed the INSERT above
+        for start, row in zip(starts, rows):
+            transaction_recorded.send(Transaction, transaction=row, event="started", request=start)
     return [StartResult(row.pk, info) for row, info in zip(rows, infos)]
 
 
@@ -268,6 +272,8 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
     results: list[StopResult] = []
     stopped: dict[int, Transaction] = {}
     superseded: list[SupersededStop] = []
+    #: The charge point's first stop of each transaction (a server's stop posts nothing).
+    first_stops: list[tuple[Transaction, TransactionStop]] = []
     meter_values: list[dict] = []
     for stop in stops:
         if stop.decided_id_tag_info is not None:
@@ -287,6 +293,7 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
         outcome = _apply_stop(stop, tx, superseded)
         if outcome in {"stopped", "corrected"}:
             stopped[tx.pk] = tx
+            first_stops.append((tx, stop))
         if outcome != "repeated":
             meter_values += _transaction_data_rows(stop, tx)
         results.append(StopResult(tx, info, outcome))
@@ -294,6 +301,9 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
     update_rows(Transaction, STOP_FIELDS, instance_rows(stopped.values(), STOP_FIELDS))
     # A resent transactionData stores nothing twice (the meter values' idempotency key).
     insert_rows(MeterValue, meter_values, ignore_conflicts=True)
+    if transaction_recorded.receivers:
+        for tx, stop in first_stops:
+            transaction_recorded.send(Transaction, transaction=tx, event="stopped", request=stop)
     return results
 
 

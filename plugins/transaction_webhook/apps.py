@@ -6,3 +6,6 @@ class TransactionWebhookConfig(PluginAppConfig):
     label = "transaction_webhook"
     verbose_name = "Transaction webhook"
     plugin_classes = ("plugins.transaction_webhook.plugin.TransactionNotificationPlugin",)
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  connects server_started

@@ -1,13 +1,19 @@
-"""POST a JSON notification when a transaction starts or stops (docs/plugins.md's example)."""
+"""POST a JSON notification when a transaction starts or stops (docs/plugins.md's example).
+
+Delivered through an outbox (``outbox``, ``delivery``): the notification is a row
+written in the database transaction that records the start or stop, and a worker
+of the server process posts it -- at least once, with an idempotency key, in order
+per transaction, retried with backoff until the webhook answers 2xx.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import aiohttp
+from plugins.base import ChargePointPlugin
 
-from plugins.base import ChargePointPlugin, PluginContext, PluginHook
+from . import delivery, outbox
 
 if TYPE_CHECKING:
     from chargepoints.ocpp16.session import LevityChargePoint
@@ -16,78 +22,56 @@ if TYPE_CHECKING:
 class TransactionNotificationPlugin(ChargePointPlugin):
     """Send webhook notifications when transactions start/stop.
 
-    Runs in AFTER hooks, so the charge point has its answer before the webhook is
-    called; a slow or failing webhook is logged and delays nothing.
+    The charge point's answer never waits for the webhook, and neither a failing
+    webhook nor a disconnect loses a notification: see ``docs/plugins.md``.
     """
 
-    def __init__(self, webhook_url: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        webhook_url: str,
+        timeout: float = 10.0,
+        max_attempts: int | None = None,
+        retry_delay: float = 1.0,
+        retry_delay_max: float = 300.0,
+    ) -> None:
         super().__init__()
         if not isinstance(webhook_url, str) or urlsplit(webhook_url).scheme not in (
             "http",
             "https",
         ):
             raise ValueError(f"webhook_url must be an http:// or https:// URL, got {webhook_url!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if len(webhook_url) > 2000:
+            raise ValueError("webhook_url must be at most 2000 characters")
+        for name, value in (
+            ("timeout", timeout),
+            ("retry_delay", retry_delay),
+            ("retry_delay_max", retry_delay_max),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if max_attempts is not None and (
+            isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+        ):
+            raise ValueError(f"max_attempts must be a positive integer or null, got {max_attempts!r}")
         self.webhook_url = webhook_url
         self.timeout = float(timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    def hooks(self) -> dict[PluginHook, str]:
-        return {
-            PluginHook.AFTER_START_TRANSACTION: "on_transaction_start",
-            PluginHook.AFTER_STOP_TRANSACTION: "on_transaction_stop",
-        }
-
-    async def on_transaction_start(self, context: PluginContext) -> None:
-        """Notify when a transaction starts."""
-        await self._post(
-            {
-                "event": "transaction_start",
-                "charge_point_id": context.charge_point.id,
-                "connector_id": context.message_data.get("connector_id"),
-                "id_tag": context.message_data.get("id_tag"),
-                "meter_start": context.message_data.get("meter_start"),
-                "transaction_id": context.result.transaction_id,
-            }
+        self.endpoint = outbox.Endpoint(
+            webhook_url, float(timeout), max_attempts, float(retry_delay), float(retry_delay_max)
         )
 
-    async def on_transaction_stop(self, context: PluginContext) -> None:
-        """Notify when a transaction stops."""
-        await self._post(
-            {
-                "event": "transaction_stop",
-                "charge_point_id": context.charge_point.id,
-                "transaction_id": context.message_data.get("transaction_id"),
-                "meter_stop": context.message_data.get("meter_stop"),
-                "reason": context.message_data.get("reason", ""),
-            }
-        )
-
-    async def _post(self, data: dict[str, Any]) -> None:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        try:
-            async with self._session.post(self.webhook_url, json=data) as response:
-                if response.status >= 400:
-                    self.logger.error(
-                        "Webhook answered %s to %s notification for tx %s",
-                        response.status,
-                        data["event"],
-                        data["transaction_id"],
-                    )
-                    return
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.logger.error(
-                "Failed to send %s notification for tx %s: %s",
-                data["event"],
-                data["transaction_id"],
-                exc or type(exc).__name__,
-            )
-            return
-        self.logger.info("Sent %s notification for tx %s", data["event"], data["transaction_id"])
+    async def initialize(self, charge_point: LevityChargePoint) -> None:
+        """From now on, this charge point's starts and stops are written to the outbox."""
+        outbox.register(charge_point.charge_point_pk, charge_point.id, self, self.endpoint)
+        delivery.ensure_started()
 
     async def cleanup(self, charge_point: LevityChargePoint) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        # A start or stop of this session may be in the batch being written: once the
+        # write path's next batch is done, it is committed (with its outbox row).
+        try:
+            await charge_point.cp_repo.run(_written)
+        finally:
+            outbox.unregister(charge_point.charge_point_pk, self)
+
+
+def _written() -> None:
+    """Nothing: awaited through the write path, it returns after the batch before it."""

@@ -31,6 +31,7 @@ BAD_VALUES = [
     ("LEVITY_CLIENT_CA_FILE", "/nonexistent/ca.pem", "is not a file"),
     ("LEVITY_CLIENT_CERT_ID_FIELD", "OU", "use CN, serialNumber or UID"),
     ("LEVITY_PASSWORD_CACHE_SECONDS", "-1", "must be at least 0"),
+    ("LEVITY_WEBHOOK_POLL_SECONDS", "0", "must be at least 0.05"),
 ]
 
 
