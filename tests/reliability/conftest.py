@@ -58,6 +58,7 @@ class Ledger:
         self.ws = None
         self.answers: dict[str, list] = {}  # message id -> answer frame
         self.sent: list[tuple[str, str, dict]] = []  # (message id, action, payload)
+        self.commands: list[str] = []  # actions of the CS->CP calls received
         self.cut: set[str] = set()  # calls whose connection was lost before the answer
 
     async def open(self, url: str | None = None) -> Ledger:
@@ -79,6 +80,7 @@ class Ledger:
             while True:
                 frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
                 if frame[0] == 2:  # a CS->CP call: a cooperative charger accepts it
+                    self.commands.append(frame[2])
                     await self.ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
                     continue
                 assert frame[1] == message_id, f"answer to another call: {frame}"
@@ -89,6 +91,15 @@ class Ledger:
         except (websockets.ConnectionClosed, OSError) as exc:
             self.cut.add(message_id)
             raise ConnectionError(str(exc)) from exc
+
+    async def answer_commands(self) -> None:
+        """Answer the Central System's CALLs (Accepted) until cancelled, as an idle charger does."""
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for message in self.ws:
+                frame = json.loads(message)
+                if frame[0] == 2:
+                    self.commands.append(frame[2])
+                    await self.ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
 
     def acknowledged(self, action: str) -> list[dict]:
         """The payloads of ``action`` the server answered with a CALLRESULT."""
