@@ -216,12 +216,35 @@ async def charge(
         )
 
 
-def stored_against_acknowledged(ledgers: list[Ledger]) -> dict:
+def orm_transactions(charge_point_id: str) -> dict[int, tuple[int, int | None, int | None]]:
+    """transactionId -> (meterStart, meterStop, energy_wh) of a charge point, from the test database."""
+    from transactions.models import Transaction
+
+    return {
+        t.pk: (t.meter_start, t.meter_stop, t.energy_wh)
+        for t in Transaction.objects.filter(charge_point__charge_point_id=charge_point_id)
+    }
+
+
+def orm_meter_values(charge_point_id: str) -> list[tuple[int | None, str]]:
+    """(transactionId, value) of a charge point's stored energy register readings."""
+    from transactions.models import MeterValue
+
+    return list(
+        MeterValue.objects.filter(
+            charge_point__charge_point_id=charge_point_id,
+            measurand="Energy.Active.Import.Register",
+        ).values_list("transaction_id", "value")
+    )
+
+
+def stored_against_acknowledged(
+    ledgers: list[Ledger], transactions=orm_transactions, meter_values=orm_meter_values
+) -> dict:
     """Compare what the server acknowledged with the rows it holds (sync: call in a thread).
 
     Returns the figures; the caller asserts ``lost == 0`` and the rest.
     """
-    from transactions.models import MeterValue, Transaction
 
     figures = {
         "charge_points": len(ledgers),
@@ -248,10 +271,7 @@ def stored_against_acknowledged(ledgers: list[Ledger]) -> dict:
             if action == "StartTransaction" and ledger.answers.get(message_id, [0])[0] == 3
         }
         stops = {p["transactionId"]: p["meterStop"] for p in ledger.acknowledged("StopTransaction")}
-        rows = {
-            t.pk: t
-            for t in Transaction.objects.filter(charge_point__charge_point_id=ledger.charge_point_id)
-        }
+        rows = transactions(ledger.charge_point_id)
         figures["acknowledged_transactions"] += len(acked_ids)
         figures["stored_transactions"] += len(rows)
         figures["lost"] += len(acked_ids - rows.keys())
@@ -259,21 +279,16 @@ def stored_against_acknowledged(ledgers: list[Ledger]) -> dict:
         figures["half_written"] += len(rows.keys() - acked_ids)
         for transaction_id, meter_stop in stops.items():
             row = rows.get(transaction_id)
-            if row is None or row.meter_stop != meter_stop:
+            if row is None or row[1] != meter_stop:
                 figures["lost"] += 1
             else:
-                figures["acknowledged_wh"] += meter_stop - row.meter_start
-                figures["stored_wh"] += row.energy_wh or 0
+                figures["acknowledged_wh"] += meter_stop - row[0]
+                figures["stored_wh"] += row[2] or 0
         acked_values = [
             (p["transactionId"], p["meterValue"][0]["sampledValue"][0]["value"])
             for p in ledger.acknowledged("MeterValues")
         ]
-        stored_values = list(
-            MeterValue.objects.filter(
-                charge_point__charge_point_id=ledger.charge_point_id,
-                measurand="Energy.Active.Import.Register",
-            ).values_list("transaction_id", "value")
-        )
+        stored_values = meter_values(ledger.charge_point_id)
         figures["acknowledged_meter_values"] += len(set(acked_values))
         figures["stored_meter_values"] += len(stored_values)
         figures["lost"] += len(set(acked_values) - set(stored_values))
