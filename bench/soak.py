@@ -30,7 +30,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,9 +37,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import websockets  # noqa: E402
+import websockets
 
-from bench.servers import PROJECT_DIR, Server, daphne_argv, free_port, levity_env  # noqa: E402
+from bench.servers import PROJECT_DIR, Server, daphne_argv, free_port, levity_env
 
 RESULTS = PROJECT_DIR / "bench" / "results"
 
@@ -203,7 +202,7 @@ def stored(database: Path, charge_points: list[ChargePoint]) -> dict:
         }
         figures["transactions_stored"] += len(rows)
         figures["half_written"] += len(rows.keys() - cp.acked_transactions.keys())
-        for transaction_id, (start, stop) in cp.acked_transactions.items():
+        for transaction_id, (_, stop) in cp.acked_transactions.items():
             row = rows.get(transaction_id)
             if row is None or (stop is not None and row[1] != stop):
                 figures["lost"] += 1
@@ -224,8 +223,10 @@ def stored(database: Path, charge_points: list[ChargePoint]) -> dict:
 async def soak(count: int, minutes: float, fault_every: float, interval: float, workdir: Path) -> dict:
     database = workdir / "soak.sqlite3"
     env = levity_env(database)
-    migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=PROJECT_DIR,
-                             env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    migrate = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     if migrate.returncode:
         raise SystemExit(f"migrate failed:\n{migrate.stderr}")
     farm = Farm(database, workdir)

@@ -229,10 +229,8 @@ async def test_one_charge_points_slow_database_work_does_not_hold_up_the_others(
     persistence = Persistence()
     with psycopg.connect(url) as db:  # the slow query: it holds the row for 5 s
         db.execute(f'SELECT * FROM "{table}" WHERE id = %s FOR UPDATE', (transaction_id,))
-        stop = asyncio.create_task(
-            slow.call("StopTransaction", {"transactionId": transaction_id, "meterStop": 500,
-                                          "timestamp": "2026-01-01T01:00:00Z"})  # fmt: skip
-        )
+        stop_payload = {"transactionId": transaction_id, "meterStop": 500, "timestamp": "2026-01-01T01:00:00Z"}
+        stop = asyncio.create_task(slow.call("StopTransaction", stop_payload))
         await asyncio.sleep(0.5)
         t0 = time.monotonic()
         workload = asyncio.ensure_future(
