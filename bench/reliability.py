@@ -15,14 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DOC = PROJECT_DIR / "docs" / "reliability.md"
+#: Where the records of the last run stay (``--render-only`` renders them again).
+RECORDS = PROJECT_DIR / "bench" / "results" / "tmp" / "reliability"
 
 #: Scenario records -> (title, what was tried or injected), in the table's order.
 SCENARIOS = {
@@ -148,6 +150,12 @@ def render(records: dict[str, dict], command: str, commit: str) -> str:
         "  and so their answers, until it is released. No acknowledged data is lost.",
         "  `test_one_charge_points_slow_database_work_does_not_hold_up_the_others` is",
         "  marked xfail until the writer bounds a statement (lock/statement timeout).",
+        "- **A MeterValues resent after a lost answer is stored twice.** When a process",
+        "  ends (SIGTERM, SIGKILL) after committing a MeterValues but before its answer",
+        "  left, the charge point sends it again to the survivor and it is stored again",
+        "  (the `duplicated` figures above; energy totals come from the transactions and",
+        "  stay exact). Storing it once needs the meter values' idempotency keys of the",
+        "  exactly-once work; until then the process tests are xfail for that reason only.",
         "- **A stop timestamped before its start is stored as sent.** Found by the",
         "  fuzzer; the rule for skewed clocks belongs to the exactly-once work on",
         "  transaction data, until which the fuzzer counts such rows rather than failing.",
@@ -162,25 +170,30 @@ def main() -> None:
     parser.add_argument("--charge-points", type=int, default=500, help="charge points of the SIGKILL test")
     parser.add_argument("--soak-charge-points", type=int, default=50)
     parser.add_argument("--soak-minutes", type=float, default=2)
-    parser.add_argument("--render-only", metavar="DIR", help="regenerate the page from records in DIR")
+    parser.add_argument(
+        "--render-only", metavar="DIR", nargs="?", const=str(RECORDS),
+        help="regenerate the page from the records in DIR (default: those of the last run)",
+    )
     args = parser.parse_args()
-    command = "python -m bench.reliability " + " ".join(sys.argv[1:])
-    with tempfile.TemporaryDirectory(prefix="levity-reliability-") as scratch:
-        results = Path(args.render_only or scratch)
-        if not args.render_only:
-            env = dict(os.environ, LEVITY_RELIABILITY_RESULTS=str(results),
-                       LEVITY_FUZZ_EXAMPLES=str(args.fuzz_examples),
-                       LEVITY_RELIABILITY_CHARGE_POINTS=str(args.charge_points))  # fmt: skip
-            env.pop("LEVITY_TEST_DATABASE", None)
-            run([sys.executable, "-m", "pytest", "tests/reliability", "-q", "-p", "no:cacheprovider",
-                 "--timeout", "900"], env)  # fmt: skip
-            run([sys.executable, "-m", "bench.soak", "--quick"], env)
-            run([sys.executable, "-m", "bench.soak", "--charge-points", str(args.soak_charge_points),
-                 "--minutes", str(args.soak_minutes)], env)  # fmt: skip
-        records = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR,
-                                capture_output=True, text=True).stdout.strip()  # fmt: skip
-        DOC.write_text(render(records, command.strip(), commit))
+    # The command of the run the records come from (a re-render names no directory).
+    command = "python -m bench.reliability " + ("" if args.render_only else " ".join(sys.argv[1:]))
+    results = Path(args.render_only or RECORDS)
+    if not args.render_only:
+        shutil.rmtree(results, ignore_errors=True)
+        results.mkdir(parents=True)
+        env = dict(os.environ, LEVITY_RELIABILITY_RESULTS=str(results),
+                   LEVITY_FUZZ_EXAMPLES=str(args.fuzz_examples),
+                   LEVITY_RELIABILITY_CHARGE_POINTS=str(args.charge_points))  # fmt: skip
+        env.pop("LEVITY_TEST_DATABASE", None)
+        run([sys.executable, "-m", "pytest", "tests/reliability", "-q", "-p", "no:cacheprovider",
+             "--timeout", "900"], env)  # fmt: skip
+        run([sys.executable, "-m", "bench.soak", "--quick"], env)
+        run([sys.executable, "-m", "bench.soak", "--charge-points", str(args.soak_charge_points),
+             "--minutes", str(args.soak_minutes)], env)  # fmt: skip
+    records = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    DOC.write_text(render(records, command.strip(), commit))
     print(f"wrote {DOC.relative_to(PROJECT_DIR)} from {len(records)} record(s)")
 
 
