@@ -202,6 +202,11 @@ class PostgresServer:
             "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
             "--no-sync",
         )  # fmt: skip
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the cluster's server (again, after ``halt()``), on the same port and data."""
         options = (
             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c log_connections=on"
@@ -210,7 +215,10 @@ class PostgresServer:
             "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.base / "server.log"),
             "-w", "-t", "60", "start",
         )  # fmt: skip
-        return self
+
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: open sessions are ended), keeping its data."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def log(self) -> str:
         """The server's log (one line per connection, among others)."""

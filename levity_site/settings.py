@@ -327,7 +327,7 @@ REDIS_URL = envurl(
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chargepoints.session.channel_layer.ResilientRedisChannelLayer",
             # channels-redis waits for messages with a 5 s BZPOPMIN; redis-py's default
             # socket_timeout is also 5 s, so an idle wait could time out on the client
             # first and kill a live WebSocket (seen under load by bench/). Read longer.

@@ -28,6 +28,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.v16 import call
+from redis.exceptions import RedisError
 
 from ..models import ChargePoint, ChargePointCommand, CommandStatus, ConfigurationKey
 from ..ocpp16 import protocol
@@ -226,9 +227,18 @@ async def _deliver(command: ChargePointCommand, payload: dict) -> ChargePointCom
     if session is not None:
         outcome = await call_session(session, action, payload, timeout, message_id)
     elif cross_process():
-        outcome = await _call_through_channel_layer(
-            charge_point_id, action, payload, timeout, message_id
-        )
+        try:
+            outcome = await _call_through_channel_layer(
+                charge_point_id, action, payload, timeout, message_id
+            )
+        except (OSError, RedisError) as exc:
+            # Redis away: the command is stored as failed and the caller told why,
+            # rather than a 500 and a command left pending.
+            logger.warning("%s %s: the channel layer is unreachable: %s", charge_point_id, action, exc)
+            outcome = Outcome(
+                CommandStatus.FAILED,
+                error_description=f"The channel layer (Redis) is unreachable: {exc}",
+            )
     else:
         outcome = Outcome(
             CommandStatus.OFFLINE, error_description=f"{charge_point_id} is not connected"
