@@ -42,7 +42,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench.servers import BENCH_SECRET_KEY, PROJECT_DIR, base_env  # noqa: E402
+from bench.servers import BENCH_SECRET_KEY, PROJECT_DIR, base_env
 
 INSERT_BATCHES = 20
 MESSAGES_PER_BATCH = 50

@@ -38,10 +38,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import websockets  # noqa: E402
+import websockets
 
-from bench.driver import latency_summary  # noqa: E402
-from bench.servers import (  # noqa: E402
+from bench.driver import latency_summary
+from bench.servers import (
     PROJECT_DIR,
     THROUGHPUT_LIMITS,
     Server,
@@ -211,7 +211,7 @@ def run_one(name: str, extra_env: dict[str, str], args: argparse.Namespace, log_
         env,
         port,
         log_dir,
-        cpu=SERVER_CPU if SERVER_CPU < os.cpu_count() else None,
+        cpu=SERVER_CPU if os.cpu_count() > SERVER_CPU else None,
     ).start()
     try:
         result = asyncio.run(measure(port, args.neighbours, args.interval, args.quiet, args.flood))

@@ -336,7 +336,9 @@ class Bench:
             "setup_errors": group.setup_errors(),
             "connected": group.connected,
             "server_cpu_pct": round(100 * server_cpu_s / duration, 1),
-            "database_cpu_pct": round(100 * database_s / duration, 1) if database_s else None,
+            "database_cpu_pct": (
+                round(100 * database_s / duration, 1) if server_name == report.LEVITY_POSTGRESQL else None
+            ),
             "servers_cpu_pct": [round(100 * (a - b) / duration, 1) for a, b in zip(cpu_after, cpu_before, strict=True)],
             "loadgen_cpu_pct": round(100 * loadgen_cpu_s / duration, 1),
             "other_cpu_pct": round(100 * max(other_s, 0) / duration, 1),

@@ -27,8 +27,6 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.text import Truncator
 
 from . import security
-from .session import commands, onboarding
-from .session.consumer import CHARGE_POINT_ID
 from .forms import OPERATIONS
 from .models import (
     ApiToken,
@@ -50,6 +48,8 @@ from .models import (
     StatusNotification,
 )
 from .services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
+from .session import commands, onboarding
+from .session.consumer import CHARGE_POINT_ID
 
 #: What the session records about a charge point's connection (read-only here).
 CONNECTION_FIELDS = (

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from chargepoints.repositories import Run, run_in_thread
-
 from chargepoints.services import clock_skew_tolerance
 
 from . import services

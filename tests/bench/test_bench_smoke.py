@@ -102,7 +102,10 @@ def test_levity_on_postgresql_is_reported_beside_sqlite(quick_run):
     for row in rows:
         assert row["postgresql_msg_per_s"] > 0 and row["sqlite_msg_per_s"] > 0, row
         assert row["postgresql_vs_sqlite"] == round(row["postgresql_msg_per_s"] / row["sqlite_msg_per_s"], 2)
-        assert row["postgresql_database_cpu_pct"] > 0, row
+        # Heartbeats write nothing (last-seen times are flushed later): PostgreSQL may idle.
+        assert row["postgresql_database_cpu_pct"] >= 0 if row["scenario"] == "heartbeat" else (
+            row["postgresql_database_cpu_pct"] > 0
+        ), row
     assert all(r["postgresql_nothing_lost"] for r in rows if r["scenario"] != "heartbeat")
     assert "## Levity on PostgreSQL beside SQLite" in quick_run["summary"]
     assert "| scenario | N | SQLite msg/s | PostgreSQL msg/s | PostgreSQL/SQLite |" in quick_run["summary"]

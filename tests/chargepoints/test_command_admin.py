@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import html
-from datetime import datetime, timedelta, timezone
 import re
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 import httpx

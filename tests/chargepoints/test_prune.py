@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chargepoints.models import ChargePoint, ChargePointCommand, StatusNotification
-from tests.levity_site.test_configuration import run
 from tests.conftest import server_env
+from tests.levity_site.test_configuration import run
 from transactions.models import MeterValue, Transaction
 
 pytestmark = pytest.mark.django_db

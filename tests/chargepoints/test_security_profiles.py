@@ -12,13 +12,12 @@ from urllib.parse import quote
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
+from ocpp.v16 import call
 
 from chargepoints import security
 from chargepoints.models import ChargePoint
-from tests.conftest import DaphneServer, server_env
-from ocpp.v16 import call
-
 from chargepoints.session import authentication
+from tests.conftest import DaphneServer, server_env
 from tests.ocpp_client import OCPPClient
 
 from .pki import HASHER_WAIT, PKI, TLSDaphneServer, basic_auth

@@ -11,8 +11,8 @@ import re
 
 import httpx
 import pytest
-
 from django.conf import settings
+
 from tests.deploy.conftest import STATIC_PROBE
 from tests.deploy.topology import NGINX_CONF, rows
 from tests.ocpp_client import OCPPClient

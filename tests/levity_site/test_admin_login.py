@@ -28,7 +28,7 @@ def test_a_username_is_locked_out_after_too_many_failed_logins(start_daphne, ope
         # Now even the right password is refused, for the cool-off period.
         locked = log_in(client, PASSWORD)
         assert locked.status_code == 429
-        assert "/admin/" != locked.headers.get("location")
+        assert locked.headers.get("location") != "/admin/"
     attempt = AccessAttempt.objects.get(username="operator")
     assert attempt.failures_since_start >= 3
 

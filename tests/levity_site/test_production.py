@@ -6,8 +6,8 @@ import secrets
 
 import pytest
 
-from tests.levity_site.test_configuration import run
 from tests.conftest import server_env
+from tests.levity_site.test_configuration import run
 
 PRODUCTION_KEY = secrets.token_urlsafe(50)
 

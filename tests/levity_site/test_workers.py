@@ -17,8 +17,7 @@ import psutil
 import pytest
 
 from bench.processes import RedisServer, ServerProcess, free_port
-from chargepoints.models import ChargePoint
-from chargepoints.models import ServerProcess as ServerProcessRow
+from chargepoints.models import ChargePoint, ServerProcess as ServerProcessRow
 from tests.conftest import PROJECT_DIR, server_env
 from tests.ocpp_client import OCPPClient
 from tests.services import program

@@ -19,7 +19,6 @@ from ocpp.v16 import call
 from tests.conftest import PROJECT_DIR, DaphneServer, server_env
 from tests.ocpp_client import OCPPClient
 
-
 BIG_REGISTER_WH = 3_000_000_000  # above 2^31 - 1 Wh: a DC charger's lifetime register
 
 
