@@ -221,7 +221,7 @@ class Workload:
 
         The same statement as chargepoints.retention.delete_before makes Django send.
         """
-        [(name, start, end)] = self.db.execute(
+        [(name, _start, end)] = self.db.execute(
             "SELECT c.relname, substring(pg_get_expr(c.relpartbound, c.oid) FROM $$FROM \\('([^']+)'$$), "
             "substring(pg_get_expr(c.relpartbound, c.oid) FROM $$TO \\('([^']+)'$$) "
             "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "

@@ -418,6 +418,9 @@ class SignedFirmwareStatusNotification(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"{self.charge_point_id}: {self.status}"
+
 
 class LogStatusNotification(models.Model):
     charge_point = models.ForeignKey(
@@ -429,6 +432,9 @@ class LogStatusNotification(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.charge_point_id}: {self.status}"
 
 
 class CertificateRequestOutcome(models.TextChoices):

@@ -992,7 +992,7 @@ class SimulatedChargePoint(ChargePoint):
     @on(Action.delete_certificate)
     def on_delete_certificate(self, certificate_hash_data: dict, **kwargs):
         wanted = {k: v.lower() if k != "hash_algorithm" else v for k, v in certificate_hash_data.items()}
-        for certificate_type, store in self.installed_certificates.items():
+        for store in self.installed_certificates.values():
             for installed in store:
                 if certificate_hash_data_for(installed, wanted["hash_algorithm"]) == wanted:
                     store.remove(installed)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -161,10 +162,9 @@ class ReadPause:
     def __init__(self, transport) -> None:
         self.transport = transport
         self.reasons: set[str] = set()
-        try:
+        # Another producer registered already: go without the write side.
+        with contextlib.suppress(RuntimeError):
             transport.registerProducer(self, True)
-        except RuntimeError:  # another producer is registered: go without the write side
-            pass
 
     def pause(self, reason: str) -> None:
         if not self.reasons:

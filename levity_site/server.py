@@ -244,7 +244,7 @@ class WebSocketProtocol(protocol_limits.LimitedWebSocketProtocol, ws_protocol.We
         self.server.log_action(
             "websocket",
             "rejected",
-            {"path": self.request.path, "client": "%s:%s" % tuple(self.client_addr) if self.client_addr else None},
+            {"path": self.request.path, "client": "{}:{}".format(*self.client_addr) if self.client_addr else None},
         )
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:

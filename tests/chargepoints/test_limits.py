@@ -175,7 +175,7 @@ def test_token_bucket_refills_at_its_rate():
 def test_excess_is_sustained_only_while_the_charge_point_stays_past_the_rate():
     rate = limits.CallRate(rate=1, burst=2, close_after=5)
     start = rate.updated
-    for n in range(2):
+    for _ in range(2):
         assert rate.admit(now=start)
     assert not rate.admit(now=start)
     assert not rate.sustained(now=start + 4)

@@ -420,8 +420,7 @@ def frames_of(charge_point_class, frame: list) -> list:
         session = charge_point_class("CP-SKIP", connection)
         connection.charge_point = session
         await session.receive_frame(json.dumps(frame))
-        while session._worker is not None:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: session._worker is None)
         return connection.sent
 
     return asyncio.run(exchange())

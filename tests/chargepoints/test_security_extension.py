@@ -401,7 +401,7 @@ async def test_certificate_signed_refused_by_the_charge_point_is_recorded(
     async with raw_ws(cp_id, server=ca_server) as ws:
         answer, mid = await request_certificate(ws, make_csr(cp_id))
         assert answer == [3, mid, {"status": "Accepted"}]
-        _, call_id, action, _ = await ws.recv(timeout=15)
+        _, call_id, _action, _ = await ws.recv(timeout=15)
         await ws.send([3, call_id, {"status": "Rejected"}])
 
         async def refused():

@@ -131,13 +131,13 @@ async def test_a_disconnect_never_overwrites_a_newer_connect(daphne_server, cp_i
             await second.send(json.dumps([2, "b", "Heartbeat", {}]))
             assert json.loads(await asyncio.wait_for(second.recv(), 10))[:2] == [3, "b"]
             # The first session has ended (its disconnect is written before it logs so).
-            await until(lambda: sessions_ended(2 * attempt + 1))
+            await until(lambda attempt=attempt: sessions_ended(2 * attempt + 1))
             row = await ChargePoint.objects.aget(charge_point_id=cp_id)
             if not row.is_connected:
                 offline_tries.append(attempt)
         finally:
             await second.close()
-        await until(lambda: sessions_ended(2 * attempt + 2))
+        await until(lambda attempt=attempt: sessions_ended(2 * attempt + 2))
     assert offline_tries == []
 
 

@@ -206,7 +206,7 @@ def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(compose_config
     assert (datasource["type"], datasource["url"], datasource["isDefault"]) == ("prometheus", "http://prometheus:9090", True)
     [provider] = yaml.safe_load((provisioning / "dashboards" / "levity.yml").read_text())["providers"]
     dashboard_path = provider["options"]["path"]
-    [(target, source)] = [(t, s) for t, s in volumes.items() if t.startswith(dashboard_path + "/")]
+    [(_target, source)] = [(t, s) for t, s in volumes.items() if t.startswith(dashboard_path + "/")]
     dashboard = json.loads(source.read_text())
     # Provisioned dashboards get no import form: the data source is a dashboard variable.
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}

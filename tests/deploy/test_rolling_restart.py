@@ -128,7 +128,7 @@ async def test_rolling_restart_loses_and_duplicates_no_acknowledged_meter_value(
     tasks = [asyncio.create_task(cp.run()) for cp in charge_points]
 
     def each_acknowledged_more_than(counts: list[int]):
-        return lambda: all(len(cp.ledger.acknowledged) > n for cp, n in zip(charge_points, counts))
+        return lambda: all(len(cp.ledger.acknowledged) > n for cp, n in zip(charge_points, counts, strict=True))
 
     try:
         await eventually(each_acknowledged_more_than([3] * CHARGE_POINTS), 30, "every charge point sending")
@@ -137,7 +137,7 @@ async def test_rolling_restart_loses_and_duplicates_no_acknowledged_meter_value(
             await asyncio.to_thread(server.stop)  # SIGTERM, and wait for the process to exit
             counts = [len(cp.ledger.acknowledged) + 3 for cp in charge_points]
             await eventually(each_acknowledged_more_than(counts), 60, "every charge point sending again")
-            moved = [cp for cp, n in zip(charge_points, connections) if cp.ledger.connections > n]
+            moved = [cp for cp, n in zip(charge_points, connections, strict=True) if cp.ledger.connections > n]
             assert moved, f"no charge point was connected to the process on port {server.port}"
             await asyncio.to_thread(server.start, 60)
     finally:

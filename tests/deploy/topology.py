@@ -94,7 +94,7 @@ def make_certificates(directory: Path) -> Certificates:
                 crl_sign=True, encipher_only=False, decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
