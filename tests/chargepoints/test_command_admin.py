@@ -284,7 +284,7 @@ async def test_commands_are_listed_read_only(admin, connect, cp_id):
 
 
 async def test_api_token_plaintext_is_shown_once_and_works(admin, daphne_server):
-    created = await admin.post("/admin/chargepoints/apitoken/add/", {"name": "billing", "expires_at": ""})
+    created = await admin.post("/admin/chargepoints/apitoken/add/", {"name": "billing", "scope": "read", "expires_at": ""})
     assert created.status_code == 200
     plaintext = re.search(r'<code id="api-token"[^>]*>(lvt_[^<]+)</code>', created.text).group(1)
     token = await ApiToken.objects.aget(name="billing")
