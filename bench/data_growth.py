@@ -101,7 +101,7 @@ class Workload:
         while month <= self.end:
             following = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=timezone.utc)
             name = f"transactions_metervalue_{month:%Y_%m}"
-            if self.db.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
+            if self.db.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:  # type: ignore[index]  # one row
                 self.db.execute(
                     f"CREATE TABLE {name} PARTITION OF transactions_metervalue "
                     f"FOR VALUES FROM ('{month.isoformat()}') TO ('{following.isoformat()}')"
@@ -289,7 +289,7 @@ def run(url: str, rows: int, months: int, charge_points: int, samples_per_transa
             "samples_per_transaction": samples_per_transaction,
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "postgresql": workload.db.execute("SHOW server_version").fetchone()[0],
+            "postgresql": workload.db.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]  # one row
         },
         "steps": steps,
         "drop_oldest_month": workload.measure_month_drop(),

@@ -39,6 +39,7 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import websockets
+from websockets.typing import Subprotocol
 
 from bench.driver import latency_summary
 from bench.servers import (
@@ -61,7 +62,7 @@ WITHOUT_LIMITS = {
 
 
 def pin(cpu: int) -> None:
-    if cpu < os.cpu_count():
+    if cpu < (os.cpu_count() or 1):
         os.sched_setaffinity(0, {cpu})
 
 
@@ -138,7 +139,7 @@ def flood(port: int, charge_point_id: str, start_at: float, seconds: float, out:
 
 
 async def neighbour(url: str, interval: float, phases: dict[str, tuple[float, float]], out: dict) -> None:
-    async with websockets.connect(url, subprotocols=["ocpp1.6"], max_queue=None) as ws:
+    async with websockets.connect(url, subprotocols=[Subprotocol("ocpp1.6")], max_queue=None) as ws:
         boot = {"chargePointVendor": "Acme", "chargePointModel": "AC-22"}
         await ws.send(json.dumps([2, "boot", "BootNotification", boot]))
         await ws.recv()
@@ -211,7 +212,7 @@ def run_one(name: str, extra_env: dict[str, str], args: argparse.Namespace, log_
         env,
         port,
         log_dir,
-        cpu=SERVER_CPU if os.cpu_count() > SERVER_CPU else None,
+        cpu=SERVER_CPU if (os.cpu_count() or 1) > SERVER_CPU else None,
     ).start()
     try:
         result = asyncio.run(measure(port, args.neighbours, args.interval, args.quiet, args.flood))

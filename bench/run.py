@@ -200,7 +200,9 @@ class Bench:
         log(f"Levity database: {self.db_path} (migrating)")
         tags = max(max(self.plan.ns), self.plan.storm_size, self.plan.redis_n)
         if report.LEVITY_POSTGRESQL in self.server_names:
-            self.postgres = PostgresServer(postgres_bin_dir(), cpu=SERVER_CPU).start()
+            bin_dir = postgres_bin_dir()
+            assert bin_dir is not None, "PostgreSQL is not installed"
+            self.postgres = PostgresServer(bin_dir, cpu=SERVER_CPU).start()
             self.postgresql_url = self.postgres.create_database("levity_bench")
             log(f"Levity's PostgreSQL database: {self.postgresql_url} (migrating)")
         dbcheck.setup_django(self.db_path, self.postgresql_url or None)

@@ -38,6 +38,8 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.typing import Subprotocol
 
 from bench.servers import PROJECT_DIR, Server, daphne_argv, free_port, levity_env
 
@@ -69,6 +71,7 @@ class Farm:
     def restart(self, index: int, how: str) -> None:
         victim = self.servers[index]
         if how == "SIGKILL":
+            assert victim.process is not None  # started
             victim.process.send_signal(signal.SIGKILL)
             victim.process.wait(30)
             victim.stop()
@@ -94,7 +97,7 @@ class ChargePoint:
         self.id = charge_point_id
         self.urls = urls
         self.stats = stats
-        self.ws = None
+        self.ws: ClientConnection = None  # type: ignore[assignment]  # connect() sets it before any use
         self.acked_transactions: dict[int, tuple[int, int | None]] = {}  # id -> (start, stop)
         self.acked_values: set[tuple[int, str]] = set()
 
@@ -102,7 +105,7 @@ class ChargePoint:
         while True:
             url = random.choice(self.urls()) + self.id
             try:
-                self.ws = await websockets.connect(url, subprotocols=["ocpp1.6"], open_timeout=30)
+                self.ws = await websockets.connect(url, subprotocols=[Subprotocol("ocpp1.6")], open_timeout=30)
                 return
             except (OSError, websockets.InvalidHandshake, TimeoutError):
                 await asyncio.sleep(0.5 + random.random())

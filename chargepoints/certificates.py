@@ -93,7 +93,7 @@ class CertificateAuthority:
             )
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                    self.certificate.public_key()
+                    self.certificate.public_key()  # type: ignore[arg-type]  # a CA's key signs
                 ),
                 critical=False,
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -104,7 +104,8 @@ def insert_rows(model: type[Model], rows: Iterable[dict[str, Any]], *, ignore_co
     if ignore_conflicts:  # a row whose unique key is stored already is skipped (SQLite and PostgreSQL)
         sql += " ON CONFLICT DO NOTHING"
     now = timezone.now()
-    columns = []  # (attname taken from a row, or None; what a row without it gets; preparer)
+    # (attname taken from a row, or None; what a row without it gets; preparer)
+    columns: list[tuple[str | None, Callable[[], Any], Callable[[Any], Any]]] = []
     for field in fields:
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
             if not isinstance(field, models.DateTimeField):
@@ -144,8 +145,9 @@ def update_rows(
     """
     connection = connections[router.db_for_write(model)]
     meta = model._meta
-    fields = [meta.get_field(name) for name in field_names]
-    matched = [meta.get_field(name) for name in match]
+    # Concrete fields (update_rows names no relation's reverse side).
+    fields = [cast(Field, meta.get_field(name)) for name in field_names]
+    matched = [cast(Field, meta.get_field(name)) for name in match]
     quote = connection.ops.quote_name
     sql = "UPDATE {} SET {} WHERE {}".format(
         quote(meta.db_table),
@@ -178,5 +180,5 @@ def instance_rows(instances: Collection[Model], field_names: Sequence[str]) -> l
     if not instances:
         return []
     meta = next(iter(instances))._meta
-    attnames = [meta.get_field(name).attname for name in field_names]
+    attnames = [cast(Field, meta.get_field(name)).attname for name in field_names]
     return [(instance.pk, *(getattr(instance, name) for name in attnames)) for instance in instances]

@@ -12,6 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 
@@ -247,7 +248,7 @@ def record_status_notifications(reports: list[StatusReport]) -> list[None]:
         ignore_conflicts=True,
     )
     # Each connector's stored state, by (charge point pk, connector id).
-    connectors = {
+    connectors: dict[tuple[int, int], dict[str, Any]] = {
         (charge_point_pk, connector_id): {"pk": pk, "status_timestamp": status_timestamp}
         for pk, charge_point_pk, connector_id, status_timestamp in Connector.objects.filter(
             charge_point_id__in={r.charge_point_pk for r in reports},

@@ -1108,7 +1108,7 @@ def certificate_hash_data_for(certificate: x509.Certificate, algorithm: str = "S
     (the key's bytes, without its algorithm); the charger's installed certificates are
     root certificates, their own issuers.
     """
-    digest = {"SHA256": hashes.SHA256, "SHA384": hashes.SHA384, "SHA512": hashes.SHA512}[algorithm]
+    digest: Callable[[], hashes.HashAlgorithm] = {"SHA256": hashes.SHA256, "SHA384": hashes.SHA384, "SHA512": hashes.SHA512}[algorithm]
 
     def hashed(data: bytes) -> str:
         h = hashes.Hash(digest())

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from twisted.internet.interfaces import IPushProducer
@@ -31,6 +32,11 @@ logger = logging.getLogger("levity.limits")
 
 def _setting(name: str) -> int | float:
     """A limit's setting; 0 (off) under settings without it (bench/'s bare Channels server)."""
+    return getattr(settings, name, 0)
+
+
+def _int_setting(name: str) -> int:
+    """A limit's setting that is a count of bytes or frames (``envint`` in the settings)."""
     return getattr(settings, name, 0)
 
 #: Pending handshake deadlines by transport.
@@ -93,12 +99,12 @@ class _Discarded:
 def body_size_limited(request_class: type[Request]) -> type[Request]:
     """``request_class`` (daphne's WebRequest) refusing bodies larger than the setting."""
 
-    class BodySizeLimitedRequest(request_class):
+    class BodySizeLimitedRequest(request_class):  # type: ignore[valid-type,misc]  # a base chosen at run time
         _refused = False
         _body_bytes = 0
 
         def gotLength(self, length: int | None) -> None:
-            limit = _setting("LEVITY_MAX_REQUEST_BODY_BYTES")
+            limit = _int_setting("LEVITY_MAX_REQUEST_BODY_BYTES")
             if limit and length is not None and length > limit:
                 self._refuse(length, limit)
                 return
@@ -108,7 +114,7 @@ def body_size_limited(request_class: type[Request]) -> type[Request]:
             if self._refused:
                 return
             self._body_bytes += len(data)
-            limit = _setting("LEVITY_MAX_REQUEST_BODY_BYTES")
+            limit = _int_setting("LEVITY_MAX_REQUEST_BODY_BYTES")
             if limit and self._body_bytes > limit:  # a chunked body, which declared no length
                 self._refuse(None, limit)
                 return
@@ -193,7 +199,14 @@ class ReadPause:
 SERVER_CLOSE_CODES = {1001, 1008, 1011}
 
 
-class LimitedWebSocketProtocol:
+if TYPE_CHECKING:
+    # The class this mixes into, for the attributes and super() calls it uses.
+    from daphne.ws_protocol import WebSocketProtocol as _WebSocketProtocolBase
+else:
+    _WebSocketProtocolBase = object
+
+
+class LimitedWebSocketProtocol(_WebSocketProtocolBase):
     """Mixin for daphne's WebSocket protocol: handshake deadline, back-pressure."""
 
     QUEUE = "queue"
@@ -219,6 +232,7 @@ class LimitedWebSocketProtocol:
             and self._resume_check is None
             and 0 < _setting("LEVITY_MAX_QUEUED_FRAMES") <= queue.qsize()
         ):
+            assert self.read_pause is not None  # set when the connection was made
             self.read_pause.pause(self.QUEUE)
             self._resume_check = _reactor().callLater(
                 self.RESUME_CHECK_SECONDS, self._resume_when_room
@@ -228,6 +242,7 @@ class LimitedWebSocketProtocol:
         queue = self.application_queue
         if queue.qsize() < _setting("LEVITY_MAX_QUEUED_FRAMES"):
             self._resume_check = None
+            assert self.read_pause is not None  # set when the connection was made
             self.read_pause.resume(self.QUEUE)
         else:
             self._resume_check = _reactor().callLater(
@@ -268,7 +283,7 @@ def frame_size_options(max_message: int, max_frame: int) -> dict[str, int | bool
     dropping it unexplained; what the client still sends is discarded, unread
     into memory, until its close reply or autobahn's close handshake timeout.
     """
-    limit = _setting("LEVITY_MAX_FRAME_BYTES")
+    limit = _int_setting("LEVITY_MAX_FRAME_BYTES")
 
     def capped(value: int) -> int:
         if limit == 0:

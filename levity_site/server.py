@@ -149,7 +149,7 @@ class UpgradeFirst(protocol.Protocol):
             self._hand_over(self.factory.build_http_protocol(self.addr))
             return
         if self.factory.timeOut is not None:  # as Twisted's HTTP protocol times out a silent client
-            self.timeout = self.factory.reactor.callLater(self.factory.timeOut, self.transport.loseConnection)
+            self.timeout = self.factory.reactor.callLater(self.factory.timeOut, self.transport.loseConnection)  # type: ignore[misc, union-attr]  # made: a transport
 
     def dataReceived(self, data: bytes) -> None:
         query_string = websocket_upgrade_query(data)
@@ -161,12 +161,13 @@ class UpgradeFirst(protocol.Protocol):
         self._hand_over(successor)
         successor.dataReceived(data)
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason) -> None:  # type: ignore[override]  # Twisted always passes the reason
         self._stop_timeout()
         protocol_limits.handshake_done(self.transport)
 
     def _hand_over(self, successor: protocol.Protocol) -> None:
         self._stop_timeout()
+        assert self.transport is not None  # the connection was made
         if isinstance(self.transport, ProtocolWrapper):
             self.transport.wrappedProtocol = successor
         else:
@@ -193,7 +194,7 @@ class WebSocketProtocol(protocol_limits.LimitedWebSocketProtocol, ws_protocol.We
         own = vars(self)
         for name in self.OPTIONS:
             if name not in own:  # an option set on the connection itself stays
-                own[name] = getattr(self.factory, name)
+                own[name] = getattr(self.factory, name)  # type: ignore[index]  # an instance's vars() is its __dict__
         super()._connectionMade()
 
 
@@ -236,6 +237,7 @@ class WebSocketProtocol(protocol_limits.LimitedWebSocketProtocol, ws_protocol.We
 
     def _deny(self) -> None:
         """As daphne's serverReject, with the application's status and headers."""
+        assert self._denial is not None  # handle_reply stored it
         status, headers = self._denial
         self._denial_headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
         self.handshake_deferred.errback(ConnectionDeny(code=status, reason=HTTPStatus(status).phrase))
@@ -259,7 +261,7 @@ class ExtensionsInScope:
         extensions = getattr(protocol, "asgi_extensions", None)
         if extensions is not None:
             scope["extensions"] = {**scope.get("extensions", {}), **extensions()}
-        return super().create_application(protocol, scope)
+        return super().create_application(protocol, scope)  # type: ignore[misc]  # daphne's Server, mixed into
 
 
 class WebSocketFactory(ws_protocol.WebSocketFactory):
@@ -270,8 +272,8 @@ class WebSocketFactory(ws_protocol.WebSocketFactory):
         if "maxMessagePayloadSize" in options or "maxFramePayloadSize" in options:
             options.update(
                 protocol_limits.frame_size_options(
-                    options.get("maxMessagePayloadSize", self.maxMessagePayloadSize),
-                    options.get("maxFramePayloadSize", self.maxFramePayloadSize),
+                    options.get("maxMessagePayloadSize", self.maxMessagePayloadSize),  # type: ignore[arg-type]  # autobahn's default is 0
+                    options.get("maxFramePayloadSize", self.maxFramePayloadSize),  # type: ignore[arg-type]  # autobahn's default is 0
                 )
             )
         super().setProtocolOptions(**options)

@@ -20,6 +20,7 @@ Options: ``port``, ``privateKey``, ``certKey`` (default: privateKey),
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from OpenSSL import crypto
@@ -36,7 +37,7 @@ def certificate_options(
     chain = []
     if extra_chain:
         chain = [c.original for c in _certificates(extra_chain)]
-    options = {}
+    options: dict[str, Any] = {}
     if client_ca:
         # Not trustRoot=: Twisted allows it only with a certificate required, and
         # charge points of profile 2 present none.

@@ -151,6 +151,7 @@ def django_db_keepdb(request) -> bool:
 @pytest.fixture(scope="session")
 def test_database_url(django_db_setup) -> str:
     """The URL of the test database (SQLite file or PostgreSQL database)."""
+    assert _test_database_url is not None  # set by django_db_setup
     return _test_database_url
 
 

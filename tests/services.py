@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 CI = os.environ.get("CI", "").lower() == "true"
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip the test for ``reason``; under CI=true, fail it."""
     if CI:
         pytest.fail(f"{reason}; CI=true skips nothing", pytrace=False)

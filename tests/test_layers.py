@@ -34,6 +34,7 @@ def module_path(module: str) -> Path | None:
 def imported_modules(module: str) -> set[str]:
     """Every module ``module`` imports, anywhere in it (functions too), relative ones resolved."""
     path = module_path(module)
+    assert path is not None, module
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -45,6 +46,7 @@ def imported_modules(module: str) -> set[str]:
                 base = ".".join(parts[: len(parts) - node.level + 1])
                 target = f"{base}.{node.module}" if node.module else base
             else:
+                assert node.module is not None  # only a relative import names no module
                 target = node.module
             found.add(target)
             # ``from package import module``

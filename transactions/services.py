@@ -267,7 +267,7 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
         }
     to_authorize = [s for s in stops if s.id_tag and s.decided_id_tag_info is None]
     looked_up = iter(
-        authorize_many([Authorization(s.id_tag, s.now, check_concurrent=False) for s in to_authorize])
+        authorize_many([Authorization(s.id_tag, s.now, check_concurrent=False) for s in to_authorize if s.id_tag])
     )
     results: list[StopResult] = []
     stopped: dict[int, Transaction] = {}
@@ -276,6 +276,7 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
     first_stops: list[tuple[Transaction, TransactionStop]] = []
     meter_values: list[dict] = []
     for stop in stops:
+        info: dict[str, Any] | None
         if stop.decided_id_tag_info is not None:
             info = stop.decided_id_tag_info
         else:

@@ -29,7 +29,7 @@ def _requester(request) -> dict:
     token = request.auth if isinstance(request.auth, ApiToken) else None
     user = request.user if token is None else None
     return {
-        "requested_by": token.requested_by if token else f"user:{user.get_username()}",
+        "requested_by": token.requested_by if token else f"user:{request.user.get_username()}",
         "user_id": user.pk if user is not None else None,
         "api_token_id": token.pk if token else None,
     }

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from ocpp.routing import on
@@ -34,6 +34,12 @@ from ..models import CertificateRequestOutcome, CommandStatus
 from ..session import writer
 from ..timestamps import parse_timestamp
 
+if TYPE_CHECKING:
+    # The class this mixes into, whose public face the handlers use.
+    from ..session.base import Session as _SessionBase
+else:
+    _SessionBase = object
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,7 +50,7 @@ def _now() -> datetime:
 CERTIFICATE_SIGNED_BY = "levity:SignCertificate"
 
 
-class SecurityExtensionHandlers:
+class SecurityExtensionHandlers(_SessionBase):
     """Handlers of the security extension's CP->CS messages, for the 1.6 session class."""
 
     #: The certificate being signed and sent for this session's charge point, if any:
@@ -78,7 +84,7 @@ class SecurityExtensionHandlers:
         )
         # For AFTER_SECURITY_EVENT_NOTIFICATION receivers: True when the charge point
         # resent an event already stored (its answer was lost).
-        context.repeated = not stored
+        context.repeated = not stored  # type: ignore[attr-defined]  # this hook's own attribute (plugins/signals.py)
         if stored:
             logger.warning(
                 "%s: security event %s at %s%s",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 from django.conf import settings
 from ocpp.exceptions import PropertyConstraintViolationError
@@ -59,7 +60,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
     accepted for the spec's signature; the database is Django's.
     """
 
-    protocol = protocol
+    protocol: ClassVar[ModuleType] = protocol
     call_results = call_result
     subprotocol = "ocpp1.6"
 
@@ -92,7 +93,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
         self, data: dict, context: PluginContext
     ) -> call_result.BootNotification:
         now = _now()
-        status = await self._write(boots_writer, services.Boot(self.charge_point_pk, data, now))
+        status = await self._write(boots_writer, services.Boot(self.charge_point_pk, data, now))  # type: ignore[arg-type]  # registered: ensure_registered set it
         return call_result.BootNotification(
             current_time=format_timestamp(now),
             interval=settings.LEVITY_HEARTBEAT_INTERVAL,
@@ -130,7 +131,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
         await self._write(
             status_notifications_writer,
             services.StatusReport(
-                self.charge_point_pk,
+                self.charge_point_pk,  # type: ignore[arg-type]  # registered: ensure_registered set it
                 connector_id=data["connector_id"],
                 status=data["status"],
                 error_code=data["error_code"],
@@ -184,7 +185,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
         started = await self._write(
             transaction_starts,
             tx_services.TransactionStart(
-                self.charge_point_pk,
+                self.charge_point_pk,  # type: ignore[arg-type]  # registered: ensure_registered set it
                 connector_id=data["connector_id"],
                 id_tag=data["id_tag"],
                 meter_start=data["meter_start"],
@@ -221,7 +222,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
         stopped = await self._write(
             transaction_stops,
             tx_services.TransactionStop(
-                self.charge_point_pk,
+                self.charge_point_pk,  # type: ignore[arg-type]  # registered: ensure_registered set it
                 transaction_id=data["transaction_id"],
                 meter_stop=data["meter_stop"],
                 timestamp=parse_timestamp(data["timestamp"]),
@@ -234,8 +235,8 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
         )
         # For AFTER_STOP_TRANSACTION receivers: "stopped", "corrected", "rebuilt", "already_stopped"
         # or "repeated", and the Transaction row.
-        context.stop_outcome = stopped.outcome
-        context.transaction = stopped.transaction
+        context.stop_outcome = stopped.outcome  # type: ignore[attr-defined]  # this hook's own attributes (plugins/signals.py)
+        context.transaction = stopped.transaction  # type: ignore[attr-defined]
         return call_result.StopTransaction(id_tag_info=stopped.id_tag_info)
 
     @on(Action.meter_values)
@@ -255,7 +256,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
         await self._write(
             meter_values_writer,
             tx_services.MeterValuesRequest(
-                charge_point_pk=self.charge_point_pk,
+                charge_point_pk=self.charge_point_pk,  # type: ignore[arg-type]  # registered: ensure_registered set it
                 connector_id=data["connector_id"],
                 transaction_id=data.get("transaction_id"),
                 meter_value=data["meter_value"],

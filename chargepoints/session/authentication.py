@@ -47,7 +47,7 @@ from . import writer
 logger = logging.getLogger(__name__)
 
 #: The charge points' credentials, read for many connects at once in a reconnect storm.
-credentials_reader = writer.Write(security.find_credentials)
+credentials_reader: writer.Write[str, security.Credentials | None] = writer.Write(security.find_credentials)
 
 #: The subject fields LEVITY_CLIENT_CERT_ID_FIELD may name.
 ID_FIELDS = {"CN": NameOID.COMMON_NAME, "serialNumber": NameOID.SERIAL_NUMBER, "UID": NameOID.USER_ID}

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django.conf import settings
 from ocpp.exceptions import GenericError, InternalError, OCPPError, ProtocolError, SecurityError
@@ -44,6 +44,9 @@ from plugins.signals import HOOK_SIGNALS, message_handled
 
 from .. import services
 from . import framing, limits, writer
+
+if TYPE_CHECKING:
+    from ..ocpp16.session import LevityChargePoint  # the session plugins are given
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +161,7 @@ class Session:
     @classmethod
     def answered_actions(cls) -> set[str]:
         """The actions of the CALLs this class answers (its ``@on`` handlers)."""
-        return set(handlers(cls))
+        return set(handlers(cls))  # type: ignore[arg-type]  # mypy: a class is Hashable
 
     @property
     def connection(self) -> Any:
@@ -207,7 +210,7 @@ class Session:
                 await group.leave()
             await self.shutdown(getattr(self._connection, "close_code", None))
             await registry.close_session(self)
-            await dispatch.send_disconnected(self)
+            await dispatch.send_disconnected(cast("LevityChargePoint", self))
 
     def begin(self) -> asyncio.Task:
         """Start the session: plugins' ``initialize()``, then ``charge_point_connected``.
@@ -221,7 +224,7 @@ class Session:
 
     async def _begin(self) -> None:
         await self.initialize_plugins()
-        await dispatch.send_connected(self)
+        await dispatch.send_connected(cast("LevityChargePoint", self))
 
     async def receive_frame(self, raw: str | bytes) -> None:
         """Route one frame; returns at once (CALLs are queued for the worker)."""
@@ -306,7 +309,7 @@ class Session:
                 msg,
                 SecurityError(description=f"{msg.action} refused: the registration is {self.registration_status}"),
             )
-        handler = handlers(type(self)).get(msg.action)
+        handler = handlers(type(self)).get(msg.action)  # type: ignore[arg-type]  # mypy: a class is Hashable
         if handler is None:
             return await self._send_error(msg, protocol.unknown_action_error(msg.action))
         deferred: list = []
@@ -474,7 +477,7 @@ class Session:
 
     async def initialize_plugins(self) -> None:
         """Each plugin's ``initialize()``, isolated from errors and bounded in time."""
-        await dispatch.run_lifecycle(self, "initialize")
+        await dispatch.run_lifecycle(cast("LevityChargePoint", self), "initialize")
 
     async def shutdown(self, close_code: int | None = None) -> None:
         """End the session: fail pending calls, stop the worker, finish AFTER hooks, clean up plugins.
@@ -504,7 +507,7 @@ class Session:
                     len(pending),
                 )
                 await _cancel(pending)
-        await dispatch.run_lifecycle(self, "cleanup")
+        await dispatch.run_lifecycle(cast("LevityChargePoint", self), "cleanup")
 
     async def close(self, code: int = 1000) -> None:
         """Close the connection; CALLs not answered yet are not answered (nor written)."""
@@ -514,7 +517,7 @@ class Session:
     # --- hooks ----------------------------------------------------------------
 
     async def _run_hook(self, hook: PluginHook, context: PluginContext) -> None:
-        await dispatch.send_hook(self, hook, context)
+        await dispatch.send_hook(cast("LevityChargePoint", self), hook, context)
 
     def _hooked(self, hook: PluginHook) -> bool:
         return hook in self._plugin_hooks or dispatch.has_app_receivers(HOOK_SIGNALS[hook])
@@ -534,8 +537,8 @@ class Session:
         """
         hooked_before, hooked_after = self._hooked(before), self._hooked(after)
         if not (hooked_before or hooked_after):
-            return await core(message_data, PluginContext(self, message_data, hook=before))
-        context = PluginContext(self, copy.deepcopy(message_data), hook=before)
+            return await core(message_data, PluginContext(cast("LevityChargePoint", self), message_data, hook=before))
+        context = PluginContext(cast("LevityChargePoint", self), copy.deepcopy(message_data), hook=before)
         if hooked_before:
             await self._run_hook(before, context)
             if context.decision is not None:

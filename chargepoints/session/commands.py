@@ -420,7 +420,7 @@ def _record_configuration(command: ChargePointCommand) -> None:
 
 def cross_process() -> bool:
     """True when the channel layer joins several server processes (channels-redis)."""
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    backend = str(settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""))
     return bool(backend) and not backend.endswith(".InMemoryChannelLayer")
 
 

@@ -160,7 +160,7 @@ class OCPPConsumer(LeanWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.charge_point is not None:
-            await self.charge_point.receive_frame(text_data if text_data is not None else bytes_data)
+            await self.charge_point.receive_frame(text_data if text_data is not None else bytes_data)  # type: ignore[arg-type]  # channels gives one
             await self.charge_point.wait_for_room()
 
     async def disconnect(self, code: int) -> None:

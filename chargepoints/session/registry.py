@@ -88,7 +88,7 @@ async def close_session(session: Session) -> None:
         services.Disconnection(
             session.charge_point_pk,
             datetime.now(timezone.utc),
-            _timestamp(session.last_seen_at),
+            datetime.fromtimestamp(session.last_seen_at, timezone.utc),
             _timestamp(session.last_heartbeat_at),
             connected_at=session.row_connected_at,
         )
@@ -106,7 +106,7 @@ def _changed_rows() -> dict[int, tuple[datetime, datetime | None]]:
         if session.charge_point_pk is None or _flushed.get(cp_id) == mark:
             continue
         _flushed[cp_id] = mark
-        rows[session.charge_point_pk] = (_timestamp(mark[0]), _timestamp(mark[1]))
+        rows[session.charge_point_pk] = (datetime.fromtimestamp(mark[0], timezone.utc), _timestamp(mark[1]))
     return rows
 
 

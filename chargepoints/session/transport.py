@@ -92,7 +92,7 @@ class DeferredText:
 
 
 #: What autobahn's two WebSocket modules call to build debug log arguments.
-_DEBUG_TEXT = {"pformat": pprint.pformat, "hltype": autobahn.util.hltype, "hlval": autobahn.util.hlval}
+_DEBUG_TEXT: dict[str, Callable[..., str]] = {"pformat": pprint.pformat, "hltype": autobahn.util.hltype, "hlval": autobahn.util.hlval}
 
 
 def _timings_text(timings: autobahn.websocket.protocol.Timings) -> str:
@@ -110,4 +110,4 @@ def defer_autobahn_debug_formatting() -> None:
         for name, function in _DEBUG_TEXT.items():
             if hasattr(module, name):
                 setattr(module, name, partial(DeferredText, function))
-    autobahn.websocket.protocol.Timings.__str__ = _timings_text
+    autobahn.websocket.protocol.Timings.__str__ = _timings_text  # type: ignore[method-assign]  # the patch itself

@@ -80,6 +80,7 @@ class DeliveryWorker:
                         await asyncio.wait_for(self._wake.wait(), sleep)
 
     async def _db(self, func: Callable, *args):
+        assert self._loop is not None  # set by _run, which is what calls this
         return await self._loop.run_in_executor(self._database, _with_connection, func, *args)
 
     async def _round(self, session: aiohttp.ClientSession) -> int:

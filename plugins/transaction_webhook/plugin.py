@@ -61,6 +61,7 @@ class TransactionNotificationPlugin(ChargePointPlugin):
 
     async def initialize(self, charge_point: LevityChargePoint) -> None:
         """From now on, this charge point's starts and stops are written to the outbox."""
+        assert charge_point.charge_point_pk is not None  # plugins start once the row is known
         outbox.register(charge_point.charge_point_pk, charge_point.id, self, self.endpoint)
         delivery.ensure_started()
 
@@ -70,7 +71,7 @@ class TransactionNotificationPlugin(ChargePointPlugin):
         try:
             await charge_point.cp_repo.run(_written)
         finally:
-            outbox.unregister(charge_point.charge_point_pk, self)
+            outbox.unregister(charge_point.charge_point_pk, self)  # type: ignore[arg-type]  # registered with it
 
 
 def _written() -> None:

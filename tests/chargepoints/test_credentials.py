@@ -10,6 +10,7 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 from django.contrib.auth.hashers import check_password
+from websockets.typing import Subprotocol
 
 from chargepoints import security
 from chargepoints.models import ChargePoint, ChargePointCommand, ConfigurationKey
@@ -36,7 +37,7 @@ async def refused_status(server, cp_id: str, password: str) -> int:
     with pytest.raises(websockets.InvalidStatus) as refusal:
         await websockets.connect(
             server.ws_url(cp_id),
-            subprotocols=["ocpp1.6"],
+            subprotocols=[Subprotocol("ocpp1.6")],
             additional_headers=basic_auth(cp_id, password),
             open_timeout=HASHER_WAIT,
         )
@@ -152,6 +153,7 @@ async def test_manage_py_set_security_profile_prints_a_password_once(test_db_pat
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None  # communicate() waited for the exit
         return process.returncode, out.decode(), err.decode()
 
     code, out, err = await manage("set_security_profile", cp_id, "2")

@@ -13,6 +13,7 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 from ocpp.v16 import call
+from websockets.typing import Subprotocol
 
 from chargepoints import security
 from chargepoints.models import ChargePoint
@@ -74,7 +75,7 @@ async def provision(cp_id: str, profile: int) -> str | None:
 
 async def refused(url: str, **kwargs) -> websockets.InvalidStatus:
     with pytest.raises(websockets.InvalidStatus) as refusal:
-        await websockets.connect(url, subprotocols=["ocpp1.6"], open_timeout=HASHER_WAIT, **kwargs)
+        await websockets.connect(url, subprotocols=[Subprotocol("ocpp1.6")], open_timeout=HASHER_WAIT, **kwargs)
     return refusal.value
 
 
@@ -189,7 +190,7 @@ async def test_profile_3_certificate_of_another_ca_fails_the_tls_handshake(tls_s
     other = PKI(tmp_path, "Another CA")
     context = pki.client_context(other.issue(cp_id))
     with pytest.raises((ssl.SSLError, OSError, websockets.InvalidHandshake, websockets.ConnectionClosed)):
-        async with websockets.connect(tls_server.wss_url(cp_id), subprotocols=["ocpp1.6"], ssl=context) as ws:
+        async with websockets.connect(tls_server.wss_url(cp_id), subprotocols=[Subprotocol("ocpp1.6")], ssl=context) as ws:
             await ws.recv()
     await assert_never_connected(cp_id)
 
@@ -198,7 +199,7 @@ async def test_profile_3_expired_certificate_fails_the_tls_handshake(tls_server,
     await provision(cp_id, 3)
     context = pki.client_context(pki.issue(cp_id, expired=True))
     with pytest.raises((ssl.SSLError, OSError, websockets.InvalidHandshake, websockets.ConnectionClosed)):
-        async with websockets.connect(tls_server.wss_url(cp_id), subprotocols=["ocpp1.6"], ssl=context) as ws:
+        async with websockets.connect(tls_server.wss_url(cp_id), subprotocols=[Subprotocol("ocpp1.6")], ssl=context) as ws:
             await ws.recv()
     await assert_never_connected(cp_id)
 

@@ -93,6 +93,8 @@ def uses_outside_log_arguments(name: str, source: str) -> list[str]:
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Name) and node.id in _DEBUG_TEXT and isinstance(node.ctx, ast.Load)):
             continue
+        ancestor: ast.AST
+        function: list[str]
         ancestor, in_log_call, function = node, False, []
         while ancestor in parents:
             ancestor = parents[ancestor]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ class Topology:
 
 
 @pytest.fixture(scope="session")
-def topology(postgres_server, tmp_path_factory) -> Topology:
+def topology(postgres_server, tmp_path_factory) -> Iterator[Topology]:
     """PostgreSQL, Redis, two Levity processes (--proxy-headers) and nginx with TLS in front."""
     require_program("redis-server", "redis-server")
     require_program("nginx", "nginx")

@@ -122,7 +122,9 @@ async def test_plain_http_is_redirected_to_https(topology):
 
 
 def seconds(value: str) -> int:
-    number, unit = re.fullmatch(r"(\d+)([smh]?)", value).groups()
+    match = re.fullmatch(r"(\d+)([smh]?)", value)
+    assert match is not None, value
+    number, unit = match.groups()
     return int(number) * {"": 1, "s": 1, "m": 60, "h": 3600}[unit]
 
 

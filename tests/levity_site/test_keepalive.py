@@ -14,6 +14,7 @@ import time
 
 import pytest
 import websockets
+from websockets.typing import Subprotocol
 
 from chargepoints.models import ChargePoint
 
@@ -37,7 +38,7 @@ async def seconds_until_offline(charge_point_id: str, timeout: float) -> float:
 
 async def booted(server, charge_point_id: str):
     ws = await websockets.connect(
-        server.ws_url(charge_point_id), subprotocols=["ocpp1.6"], ping_interval=None
+        server.ws_url(charge_point_id), subprotocols=[Subprotocol("ocpp1.6")], ping_interval=None
     )
     await ws.send(json.dumps(BOOT))
     assert json.loads(await ws.recv())[0] == 3

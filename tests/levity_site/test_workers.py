@@ -45,6 +45,7 @@ class Workers(ServerProcess):
         super().__init__("levity workers", argv, port, log_path, env=env, cwd=PROJECT_DIR, stop_timeout=40)
 
     def worker_pids(self) -> set[int]:
+        assert self.process is not None  # started
         return {child.pid for child in psutil.Process(self.process.pid).children()}
 
     def ws_url(self, charge_point_id: str) -> str:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.typing import Subprotocol
 
 #: No answer within this many seconds counts as a hang.
 ANSWER_TIMEOUT = 40.0
@@ -55,7 +57,7 @@ class Ledger:
     def __init__(self, charge_point_id: str, url: str):
         self.charge_point_id = charge_point_id
         self.url = url
-        self.ws = None
+        self.ws: ClientConnection = None  # type: ignore[assignment]  # open() sets it before any use
         self.answers: dict[str, list] = {}  # message id -> answer frame
         self.sent: list[tuple[str, str, dict]] = []  # (message id, action, payload)
         self.commands: list[str] = []  # actions of the CS->CP calls received
@@ -64,7 +66,7 @@ class Ledger:
     async def open(self, url: str | None = None) -> Ledger:
         if url:
             self.url = url
-        self.ws = await websockets.connect(self.url, subprotocols=["ocpp1.6"], open_timeout=30)
+        self.ws = await websockets.connect(self.url, subprotocols=[Subprotocol("ocpp1.6")], open_timeout=30)
         return self
 
     async def close(self) -> None:

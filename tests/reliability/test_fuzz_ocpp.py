@@ -27,6 +27,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import hypothesis.strategies as st
 import ocpp.v16
@@ -34,6 +35,7 @@ import psutil
 import pytest
 import websockets
 from hypothesis import HealthCheck, Phase, given, settings
+from websockets.typing import Subprotocol
 
 from tests.conftest import DaphneServer, server_env
 from tests.reliability.conftest import record_figures
@@ -92,7 +94,7 @@ def from_schema(node: dict) -> st.SearchStrategy:
 
 
 #: Values at the edges of what 1.6 allows, and just beyond.
-BOUNDARY = st.sampled_from(
+BOUNDARY: st.SearchStrategy[Any] = st.sampled_from(
     [0, -1, 2**31 - 1, 2**31, -(2**31), 2**63, 1.5, "", "x" * 21, "x" * 501, None, [], {},
      "9999-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "not a date", "2026-02-30T00:00:00Z"]
 )  # fmt: skip
@@ -199,7 +201,7 @@ class Totals:
 async def run_plan(server: DaphneServer, plan: list, totals: Totals) -> list[str]:
     """Play ``plan`` over three fresh charge points; returns their ids."""
     ids = [f"FZ{uuid.uuid4().hex[:12]}" for _ in range(3)]
-    sockets = [await websockets.connect(server.ws_url(i), subprotocols=["ocpp1.6"]) for i in ids]
+    sockets = [await websockets.connect(server.ws_url(i), subprotocols=[Subprotocol("ocpp1.6")]) for i in ids]
     last_tx: dict[int, int] = {}
     starts: dict[int, set] = {}
     try:

@@ -37,6 +37,7 @@ def stand_ins(directory: Path, uid: int, apt_get_exit: int = 0) -> Path:
 
 def provision(directory: Path, *, uid: int, fresh: bool, apt_get_exit: int = 0) -> subprocess.CompletedProcess:
     bash = shutil.which("bash")
+    assert bash is not None
     bin_dir = stand_ins(directory, uid, apt_get_exit)
     env = {"PATH": str(bin_dir) if fresh else f"{bin_dir}:{os.environ['PATH']}"}
     command = [bash, str(PROVISION)]
@@ -45,11 +46,12 @@ def provision(directory: Path, *, uid: int, fresh: bool, apt_get_exit: int = 0) 
             unavailable("simulating a fresh machine needs root and unshare (util-linux)")
         empty = directory / "empty"
         empty.mkdir()
-        mount = shutil.which("mount")
+        mount, unshare = shutil.which("mount"), shutil.which("unshare")
+        assert unshare is not None  # checked above
         hide = " && ".join(
             f"{mount} --bind {empty} {path}" for path in ("/usr/sbin", "/usr/lib/postgresql") if Path(path).is_dir()
         )
-        command = [shutil.which("unshare"), "-m", bash, "-c", f"{hide} && exec {bash} {PROVISION}"]
+        command = [unshare, "-m", bash, "-c", f"{hide} && exec {bash} {PROVISION}"]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
