@@ -447,7 +447,8 @@ class Session:
 
         if self.charge_point_pk is not None:
             return
-        policy = policy or settings.LEVITY_UNKNOWN_CHARGE_POINTS
+        if policy is None:  # LEVITY_AUTO_REGISTER=false means refuse, whatever the policy
+            policy = settings.LEVITY_UNKNOWN_CHARGE_POINTS if settings.LEVITY_AUTO_REGISTER else "refuse"
         credentials = await authentication.credentials_reader.submit(self.id)
         if credentials is None:
             if policy == "refuse":
