@@ -49,12 +49,13 @@ async def charging_session(topology, charge_point_id: str) -> dict:
         await client.boot()
         started = await client.start_transaction(1, "BACKUP-CARD", 1000)
         assert started.id_tag_info["status"] == "Accepted"
-        for wh in (1500, 2000, 2500):
+        for minute, wh in enumerate((1500, 2000, 2500)):
             await client.call(
                 call.MeterValues(
                     connector_id=1,
                     transaction_id=started.transaction_id,
-                    meter_value=[{"timestamp": "2026-01-01T00:00:00Z", "sampled_value": [{"value": str(wh)}]}],
+                    # Each reading its own time: one (transaction, time, measurand) is one reading.
+                    meter_value=[{"timestamp": f"2026-01-01T00:0{minute}:00Z", "sampled_value": [{"value": str(wh)}]}],
                 )
             )
         await client.stop_transaction(started.transaction_id, 3000)

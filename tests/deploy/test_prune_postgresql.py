@@ -62,7 +62,9 @@ def test_prune_deletes_only_rows_past_retention_on_postgresql(topology, tmp_path
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "meter values: deleted 3 rows" in result.stdout
+    # Meter values are aged by their own timestamp: other tests' rows in this database
+    # may be past retention too, so only this charge point's rows are counted below.
+    assert "meter values: deleted" in result.stdout
     assert "status history: deleted 2 rows" in result.stdout
     kept = rows(
         topology.database_url,

@@ -107,7 +107,9 @@ def meter_values(seq: int) -> dict:
         "connectorId": 1,
         "meterValue": [
             {
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                # Each message its own time (the meter values' idempotency key): the
+                # sequence number as the milliseconds.
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{seq % 1000:03d}Z",
                 "sampledValue": [{"value": str(seq), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}],
             }
         ],
