@@ -72,7 +72,7 @@ async def test_a_charge_point_staying_past_the_rate_is_closed_with_1008(limited_
                 await ws.recv()
 
         with pytest.raises(websockets.ConnectionClosed):
-            await asyncio.wait_for(asyncio.gather(flood(), drain()), 20)
+            await asyncio.wait_for(asyncio.gather(flood(), drain()), 45)
         assert ws.close_code == limits.CLOSE_POLICY_VIOLATION
     await limited_server.wait_for_log(f"{charge_point_id}: closed (1008): more than 1 messages a second")
 
