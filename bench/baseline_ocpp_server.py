@@ -49,7 +49,9 @@ class CentralSystemChargePoint(ChargePoint):
         return call_result.Authorize(id_tag_info={"status": AuthorizationStatus.accepted})
 
     @on(Action.start_transaction)
-    def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **kwargs):
+    def on_start_transaction(
+        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **kwargs
+    ):
         return call_result.StartTransaction(
             transaction_id=next(_transaction_ids),
             id_tag_info={"status": AuthorizationStatus.accepted},

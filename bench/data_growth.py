@@ -122,7 +122,14 @@ class Workload:
             "meter_start, start_timestamp, stop_reason, stop_id_tag, meter_stop_below_start, received_at, stopped_by, rebuilt) "
             "SELECT g, %s + (g %% %s), 1, 'BENCH', 'Accepted', 0, %s + (g * %s * %s), '', '', false, now(), '', false "
             "FROM generate_series(0, %s - 1) g",
-            (self.cp_ids[0], self.charge_points, self.start, self.step, self.samples_per_transaction, transactions),
+            (
+                self.cp_ids[0],
+                self.charge_points,
+                self.start,
+                self.step,
+                self.samples_per_transaction,
+                transactions,
+            ),
         )
         self.db.execute(
             "SELECT setval(pg_get_serial_sequence('transactions_transaction', 'id'), %s)", (transactions,)
@@ -203,7 +210,10 @@ class Workload:
                 started = time.perf_counter()
                 self.db.execute(sql, params).fetchall()
                 times.append(time.perf_counter() - started)
-            results[name] = {"ms_p50": round(statistics.median(times) * 1000, 2), "ms_max": round(max(times) * 1000, 2)}
+            results[name] = {
+                "ms_p50": round(statistics.median(times) * 1000, 2),
+                "ms_max": round(max(times) * 1000, 2),
+            }
         return results
 
     def measure_month_drop(self) -> dict:
@@ -252,9 +262,19 @@ class Workload:
 
 def migrate(url: str) -> None:
     env = base_env()
-    env.update({"DJANGO_SETTINGS_MODULE": "levity_site.settings", "DATABASE_URL": url, "SECRET_KEY": BENCH_SECRET_KEY})
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "levity_site.settings",
+            "DATABASE_URL": url,
+            "SECRET_KEY": BENCH_SECRET_KEY,
+        }
+    )
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=PROJECT_DIR, env=env, check=True, timeout=600
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=PROJECT_DIR,
+        env=env,
+        check=True,
+        timeout=600,
     )
 
 

@@ -82,20 +82,25 @@ def check_nothing_lost(ledger: dict[str, list], cp_ids: list[str], using: str = 
     tx_ids = [int(k) for k in ledger]
     found: dict[int, dict] = {}
     for chunk in _chunks(tx_ids):
-        for row in Transaction.objects.using(using).filter(pk__in=chunk).values(
-            "pk", "charge_point__charge_point_id", "meter_stop", "stop_timestamp"
+        for row in (
+            Transaction.objects.using(using)
+            .filter(pk__in=chunk)
+            .values("pk", "charge_point__charge_point_id", "meter_stop", "stop_timestamp")
         ):
             found[row["pk"]] = row
     stored: dict[int, int] = {}
     for chunk in _chunks(tx_ids):
         for row in (
-            MeterValue.objects.using(using).filter(transaction_id__in=chunk)
+            MeterValue.objects.using(using)
+            .filter(transaction_id__in=chunk)
             .values("transaction_id")
             .annotate(n=Count("id"))
         ):
             stored[row["transaction_id"]] = row["n"]
 
-    missing_tx = [t for t in tx_ids if t not in found or found[t]["charge_point__charge_point_id"] not in wanted_cps]
+    missing_tx = [
+        t for t in tx_ids if t not in found or found[t]["charge_point__charge_point_id"] not in wanted_cps
+    ]
     samples_acked = 0
     samples_missing = 0
     stops_acked = 0

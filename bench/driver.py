@@ -62,9 +62,7 @@ class Worker:
             except queue.Empty:
                 continue
             if line is None:
-                raise RuntimeError(
-                    f"load generator exited before {event!r}:\n{''.join(self.stderr[-20:])}"
-                )
+                raise RuntimeError(f"load generator exited before {event!r}:\n{''.join(self.stderr[-20:])}")
             try:
                 message = json.loads(line)
             except json.JSONDecodeError:

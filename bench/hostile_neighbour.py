@@ -96,7 +96,9 @@ def _open_raw(port: int, charge_point_id: str) -> socket.socket:
     return sock
 
 
-def flood(port: int, charge_point_id: str, start_at: float, seconds: float, out: multiprocessing.Queue) -> None:
+def flood(
+    port: int, charge_point_id: str, start_at: float, seconds: float, out: multiprocessing.Queue
+) -> None:
     """From ``start_at`` (time.monotonic(), system-wide), send Heartbeats as fast as the
     socket allows for ``seconds``; report what happened."""
     pin(LOAD_CPU)
@@ -132,7 +134,9 @@ def flood(port: int, charge_point_id: str, start_at: float, seconds: float, out:
         finally:
             sock.close()
             reader.join(1)
-    out.put({"frames_sent": sent, "connections": connections, "refused": refused, "bytes_received": received[0]})
+    out.put(
+        {"frames_sent": sent, "connections": connections, "refused": refused, "bytes_received": received[0]}
+    )
 
 
 # --- the neighbours --------------------------------------------------------------------

@@ -65,7 +65,12 @@ def count(charge_points: int, server: str, work_dir: Path) -> dict:
     process.start(timeout=300)
     try:
         group = Group.start(
-            urls=[f"ws://127.0.0.1:{port}/ocpp/"], scenario="storm", cp_ids=cp_ids, procs=1, cpu=None, timeout=300
+            urls=[f"ws://127.0.0.1:{port}/ocpp/"],
+            scenario="storm",
+            cp_ids=cp_ids,
+            procs=1,
+            cpu=None,
+            timeout=300,
         )
         _callgrind_control("--instr=on", process)
         group.go(lead=0.5)

@@ -200,7 +200,9 @@ class SimulatedChargePoint:
 
     async def status(self, status: str, window: Window | None = None, connector_id: int = 1) -> None:
         uid = self.next_id()
-        await self.request(uid, "StatusNotification", frames.status_notification(uid, connector_id, status), window)
+        await self.request(
+            uid, "StatusNotification", frames.status_notification(uid, connector_id, status), window
+        )
 
     async def authorize(self, window: Window | None = None) -> None:
         uid = self.next_id()
@@ -289,9 +291,7 @@ async def storm_one(cp: SimulatedChargePoint, t0: float, out: list) -> None:
     except CallFailed as exc:
         cp.stats.error(exc.kind)
         return
-    out.append(
-        (round((time.perf_counter() - begin) * 1000, 3), round((connected - begin) * 1000, 3))
-    )
+    out.append((round((time.perf_counter() - begin) * 1000, 3), round((connected - begin) * 1000, 3)))
 
 
 # --- the worker process ----------------------------------------------------------------

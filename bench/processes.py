@@ -80,9 +80,7 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stop()
-                raise RuntimeError(
-                    f"{self.name} exited early; see {self.log_path}:\n{self.tail()}"
-                )
+                raise RuntimeError(f"{self.name} exited early; see {self.log_path}:\n{self.tail()}")
             if self.ready():
                 return self
             time.sleep(0.1)
@@ -93,9 +91,7 @@ class ServerProcess:
         )
 
     def ready(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(
-            ("127.0.0.1", self.port), timeout=0.2
-        ):
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
             return True
         return False
 

@@ -10,9 +10,23 @@ from pathlib import Path
 def record(pid: int, seconds: float, raw: Path) -> subprocess.Popen:
     """py-spy sampling every thread of ``pid`` at 100 Hz for ``seconds``, collapsed stacks to ``raw``."""
     return subprocess.Popen(
-        ["py-spy", "record", "-p", str(pid), "-r", "100", "-d", str(int(seconds)),
-         "-f", "raw", "-o", str(raw), "--threads"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "py-spy",
+            "record",
+            "-p",
+            str(pid),
+            "-r",
+            "100",
+            "-d",
+            str(int(seconds)),
+            "-f",
+            "raw",
+            "-o",
+            str(raw),
+            "--threads",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

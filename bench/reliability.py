@@ -129,9 +129,13 @@ def render(records: dict[str, dict], command: str, commit: str) -> str:
         if r is None:
             lines.append(f"| {title} | not run | | | | |")
             continue
-        tried = r.get("fault") or r.get("inputs") or (
-            f"{r['charge_points']} charge points, {r['minutes']:g} min, faults: "
-            + ", ".join(sorted({f['fault'] for f in r.get('faults', [])}))
+        tried = (
+            r.get("fault")
+            or r.get("inputs")
+            or (
+                f"{r['charge_points']} charge points, {r['minutes']:g} min, faults: "
+                + ", ".join(sorted({f["fault"] for f in r.get("faults", [])}))
+            )
         )
         lines.append(f"| {title} | {tried} | {survived(r)} | {acknowledged(r)} | {stored(r)} | {lost(r)} |")
     lines += [
@@ -171,7 +175,10 @@ def main() -> None:
     parser.add_argument("--soak-charge-points", type=int, default=50)
     parser.add_argument("--soak-minutes", type=float, default=2)
     parser.add_argument(
-        "--render-only", metavar="DIR", nargs="?", const=str(RECORDS),
+        "--render-only",
+        metavar="DIR",
+        nargs="?",
+        const=str(RECORDS),
         help="regenerate the page from the records in DIR (default: those of the last run)",
     )
     args = parser.parse_args()

@@ -320,7 +320,11 @@ def markdown(results: dict) -> str:
             ]
     profiles = results.get("profiles") or {}
     if profiles:
-        lines += ["", "## Profiles (py-spy; throughput scenarios at N=100 over the measured window, storms over the whole storm)", ""]
+        lines += [
+            "",
+            "## Profiles (py-spy; throughput scenarios at N=100 over the measured window, storms over the whole storm)",
+            "",
+        ]
         for scenario, prof in profiles.items():
             threads = ", ".join(f"{t.split(':')[-1].strip()} {p}%" for p, t in prof.get("threads", [])[:3])
             lines += [f"{scenario}: {prof.get('samples', 0)} samples ({threads}). Top own time:", ""]
@@ -328,7 +332,7 @@ def markdown(results: dict) -> str:
             lines.append("")
     lines += ["", "## CPU: load generator and server", ""]
     lines += [
-        "100% = one core. \"Other\" is the rest of the machine's busy time during the window "
+        '100% = one core. "Other" is the rest of the machine\'s busy time during the window '
         "(kernel network processing, and any other process on this shared machine); a run "
         "with more than 20% other was repeated (at most twice) and the quietest attempt kept.",
         "",

@@ -180,7 +180,12 @@ class Bench:
                 cpu,
             )
         if name == report.BASELINE_A:
-            argv = [sys.executable, str(PROJECT_DIR / "bench" / "baseline_ocpp_server.py"), "--port", str(port)]
+            argv = [
+                sys.executable,
+                str(PROJECT_DIR / "bench" / "baseline_ocpp_server.py"),
+                "--port",
+                str(port),
+            ]
             return Server(name, argv, levity_env(self.db_path), port, self.log_dir, cpu)
         if name == report.BASELINE_B:
             argv = daphne_argv(port, "bench.bare_channels:application")
@@ -332,7 +337,9 @@ class Bench:
             "n": n,
             "processes": len(servers),
             "msg_per_s": round(completed / duration, 1),
-            **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in latency_summary(latencies).items()},
+            **{
+                k: (round(v, 2) if isinstance(v, float) else v) for k, v in latency_summary(latencies).items()
+            },
             "errors": errors,
             "error_count": sum(errors.values()),
             "setup_errors": group.setup_errors(),
@@ -341,7 +348,9 @@ class Bench:
             "database_cpu_pct": (
                 round(100 * database_s / duration, 1) if server_name == report.LEVITY_POSTGRESQL else None
             ),
-            "servers_cpu_pct": [round(100 * (a - b) / duration, 1) for a, b in zip(cpu_after, cpu_before, strict=True)],
+            "servers_cpu_pct": [
+                round(100 * (a - b) / duration, 1) for a, b in zip(cpu_after, cpu_before, strict=True)
+            ],
             "loadgen_cpu_pct": round(100 * loadgen_cpu_s / duration, 1),
             "other_cpu_pct": round(100 * max(other_s, 0) / duration, 1),
             "loadgen_processes": procs,
@@ -350,10 +359,15 @@ class Bench:
             "by_action": {
                 action: {k: v for k, v in latency_summary(values).items() if k in ("p50_ms", "p99_ms")}
                 for action, values in sorted(by_action.items())
-            } if len(by_action) > 1 else {},
+            }
+            if len(by_action) > 1
+            else {},
             "nothing_lost": None,
         }
-        if server_name in (report.LEVITY, report.LEVITY_POSTGRESQL) and scenario in ("meter_values", "session"):
+        if server_name in (report.LEVITY, report.LEVITY_POSTGRESQL) and scenario in (
+            "meter_values",
+            "session",
+        ):
             row["nothing_lost"] = dbcheck.check_nothing_lost(ledger, cp_ids, self.database_alias(server_name))
         log(
             f"  {server_name:22s} {scenario:12s} N={n:<5d} {row['msg_per_s']:8.1f} msg/s  "
@@ -362,8 +376,10 @@ class Bench:
             + (f"  lost-check {'ok' if row['nothing_lost']['ok'] else 'LOST'}" if row["nothing_lost"] else "")
         )
         if row["by_action"]:
-            log("    p50/p99 ms by action: " + ", ".join(
-                f"{a} {v['p50_ms']}/{v['p99_ms']}" for a, v in row["by_action"].items()))
+            log(
+                "    p50/p99 ms by action: "
+                + ", ".join(f"{a} {v['p50_ms']}/{v['p99_ms']}" for a, v in row["by_action"].items())
+            )
         return row
 
     def idle_memory(self, name: str) -> dict:
@@ -371,8 +387,11 @@ class Bench:
         server = self.make_server(name).start()
         try:
             warm = Group.start(
-                urls=[server.ws_base], scenario="idle", cp_ids=self.cp_ids("wm", 100),
-                procs=1, cpu=LOADGEN_CPU,
+                urls=[server.ws_base],
+                scenario="idle",
+                cp_ids=self.cp_ids("wm", 100),
+                procs=1,
+                cpu=LOADGEN_CPU,
             )
             warm.close()
             server.wait_quiet()
@@ -407,8 +426,10 @@ class Bench:
             "connect_s": round(connect_s, 1),
             "errors": errors,
         }
-        log(f"  {name:22s} idle {connected} conns: {row['kb_per_connection']} KB/conn "
-            f"({row['rss_before_mb']} -> {row['rss_after_mb']} MB), errors {sum(errors.values())}")
+        log(
+            f"  {name:22s} idle {connected} conns: {row['kb_per_connection']} KB/conn "
+            f"({row['rss_before_mb']} -> {row['rss_after_mb']} MB), errors {sum(errors.values())}"
+        )
         return row
 
     def storms(self, names: list[str]) -> list[dict]:
@@ -448,8 +469,11 @@ class Bench:
         server = self.make_server(name).start()
         try:
             group = Group.start(
-                urls=[server.ws_base], scenario="storm", cp_ids=cp_ids,
-                procs=2 if plan.storm_size > 100 else 1, cpu=LOADGEN_CPU,
+                urls=[server.ws_base],
+                scenario="storm",
+                cp_ids=cp_ids,
+                procs=2 if plan.storm_size > 100 else 1,
+                cpu=LOADGEN_CPU,
             )
             spy = None
             profile_key = "storm" if name == report.LEVITY else f"storm ({report.LABELS[name]})"
@@ -462,7 +486,9 @@ class Bench:
             server_cpu_s = server.cpu_seconds() - cpu_before
             if spy is not None:
                 spy.wait(60)
-                self.results["profiles"][profile_key] = profiling.summarize(self.tmp / f"profile-storm-{name}.txt")
+                self.results["profiles"][profile_key] = profiling.summarize(
+                    self.tmp / f"profile-storm-{name}.txt"
+                )
         finally:
             server.stop()
         totals = sorted(x for r in results for x in r["storm"])
@@ -482,9 +508,11 @@ class Bench:
             "server_cpu_s": round(server_cpu_s, 2),
             "loadgen_cpu_s": round(sum(r.get("cpu_seconds") or 0 for r in results), 2),
         }
-        log(f"  {name:22s} storm {plan.storm_size}: answered {row['answered']}, "
+        log(
+            f"  {name:22s} storm {plan.storm_size}: answered {row['answered']}, "
             f"all in {row['all_answered_s']} s, p99 {row['p99_s']} s, errors {errors}, "
-            f"CPU server {row['server_cpu_s']} s, load generator {row['loadgen_cpu_s']} s")
+            f"CPU server {row['server_cpu_s']} s, load generator {row['loadgen_cpu_s']} s"
+        )
         return row
 
     def redis_runs(self) -> dict:
@@ -500,7 +528,9 @@ class Bench:
             try:
                 for scenario in ("heartbeat", "meter_values"):
                     r0 = redis.cpu_seconds()
-                    row = self.throughput(report.LEVITY, [one], scenario, plan.redis_n, duration=plan.redis_duration)
+                    row = self.throughput(
+                        report.LEVITY, [one], scenario, plan.redis_n, duration=plan.redis_duration
+                    )
                     row.update(setup="1 process + Redis", cpu=self._cpu(row, redis, r0, plan.redis_duration))
                     out["throughput"].append(row)
             finally:
@@ -511,10 +541,17 @@ class Bench:
                 for scenario in ("heartbeat", "meter_values"):
                     r0 = redis.cpu_seconds()
                     row = self.throughput(
-                        report.LEVITY, [a, b], scenario, plan.redis_n,
-                        duration=plan.redis_duration, loadgen_cpu=None, procs=2,
+                        report.LEVITY,
+                        [a, b],
+                        scenario,
+                        plan.redis_n,
+                        duration=plan.redis_duration,
+                        loadgen_cpu=None,
+                        procs=2,
                     )
-                    row.update(setup="2 processes + Redis", cpu=self._cpu(row, redis, r0, plan.redis_duration))
+                    row.update(
+                        setup="2 processes + Redis", cpu=self._cpu(row, redis, r0, plan.redis_duration)
+                    )
                     out["throughput"].append(row)
                 out["command_round_trip"] = asyncio.run(self.command_round_trip(a, b, plan.commands))
             finally:
@@ -546,12 +583,17 @@ class Bench:
         try:
             from chargepoints.models import ApiToken
         except ImportError:
-            return {"count": 0, "note": "No ApiToken model on this branch (the command API "
-                    "of feature/ops is not merged): not measured."}
+            return {
+                "count": 0,
+                "note": "No ApiToken model on this branch (the command API "
+                "of feature/ops is not merged): not measured.",
+            }
         _, token = await asyncio.to_thread(ApiToken.issue, "bench", scope="commands")
         cp_id = self.cp_ids("cmd", 1)[0]
         stop = asyncio.Event()
-        ws = await websockets.connect(holder.ws_base + cp_id, subprotocols=[Subprotocol("ocpp1.6")], compression=None)
+        ws = await websockets.connect(
+            holder.ws_base + cp_id, subprotocols=[Subprotocol("ocpp1.6")], compression=None
+        )
 
         async def answer_commands() -> None:
             with contextlib.suppress(websockets.ConnectionClosed):
@@ -561,7 +603,9 @@ class Bench:
                         await ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
 
         responder = asyncio.create_task(answer_commands())
-        await ws.send(json.dumps([2, "boot", "BootNotification", {"chargePointVendor": "B", "chargePointModel": "M"}]))
+        await ws.send(
+            json.dumps([2, "boot", "BootNotification", {"chargePointVendor": "B", "chargePointModel": "M"}])
+        )
         await asyncio.sleep(0.5)
         # As before a throughput run: the servers have finished the previous run's work.
         await asyncio.to_thread(self.settle, [holder, other])
@@ -587,10 +631,16 @@ class Bench:
         responder.cancel()
         with contextlib.suppress(BaseException):
             await responder
-        result = {"action": "RemoteStartTransaction", **latency_summary(times),
-                  "failures": sum(failures.values()), "failure_kinds": failures}
+        result = {
+            "action": "RemoteStartTransaction",
+            **latency_summary(times),
+            "failures": sum(failures.values()),
+            "failure_kinds": failures,
+        }
         if "no_api" in failures:
-            result["note"] = "POST /api/v1/charge-points/{id}/commands is not served on this branch: not measured."
+            result["note"] = (
+                "POST /api/v1/charge-points/{id}/commands is not served on this branch: not measured."
+            )
         result["count"] = len(times)
         log(f"  command round trip via the other process: {result}")
         return result
@@ -652,7 +702,8 @@ class Bench:
         from importlib.metadata import version
 
         versions = ", ".join(
-            f"{p} {version(p)}" for p in ("Django", "channels", "daphne", "Twisted", "autobahn", "ocpp", "websockets")
+            f"{p} {version(p)}"
+            for p in ("Django", "channels", "daphne", "Twisted", "autobahn", "ocpp", "websockets")
         )
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True
@@ -712,7 +763,9 @@ def write_outputs(results: dict, out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Levity's benchmark (see README.md, Performance).")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny N, a few seconds each")
-    parser.add_argument("--out", type=Path, help="results directory (default bench/results, --quick: bench/results/tmp)")
+    parser.add_argument(
+        "--out", type=Path, help="results directory (default bench/results, --quick: bench/results/tmp)"
+    )
     parser.add_argument(
         "--servers",
         default=None,

@@ -59,7 +59,14 @@ class Farm:
         self.servers = [self._server(free_port()) for _ in range(processes)]
 
     def _server(self, port: int) -> Server:
-        return Server("daphne", daphne_argv(port, "levity_site.asgi:application"), self.env, port, self.log_dir, cpu=None)
+        return Server(
+            "daphne",
+            daphne_argv(port, "levity_site.asgi:application"),
+            self.env,
+            port,
+            self.log_dir,
+            cpu=None,
+        )
 
     def start(self) -> None:
         for server in self.servers:
@@ -105,7 +112,9 @@ class ChargePoint:
         while True:
             url = random.choice(self.urls()) + self.id
             try:
-                self.ws = await websockets.connect(url, subprotocols=[Subprotocol("ocpp1.6")], open_timeout=30)
+                self.ws = await websockets.connect(
+                    url, subprotocols=[Subprotocol("ocpp1.6")], open_timeout=30
+                )
                 return
             except (OSError, websockets.InvalidHandshake, TimeoutError):
                 await asyncio.sleep(0.5 + random.random())
@@ -234,7 +243,9 @@ async def soak(count: int, minutes: float, fault_every: float, interval: float, 
         raise SystemExit(f"migrate failed:\n{migrate.stderr}")
     farm = Farm(database, workdir)
     farm.start()
-    stats = dict.fromkeys(["messages_sent", "messages_acknowledged", "callerrors", "improper_errors", "reconnects"], 0)
+    stats = dict.fromkeys(
+        ["messages_sent", "messages_acknowledged", "callerrors", "improper_errors", "reconnects"], 0
+    )
     tag = f"SOAK{int(time.time()) % 10**6}"
     charge_points = [ChargePoint(f"{tag}-{n}", farm.urls, stats) for n in range(count)]
     started = time.monotonic()
@@ -279,12 +290,16 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--fault-every", type=float, default=60, help="mean seconds between faults")
     parser.add_argument("--interval", type=float, default=5, help="mean seconds between meter values")
-    parser.add_argument("--quick", action="store_true", help="smoke: 5 charge points, 20 s, a fault every 4 s")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke: 5 charge points, 20 s, a fault every 4 s"
+    )
     args = parser.parse_args()
     if args.quick:
         args.charge_points, args.minutes, args.fault_every, args.interval = 5, 1 / 3, 4, 0.5
     with tempfile.TemporaryDirectory(prefix="levity-soak-") as workdir:
-        report = asyncio.run(soak(args.charge_points, args.minutes, args.fault_every, args.interval, Path(workdir)))
+        report = asyncio.run(
+            soak(args.charge_points, args.minutes, args.fault_every, args.interval, Path(workdir))
+        )
     out = RESULTS / ("tmp" if args.quick else "") / "soak.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))

@@ -104,9 +104,7 @@ def admin_url(model, action: str = "changelist", *args, **query) -> str:
 
 
 def charge_point_link(charge_point: ChargePoint) -> str:
-    return format_html(
-        '<a href="{}">{}</a>', admin_url(ChargePoint, "change", charge_point.pk), charge_point
-    )
+    return format_html('<a href="{}">{}</a>', admin_url(ChargePoint, "change", charge_point.pk), charge_point)
 
 
 # --- filters --------------------------------------------------------------------------
@@ -404,9 +402,7 @@ class ChargePointAdmin(admin.ModelAdmin):
             "action_url": reverse("admin:chargepoints_chargepoint_command", args=[operation]),
             "next": request.get_full_path(),
         }
-        return TemplateResponse(
-            request, "admin/chargepoints/chargepoint/command_form.html", context
-        )
+        return TemplateResponse(request, "admin/chargepoints/chargepoint/command_form.html", context)
 
     async def command_view(self, request, operation: str):
         """Send a command to one or more charge points and report each answer.
@@ -473,7 +469,11 @@ class ChargePointAdmin(admin.ModelAdmin):
     @admin.action(description="Generate password (shown once)", permissions=["change"])
     def generate_password(self, request, queryset):
         passwords = [
-            (cp.charge_point_id, security.effective_profile(cp.security_profile), security.set_password(cp.charge_point_id))
+            (
+                cp.charge_point_id,
+                security.effective_profile(cp.security_profile),
+                security.set_password(cp.charge_point_id),
+            )
             for cp in queryset
         ]
         context = {
@@ -486,7 +486,9 @@ class ChargePointAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Rotate password (ChangeConfiguration AuthorizationKey)", permissions=["send_command"])
+    @admin.action(
+        description="Rotate password (ChangeConfiguration AuthorizationKey)", permissions=["send_command"]
+    )
     def rotate_password(self, request, queryset):
         for cp_id in queryset.values_list("charge_point_id", flat=True):
             try:
@@ -520,9 +522,7 @@ def _report(cp_id: str, action: str, result) -> tuple[int, str]:
         if action == "GetConfiguration":
             keys = answer.get("configurationKey") or []
             unknown = answer.get("unknownKey") or []
-            detail = f"{len(keys)} key(s) stored" + (
-                f"; unknown: {', '.join(unknown)}" if unknown else ""
-            )
+            detail = f"{len(keys)} key(s) stored" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
         else:
             detail = json.dumps(answer, sort_keys=True)
         return messages.SUCCESS, f"{cp_id} accepted {action}: {detail}"
@@ -531,8 +531,7 @@ def _report(cp_id: str, action: str, result) -> tuple[int, str]:
     if command.status == CommandStatus.CALLERROR:
         return (
             messages.ERROR,
-            f"{cp_id} answered {action} with CALLERROR {command.error_code}: "
-            f"{command.error_description}",
+            f"{cp_id} answered {action} with CALLERROR {command.error_code}: {command.error_description}",
         )
     return messages.ERROR, f"{cp_id}: {action} {command.status}: {command.error_description}"
 
@@ -604,7 +603,17 @@ def _pretty(value):
 class ApiTokenAdmin(admin.ModelAdmin):
     """API tokens: the plaintext is shown once, on the page after creation, and never stored."""
 
-    list_display = ["name", "kind", "scope", "prefix", "created_by", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "kind",
+        "scope",
+        "prefix",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["kind", "scope", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix"]
     actions = ["revoke"]
@@ -612,7 +621,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["name", "scope", "expires_at"]
-        return ["name", "kind", "scope", "prefix", "created_by", "created_at", "expires_at", "last_used_at", "revoked_at"]
+        return [
+            "name",
+            "kind",
+            "scope",
+            "prefix",
+            "created_by",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:

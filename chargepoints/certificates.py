@@ -42,22 +42,16 @@ class CertificateAuthority:
     #: The certificates of LEVITY_CSMS_CA_CERT_FILE, as PEM, the issuing CA first:
     #: sent after the issued certificate in CertificateSigned.
     chain_pem: str
-    private_key: (
-        rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-    )
+    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
-    def issue(
-        self, csr: x509.CertificateSigningRequest, *, validity_days: int
-    ) -> x509.Certificate:
+    def issue(self, csr: x509.CertificateSigningRequest, *, validity_days: int) -> x509.Certificate:
         """Sign a checked CSR: a client-authentication end-entity certificate for its subject.
 
         The serial number is random; the validity starts CLOCK_SKEW ago and ends
         ``validity_days`` later, but never after the CA's own.
         """
         now = datetime.now(timezone.utc)
-        not_after = min(
-            now + timedelta(days=validity_days), self.certificate.not_valid_after_utc
-        )
+        not_after = min(now + timedelta(days=validity_days), self.certificate.not_valid_after_utc)
         public_key = csr.public_key()
         is_rsa = isinstance(public_key, rsa.RSAPublicKey)
         builder = (
@@ -68,9 +62,7 @@ class CertificateAuthority:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - CLOCK_SKEW)
             .not_valid_after(not_after)
-            .add_extension(
-                x509.BasicConstraints(ca=False, path_length=None), critical=True
-            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -85,12 +77,8 @@ class CertificateAuthority:
                 ),
                 critical=True,
             )
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(
                     self.certificate.public_key()  # type: ignore[arg-type]  # a CA's key signs
@@ -98,11 +86,7 @@ class CertificateAuthority:
                 critical=False,
             )
         )
-        algorithm = (
-            None
-            if isinstance(self.private_key, ed25519.Ed25519PrivateKey)
-            else hashes.SHA256()
-        )
+        algorithm = None if isinstance(self.private_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
         return builder.sign(self.private_key, algorithm)
 
     def certificate_chain(self, certificate: x509.Certificate) -> str:
@@ -120,9 +104,7 @@ def check_csr(pem: str, charge_point_id: str) -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_pem_x509_csr(pem.encode())
     except ValueError:
-        raise CSRRejected(
-            "not a PEM-encoded PKCS#10 certificate signing request"
-        ) from None
+        raise CSRRejected("not a PEM-encoded PKCS#10 certificate signing request") from None
     try:
         signature_valid = csr.is_signature_valid
     except UnsupportedAlgorithm:
@@ -133,9 +115,7 @@ def check_csr(pem: str, charge_point_id: str) -> x509.CertificateSigningRequest:
     if len(common_names) != 1:
         raise CSRRejected("the CSR's subject must have exactly one commonName")
     if common_names[0].value != charge_point_id:
-        raise CSRRejected(
-            f"the CSR's commonName {common_names[0].value!r} is not the charge point's id"
-        )
+        raise CSRRejected(f"the CSR's commonName {common_names[0].value!r} is not the charge point's id")
     try:
         key = csr.public_key()
     except (ValueError, UnsupportedAlgorithm):
@@ -190,9 +170,7 @@ def configured_authority() -> CertificateAuthority | None:
         ) from None
     certificate = certificates[0]
     try:
-        constraints = certificate.extensions.get_extension_for_class(
-            x509.BasicConstraints
-        ).value
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         constraints = None
     if constraints is None or not constraints.ca:
@@ -220,12 +198,8 @@ def configured_authority() -> CertificateAuthority | None:
         private_key,
         (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey),
     ):
-        raise ImproperlyConfigured(
-            f"LEVITY_CSMS_CA_KEY_FILE={key_file!r}: use an RSA, EC or Ed25519 key."
-        )
-    if _public_bytes(private_key.public_key()) != _public_bytes(
-        certificate.public_key()
-    ):
+        raise ImproperlyConfigured(f"LEVITY_CSMS_CA_KEY_FILE={key_file!r}: use an RSA, EC or Ed25519 key.")
+    if _public_bytes(private_key.public_key()) != _public_bytes(certificate.public_key()):
         raise ImproperlyConfigured(
             f"LEVITY_CSMS_CA_KEY_FILE={key_file!r} is not the key of the certificate in "
             "LEVITY_CSMS_CA_CERT_FILE."
@@ -238,15 +212,11 @@ def _read(name: str, path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise ImproperlyConfigured(
-            f"{name}={path!r} cannot be read: {exc.strerror}."
-        ) from None
+        raise ImproperlyConfigured(f"{name}={path!r} cannot be read: {exc.strerror}.") from None
 
 
 def _public_bytes(key) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def pem(certificate: x509.Certificate) -> str:

@@ -68,7 +68,9 @@ def _make_preparer(field: Field, connection: BaseDatabaseWrapper) -> Callable[[A
         if kind in _AUTO_FIELDS:
             adapt_integer = connection.ops.validate_autopk_value
         else:
-            adapt_integer = partial(connection.ops.adapt_integerfield_value, internal_type=stored.get_internal_type())
+            adapt_integer = partial(
+                connection.ops.adapt_integerfield_value, internal_type=stored.get_internal_type()
+            )
 
         def prepare_integer(value):
             if value is None:
@@ -90,7 +92,9 @@ def _make_preparer(field: Field, connection: BaseDatabaseWrapper) -> Callable[[A
     return generic
 
 
-def insert_rows(model: type[Model], rows: Iterable[dict[str, Any]], *, ignore_conflicts: bool = False) -> None:
+def insert_rows(
+    model: type[Model], rows: Iterable[dict[str, Any]], *, ignore_conflicts: bool = False
+) -> None:
     """INSERT many new rows, each a dict by field attname: one statement, run by executemany.
 
     What ``QuerySet.bulk_create`` stores (a field a row leaves out gets its default;
@@ -121,7 +125,10 @@ def insert_rows(model: type[Model], rows: Iterable[dict[str, Any]], *, ignore_co
             unknown = ", ".join(sorted(row.keys() - known))
             raise TypeError(f"insert_rows(): {model.__name__} has no field {unknown}")
         params.append(
-            tuple(prepare(row[attname] if attname in row else missing()) for attname, missing, prepare in columns)
+            tuple(
+                prepare(row[attname] if attname in row else missing())
+                for attname, missing, prepare in columns
+            )
         )
     if params:
         with connection.cursor() as cursor:
@@ -168,7 +175,8 @@ def update_rows(
         ]
     else:
         params = [
-            (*(prepare(value) for prepare, value in zip(preparers, row[1:], strict=True)), row[0]) for row in rows
+            (*(prepare(value) for prepare, value in zip(preparers, row[1:], strict=True)), row[0])
+            for row in rows
         ]
     if params:
         with connection.cursor() as cursor:

@@ -16,9 +16,7 @@ class CommandForm(forms.Form):
     def payload(self) -> dict:
         """The OCPP payload: cleaned data in camelCase, empty fields left out."""
         return {
-            _camel(name): value
-            for name, value in self.cleaned_data.items()
-            if value not in (None, "", [])
+            _camel(name): value for name, value in self.cleaned_data.items() if value not in (None, "", [])
         }
 
 
@@ -58,9 +56,7 @@ class ChangeAvailabilityForm(CommandForm):
 
 class GetConfigurationForm(CommandForm):
     action, label = "GetConfiguration", "Get configuration"
-    key = forms.CharField(
-        label="Keys", required=False, help_text="Comma-separated; empty for all keys."
-    )
+    key = forms.CharField(label="Keys", required=False, help_text="Comma-separated; empty for all keys.")
 
     def clean_key(self) -> list[str]:
         return [k.strip() for k in self.cleaned_data["key"].split(",") if k.strip()]
@@ -136,7 +132,9 @@ class GetInstalledCertificateIdsForm(CommandForm):
 class DeleteCertificateForm(CommandForm):
     action, label = "DeleteCertificate", "Delete certificate"
     hash_algorithm = forms.ChoiceField(choices=HASH_ALGORITHMS)
-    issuer_name_hash = forms.CharField(max_length=128, help_text="Hex, as GetInstalledCertificateIds reports it.")
+    issuer_name_hash = forms.CharField(
+        max_length=128, help_text="Hex, as GetInstalledCertificateIds reports it."
+    )
     issuer_key_hash = forms.CharField(max_length=128)
     serial_number = forms.CharField(max_length=40)
 

@@ -106,9 +106,7 @@ class ServerProcess(models.Model):
 class Connector(models.Model):
     """A connector's current state; connector 0 is the charge point as a whole."""
 
-    charge_point = models.ForeignKey(
-        ChargePoint, on_delete=models.CASCADE, related_name="connectors"
-    )
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="connectors")
     connector_id = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=ChargePointStatus.choices, blank=True)
     error_code = models.CharField(max_length=32, blank=True)
@@ -148,9 +146,7 @@ class StatusNotification(models.Model):
     info = models.CharField(max_length=50, blank=True)
     vendor_id = models.CharField(max_length=255, blank=True)
     vendor_error_code = models.CharField(max_length=50, blank=True)
-    timestamp = models.DateTimeField(
-        null=True, blank=True, help_text="As the charge point reported it."
-    )
+    timestamp = models.DateTimeField(null=True, blank=True, help_text="As the charge point reported it.")
     received_at = models.DateTimeField()
 
     class Meta:
@@ -172,9 +168,7 @@ class StatusNotification(models.Model):
 class DataTransfer(models.Model):
     """A DataTransfer the charge point sent, and what it was answered."""
 
-    charge_point = models.ForeignKey(
-        ChargePoint, on_delete=models.CASCADE, related_name="data_transfers"
-    )
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="data_transfers")
     vendor_id = models.CharField(max_length=255)
     message_id = models.CharField(max_length=50, blank=True)
     data = models.TextField(blank=True)
@@ -233,21 +227,15 @@ class CommandStatus(models.TextChoices):
 class ChargePointCommand(models.Model):
     """One CS->CP request sent (or attempted) through the command service, and its answer."""
 
-    charge_point = models.ForeignKey(
-        ChargePoint, on_delete=models.CASCADE, related_name="commands"
-    )
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="commands")
     action = models.CharField(max_length=40)
     message_id = models.CharField("OCPP message id", max_length=36, blank=True)
     request = models.JSONField(default=dict, help_text="The OCPP 1.6 payload sent.")
-    response = models.JSONField(
-        null=True, blank=True, help_text="The charge point's CALLRESULT payload."
-    )
+    response = models.JSONField(null=True, blank=True, help_text="The charge point's CALLRESULT payload.")
     response_status = models.CharField(
         max_length=32, blank=True, help_text="The `status` of the charge point's answer, if any."
     )
-    status = models.CharField(
-        max_length=16, choices=CommandStatus.choices, default=CommandStatus.PENDING
-    )
+    status = models.CharField(max_length=16, choices=CommandStatus.choices, default=CommandStatus.PENDING)
     error_code = models.CharField(max_length=40, blank=True)
     error_description = models.TextField(blank=True)
     error_details = models.JSONField(null=True, blank=True)
@@ -283,9 +271,7 @@ class ChargePointCommand(models.Model):
 class ConfigurationKey(models.Model):
     """A configuration key as the charge point last reported it (GetConfiguration)."""
 
-    charge_point = models.ForeignKey(
-        ChargePoint, on_delete=models.CASCADE, related_name="configuration_keys"
-    )
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="configuration_keys")
     key = models.CharField(max_length=50)
     value = models.TextField(blank=True, help_text="Empty when the charge point sent none.")
     readonly = models.BooleanField(default=False)
@@ -294,9 +280,7 @@ class ConfigurationKey(models.Model):
     class Meta:
         ordering = ["charge_point", "key"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["charge_point", "key"], name="unique_configuration_key"
-            )
+            models.UniqueConstraint(fields=["charge_point", "key"], name="unique_configuration_key")
         ]
 
     def __str__(self) -> str:

@@ -38,22 +38,15 @@ def _update_status(charge_point_id: str, status: str) -> bool:
     charge_point = ChargePoint.objects.filter(charge_point_id=charge_point_id).first()
     if charge_point is None:
         return False
-    Connector.objects.update_or_create(
-        charge_point=charge_point, connector_id=0, defaults={"status": status}
-    )
+    Connector.objects.update_or_create(charge_point=charge_point, connector_id=0, defaults={"status": status})
     return True
 
 
 class ConnectorRepository:
-    async def get_by_cp_and_connector(
-        self, charge_point_id: str, connector_id: int
-    ) -> Connector | None:
+    async def get_by_cp_and_connector(self, charge_point_id: str, connector_id: int) -> Connector | None:
         return await Connector.objects.filter(
             charge_point__charge_point_id=charge_point_id, connector_id=connector_id
         ).afirst()
 
     async def list_for_charge_point(self, charge_point_id: str) -> list[Connector]:
-        return [
-            c
-            async for c in Connector.objects.filter(charge_point__charge_point_id=charge_point_id)
-        ]
+        return [c async for c in Connector.objects.filter(charge_point__charge_point_id=charge_point_id)]

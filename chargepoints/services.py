@@ -73,9 +73,9 @@ def register_connections(connections: list[Connection]) -> list[int | None]:
     """Mark charge points online: the pk of each, None for one that is unknown when
     auto-registration is off. One query to find them, one to mark them (a reconnect storm)."""
     known = dict(
-        ChargePoint.objects.filter(
-            charge_point_id__in={c.charge_point_id for c in connections}
-        ).values_list("charge_point_id", "pk")
+        ChargePoint.objects.filter(charge_point_id__in={c.charge_point_id for c in connections}).values_list(
+            "charge_point_id", "pk"
+        )
     )
     updates: dict[int, tuple] = {}
     created: dict[str, ChargePoint] = {}
@@ -83,7 +83,14 @@ def register_connections(connections: list[Connection]) -> list[int | None]:
         remote_address = connection.remote_address[:64]
         pk = known.get(connection.charge_point_id)
         if pk is not None:
-            updates[pk] = (pk, True, connection.now, connection.now, remote_address, connection.server_process)
+            updates[pk] = (
+                pk,
+                True,
+                connection.now,
+                connection.now,
+                remote_address,
+                connection.server_process,
+            )
         elif connection.auto_register:
             created[connection.charge_point_id] = ChargePoint(
                 charge_point_id=connection.charge_point_id,
@@ -122,13 +129,18 @@ def record_disconnections(disconnections: list[Disconnection]) -> list[None]:
     """
     matched = [d for d in disconnections if d.connected_at is not None]
     _update_seen(
-        {d.charge_point_pk: (d.last_seen_at, d.last_heartbeat_at, False, d.now, None) for d in disconnections
-         if d.connected_at is None},
+        {
+            d.charge_point_pk: (d.last_seen_at, d.last_heartbeat_at, False, d.now, None)
+            for d in disconnections
+            if d.connected_at is None
+        },
         ["is_connected", "disconnected_at", "server_process"],
     )
     _update_seen(
-        {d.charge_point_pk: (d.last_seen_at, d.last_heartbeat_at, False, d.now, None, d.connected_at)
-         for d in matched},
+        {
+            d.charge_point_pk: (d.last_seen_at, d.last_heartbeat_at, False, d.now, None, d.connected_at)
+            for d in matched
+        },
         ["is_connected", "disconnected_at", "server_process"],
         match=("connected_at",),
     )
@@ -148,7 +160,9 @@ def _update_seen(rows: dict[int, tuple], field_names: list[str], match: tuple[st
     """
     if not rows:
         return
-    with_heartbeat = [(pk, seen, beat, *values) for pk, (seen, beat, *values) in rows.items() if beat is not None]
+    with_heartbeat = [
+        (pk, seen, beat, *values) for pk, (seen, beat, *values) in rows.items() if beat is not None
+    ]
     without = [(pk, seen, *values) for pk, (seen, beat, *values) in rows.items() if beat is None]
     update_rows(ChargePoint, ["last_seen_at", "last_heartbeat_at", *field_names], with_heartbeat, match=match)
     update_rows(ChargePoint, ["last_seen_at", *field_names], without, match=match)
@@ -178,9 +192,7 @@ def record_boots(boots: list[Boot]) -> list[str | Exception]:
         for boot in boots
     }
     update_rows(ChargePoint, ["last_boot_at", "last_seen_at", *BOOT_IDENTITY_FIELDS], rows.values())
-    statuses = dict(
-        ChargePoint.objects.filter(pk__in=rows).values_list("pk", "registration_status")
-    )
+    statuses = dict(ChargePoint.objects.filter(pk__in=rows).values_list("pk", "registration_status"))
     # A charge point deleted meanwhile has no status: that boot alone fails.
     return [statuses.get(boot.charge_point_pk) or _deleted(boot.charge_point_pk) for boot in boots]
 

@@ -97,11 +97,7 @@ class Connector:
 
     @property
     def free(self) -> bool:
-        return (
-            self.operative
-            and not self.claimed
-            and self.status in {"Available", "Preparing", "Reserved"}
-        )
+        return self.operative and not self.claimed and self.status in {"Available", "Preparing", "Reserved"}
 
 
 def now() -> datetime:
@@ -154,8 +150,7 @@ def default_configuration(options: SimulatorOptions) -> dict[str, list]:
         "NumberOfConnectors": [True, str(options.connectors)],
         "SupportedFeatureProfiles": [
             True,
-            "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,"
-            "RemoteTrigger",
+            "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger",
         ],
         "ReserveConnectorZeroSupported": [True, "false"],
         "ChargeProfileMaxStackLevel": [True, "10"],
@@ -178,9 +173,7 @@ BOOLEAN_KEYS = {"AuthorizeRemoteTxRequests", "StopTransactionOnInvalidId", "Loca
 class SimulatedChargePoint(ChargePoint):
     """One simulated charger on one WebSocket connection."""
 
-    def __init__(
-        self, options: SimulatorOptions, connection: Any, say: Callable[[str], None] = print
-    ):
+    def __init__(self, options: SimulatorOptions, connection: Any, say: Callable[[str], None] = print):
         super().__init__(options.charge_point_id, connection, response_timeout=30)
         self.options = options
         self.say = say
@@ -467,10 +460,7 @@ class SimulatedChargePoint(ChargePoint):
             )
         )
         kwh = (meter_stop - meter_start) / 1000
-        self.say(
-            f"connector {n}: transaction {connector.transaction_id} stopped ({reason}), "
-            f"{kwh:.3f} kWh"
-        )
+        self.say(f"connector {n}: transaction {connector.transaction_id} stopped ({reason}), {kwh:.3f} kWh")
         await self.send_status(n, "Finishing")
         if connector.inoperative_scheduled:
             connector.operative = False
@@ -541,9 +531,7 @@ class SimulatedChargePoint(ChargePoint):
     def energy_reading(wh: int, moment: datetime, context: str) -> dict:
         return {
             "timestamp": timestamp(moment),
-            "sampled_value": [
-                {"value": str(wh), "context": context, "measurand": ENERGY, "unit": "Wh"}
-            ],
+            "sampled_value": [{"value": str(wh), "context": context, "measurand": ENERGY, "unit": "Wh"}],
         }
 
     # --- CS -> CP: Core ----
@@ -566,9 +554,7 @@ class SimulatedChargePoint(ChargePoint):
         self._remote_start = None
         connector, id_tag, profile = start
         if profile:
-            self.charging_profiles.append(
-                {"connector_id": connector.connector_id, "profile": profile}
-            )
+            self.charging_profiles.append({"connector_id": connector.connector_id, "profile": profile})
         reservation_id = None
         if connector.reservation and connector.reservation.id_tag == id_tag:
             reservation_id = connector.reservation.reservation_id
@@ -577,9 +563,7 @@ class SimulatedChargePoint(ChargePoint):
         self.spawn(self.charge(connector, id_tag, remote=True, reservation_id=reservation_id))
 
     def _connector_for_remote_start(self, id_tag: str, connector_id: int | None):
-        candidates = (
-            [self.connectors.get(connector_id)] if connector_id else list(self.connectors.values())
-        )
+        candidates = [self.connectors.get(connector_id)] if connector_id else list(self.connectors.values())
         for connector in candidates:
             if connector is None or not connector.free:
                 continue
@@ -776,9 +760,7 @@ class SimulatedChargePoint(ChargePoint):
             delay = (parse_time(retrieve_date) - now()).total_seconds()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self._report_progress(
-                "firmware", ["Downloading", "Downloaded", "Installing", "Installed"]
-            )
+            await self._report_progress("firmware", ["Downloading", "Downloaded", "Installing", "Installed"])
 
         self.spawn(update())
 
@@ -796,9 +778,7 @@ class SimulatedChargePoint(ChargePoint):
     # --- CS -> CP: Reservation ----
 
     @on(Action.reserve_now)
-    def on_reserve_now(
-        self, connector_id: int, expiry_date: str, id_tag: str, reservation_id: int, **kwargs
-    ):
+    def on_reserve_now(self, connector_id: int, expiry_date: str, id_tag: str, reservation_id: int, **kwargs):
         connector = self.connectors.get(connector_id)
         if connector is None:  # connector 0: ReserveConnectorZeroSupported is false
             status = "Rejected"
@@ -881,9 +861,7 @@ class SimulatedChargePoint(ChargePoint):
                 and p["profile"]["stack_level"] == cs_charging_profiles["stack_level"]
             )
         ]
-        self.charging_profiles.append(
-            {"connector_id": connector_id, "profile": cs_charging_profiles}
-        )
+        self.charging_profiles.append({"connector_id": connector_id, "profile": cs_charging_profiles})
         self.say(f"SetChargingProfile {profile_id} on connector {connector_id}: Accepted")
         return call_result.SetChargingProfile(status="Accepted")
 
@@ -964,7 +942,6 @@ class SimulatedChargePoint(ChargePoint):
     def on_get_local_list_version(self, **kwargs):
         return call_result.GetLocalListVersion(list_version=self.local_list_version)
 
-
     # --- CS -> CP: the security extension ----
 
     @on(Action.install_certificate)
@@ -1001,18 +978,14 @@ class SimulatedChargePoint(ChargePoint):
         return call_result.DeleteCertificate(status="NotFound")
 
     @on(Action.extended_trigger_message)
-    def on_extended_trigger_message(
-        self, requested_message: str, connector_id: int | None = None, **kw
-    ):
+    def on_extended_trigger_message(self, requested_message: str, connector_id: int | None = None, **kw):
         if connector_id is not None and connector_id != 0 and connector_id not in self.connectors:
             return call_result.ExtendedTriggerMessage(status="Rejected")
         self.say(f"ExtendedTriggerMessage {requested_message}: Accepted")
         return call_result.ExtendedTriggerMessage(status="Accepted")
 
     @after(Action.extended_trigger_message)
-    def after_extended_trigger_message(
-        self, requested_message: str, connector_id: int | None = None, **kw
-    ):
+    def after_extended_trigger_message(self, requested_message: str, connector_id: int | None = None, **kw):
         if requested_message == "SignChargePointCertificate":
             self.spawn(self.request_certificate())
         elif requested_message == "LogStatusNotification":
@@ -1093,9 +1066,7 @@ class SimulatedChargePoint(ChargePoint):
             for status in ("Downloading", "Downloaded", "SignatureVerified", "Installing", "Installed"):
                 await asyncio.sleep(0.1)
                 self.firmware_status = status
-                await self.call(
-                    call.SignedFirmwareStatusNotification(status=status, request_id=request_id)
-                )
+                await self.call(call.SignedFirmwareStatusNotification(status=status, request_id=request_id))
                 self.say(f"signed firmware: {status}")
 
         self.spawn(update())
@@ -1108,7 +1079,11 @@ def certificate_hash_data_for(certificate: x509.Certificate, algorithm: str = "S
     (the key's bytes, without its algorithm); the charger's installed certificates are
     root certificates, their own issuers.
     """
-    digest: Callable[[], hashes.HashAlgorithm] = {"SHA256": hashes.SHA256, "SHA384": hashes.SHA384, "SHA512": hashes.SHA512}[algorithm]
+    digest: Callable[[], hashes.HashAlgorithm] = {
+        "SHA256": hashes.SHA256,
+        "SHA384": hashes.SHA384,
+        "SHA512": hashes.SHA512,
+    }[algorithm]
 
     def hashed(data: bytes) -> str:
         h = hashes.Hash(digest())

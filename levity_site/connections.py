@@ -29,6 +29,4 @@ def close_request_connections(**kwargs) -> None:
 
 def close_connections_after_requests() -> None:
     """Once per server process (levity_site.asgi)."""
-    request_finished.connect(
-        close_request_connections, dispatch_uid="levity-close-request-connections"
-    )
+    request_finished.connect(close_request_connections, dispatch_uid="levity-close-request-connections")

@@ -39,6 +39,7 @@ def _int_setting(name: str) -> int:
     """A limit's setting that is a count of bytes or frames (``envint`` in the settings)."""
     return getattr(settings, name, 0)
 
+
 #: Pending handshake deadlines by transport.
 _deadlines: dict = {}
 
@@ -234,9 +235,7 @@ class LimitedWebSocketProtocol(_WebSocketProtocolBase):
         ):
             assert self.read_pause is not None  # set when the connection was made
             self.read_pause.pause(self.QUEUE)
-            self._resume_check = _reactor().callLater(
-                self.RESUME_CHECK_SECONDS, self._resume_when_room
-            )
+            self._resume_check = _reactor().callLater(self.RESUME_CHECK_SECONDS, self._resume_when_room)
 
     def _resume_when_room(self) -> None:
         queue = self.application_queue
@@ -245,9 +244,7 @@ class LimitedWebSocketProtocol(_WebSocketProtocolBase):
             assert self.read_pause is not None  # set when the connection was made
             self.read_pause.resume(self.QUEUE)
         else:
-            self._resume_check = _reactor().callLater(
-                self.RESUME_CHECK_SECONDS, self._resume_when_room
-            )
+            self._resume_check = _reactor().callLater(self.RESUME_CHECK_SECONDS, self._resume_when_room)
 
     def handle_reply(self, message: dict) -> None:
         # autobahn's sendClose() lets an application send 1000 and 3000-4999 only; a

@@ -54,7 +54,6 @@ import asyncio
 import logging
 import os
 import sys
-
 from http import HTTPStatus
 
 import uvloop
@@ -197,7 +196,6 @@ class WebSocketProtocol(protocol_limits.LimitedWebSocketProtocol, ws_protocol.We
                 own[name] = getattr(self.factory, name)  # type: ignore[index]  # an instance's vars() is its __dict__
         super()._connectionMade()
 
-
     # --- charge point authentication (chargepoints.session.authentication) -------------
 
     _denial: tuple[int, list] | None = None
@@ -246,7 +244,10 @@ class WebSocketProtocol(protocol_limits.LimitedWebSocketProtocol, ws_protocol.We
         self.server.log_action(
             "websocket",
             "rejected",
-            {"path": self.request.path, "client": "{}:{}".format(*self.client_addr) if self.client_addr else None},
+            {
+                "path": self.request.path,
+                "client": "{}:{}".format(*self.client_addr) if self.client_addr else None,
+            },
         )
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:

@@ -168,9 +168,7 @@ def envurl(name: str, default: str, *, schemes: tuple[str, ...], example: str) -
 DEBUG = envbool("DEBUG", False)
 SECRET_KEY = envsecret("SECRET_KEY", BASE_DIR / ".secret_key")
 ALLOWED_HOSTS = [h.strip() for h in envstr("ALLOWED_HOSTS", "*").split(",") if h.strip()]
-CSRF_TRUSTED_ORIGINS = [
-    o.strip() for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
-]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
 INSTALLED_APPS = [
     "daphne",
@@ -273,9 +271,7 @@ def _database(url: str) -> dict[str, Any]:
             "timeout": 20,
         }
     elif config["ENGINE"] != "django.db.backends.postgresql":
-        raise ImproperlyConfigured(
-            f"DATABASE_URL={url!r}: Levity supports sqlite:/// and postgres:// URLs."
-        )
+        raise ImproperlyConfigured(f"DATABASE_URL={url!r}: Levity supports sqlite:/// and postgres:// URLs.")
     elif DATABASE_POOL_MAX_SIZE:
         config["CONN_MAX_AGE"] = 0  # the pool keeps the connections (Django requires 0)
         config.setdefault("OPTIONS", {})["pool"] = {
@@ -321,9 +317,7 @@ LEVITY_GC_THRESHOLDS = _gc_thresholds("LEVITY_GC_THRESHOLDS", (5_000, 10, 100))
 
 # Channel layer: in-memory for one process; REDIS_URL lets several daphne
 # processes reach each other's charge points.
-REDIS_URL = envurl(
-    "REDIS_URL", "", schemes=("redis", "rediss", "unix"), example="redis://127.0.0.1:6379/0"
-)
+REDIS_URL = envurl("REDIS_URL", "", schemes=("redis", "rediss", "unix"), example="redis://127.0.0.1:6379/0")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -490,9 +484,7 @@ LEVITY_CSMS_CA_KEY_FILE = envstr("LEVITY_CSMS_CA_KEY_FILE", "")
 LEVITY_CSMS_CA_KEY_PASSWORD = envstr("LEVITY_CSMS_CA_KEY_PASSWORD", "")
 if not LEVITY_CSMS_CA_KEY_PASSWORD and envstr("LEVITY_CSMS_CA_KEY_PASSWORD_FILE"):
     try:
-        LEVITY_CSMS_CA_KEY_PASSWORD = (
-            Path(envstr("LEVITY_CSMS_CA_KEY_PASSWORD_FILE")).read_text().strip()
-        )
+        LEVITY_CSMS_CA_KEY_PASSWORD = Path(envstr("LEVITY_CSMS_CA_KEY_PASSWORD_FILE")).read_text().strip()
     except OSError as exc:
         raise ImproperlyConfigured(
             f"LEVITY_CSMS_CA_KEY_PASSWORD_FILE cannot be read: {exc.strerror}."
@@ -588,9 +580,7 @@ LEVITY_MAX_CONNECTIONS_PER_ADDRESS = envint("LEVITY_MAX_CONNECTIONS_PER_ADDRESS"
 # Failed WebSocket handshakes (refused id, no subprotocol, bad credentials) an address may
 # make within the window before its handshakes are refused until the window has passed (0: off).
 LEVITY_HANDSHAKE_FAILURES_PER_ADDRESS = envint("LEVITY_HANDSHAKE_FAILURES_PER_ADDRESS", 30, minimum=0)
-LEVITY_HANDSHAKE_FAILURE_WINDOW_SECONDS = envfloat(
-    "LEVITY_HANDSHAKE_FAILURE_WINDOW_SECONDS", 60.0, minimum=1
-)
+LEVITY_HANDSHAKE_FAILURE_WINDOW_SECONDS = envfloat("LEVITY_HANDSHAKE_FAILURE_WINDOW_SECONDS", 60.0, minimum=1)
 # From accept until the first HTTP request has arrived whole or the WebSocket is open
 # (seconds; bytes do not extend it; 0: Twisted's idle timeout only).
 LEVITY_HANDSHAKE_TIMEOUT_SECONDS = envfloat("LEVITY_HANDSHAKE_TIMEOUT_SECONDS", 10.0, minimum=0)

@@ -90,7 +90,9 @@ class Supervisor:
                     )
                     self.stop_all()
                     return 1
-                logger.warning("Worker %d (pid %d) exited with %s; starting it again", slot, process.pid, code)
+                logger.warning(
+                    "Worker %d (pid %d) exited with %s; starting it again", slot, process.pid, code
+                )
                 self.start_worker(slot)
             time.sleep(0.2)
         self.stop_all()
@@ -119,7 +121,9 @@ def supervise(workers: int, argv: list[str], daphne_args: argparse.Namespace) ->
     from django.conf import settings
 
     if daphne_args.unix_socket or daphne_args.file_descriptor is not None or daphne_args.socket_strings:
-        return _refuse("--workers needs a TCP address given with -b/--bind and -p/--port (not -u, --fd or -e)")
+        return _refuse(
+            "--workers needs a TCP address given with -b/--bind and -p/--port (not -u, --fd or -e)"
+        )
     if not settings.REDIS_URL:
         return _refuse(
             f"--workers {workers} needs REDIS_URL: without a shared channel layer a command "

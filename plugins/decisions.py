@@ -50,9 +50,7 @@ def check(hook: PluginHook, decision: Any) -> None:
     if isinstance(decision, dict):
         unknown = sorted(set(decision) - set(fields))
         if unknown:
-            raise TypeError(
-                f"{unknown} are not fields of the {hook.action} answer; it has {fields}"
-            )
+            raise TypeError(f"{unknown} are not fields of the {hook.action} answer; it has {fields}")
     elif not isinstance(decision, cls):
         raise TypeError(
             f"the answer to {hook.action} is call_result.{hook.action} or a dict of its "

@@ -93,9 +93,7 @@ def has_app_receivers(signal: Signal) -> bool:
     return len(signal.receivers) > 1
 
 
-async def send_hook(
-    charge_point: LevityChargePoint, hook: PluginHook, context: PluginContext
-) -> None:
+async def send_hook(charge_point: LevityChargePoint, hook: PluginHook, context: PluginContext) -> None:
     """Send a hook's signal to every receiver, isolated from their errors and hangs.
 
     ``asend_robust`` logs a receiver's exception (logger ``django.dispatch``) and goes
@@ -180,9 +178,7 @@ async def run_lifecycle(charge_point: LevityChargePoint, method_name: str) -> No
 async def send_connected(charge_point: LevityChargePoint) -> None:
     """``charge_point_connected``, once the session's plugins are initialized."""
     if charge_point_connected.receivers:
-        await charge_point_connected.asend_robust(
-            sender=type(charge_point), charge_point=charge_point
-        )
+        await charge_point_connected.asend_robust(sender=type(charge_point), charge_point=charge_point)
 
 
 async def send_disconnected(charge_point: LevityChargePoint) -> None:

@@ -50,8 +50,7 @@ def parse_entries(raw_entries: list[Any]) -> list[PluginEntry]:
         unknown_keys = set(raw) - {"class", "options", "charge_points"}
         if unknown_keys:
             raise ImproperlyConfigured(
-                f"{where} has unknown keys {sorted(unknown_keys)}; "
-                "use class, options and charge_points."
+                f"{where} has unknown keys {sorted(unknown_keys)}; use class, options and charge_points."
             )
         plugin_class = _import_plugin_class(raw["class"], where)
         options = raw.get("options") or {}
@@ -61,12 +60,8 @@ def parse_entries(raw_entries: list[Any]) -> list[PluginEntry]:
         _check_instance(_build(plugin_class, options, where), where)
         charge_points = raw.get("charge_points")
         if charge_points is not None:
-            if not isinstance(charge_points, list) or not all(
-                isinstance(cp, str) for cp in charge_points
-            ):
-                raise ImproperlyConfigured(
-                    f"{where}: charge_points must be a list of charge point ids."
-                )
+            if not isinstance(charge_points, list) or not all(isinstance(cp, str) for cp in charge_points):
+                raise ImproperlyConfigured(f"{where}: charge_points must be a list of charge point ids.")
             charge_points = frozenset(charge_points)
         entries.append(PluginEntry(plugin_class, dict(options), charge_points))
     return entries
@@ -116,9 +111,7 @@ def _app_of(module: str) -> str:
 def installed_plugin_classes() -> list[str]:
     """The plugin classes the installed plugin apps name (PluginAppConfig.plugin_classes)."""
     return [
-        path
-        for app_config in apps.get_app_configs()
-        for path in getattr(app_config, "plugin_classes", ())
+        path for app_config in apps.get_app_configs() for path in getattr(app_config, "plugin_classes", ())
     ]
 
 

@@ -45,9 +45,7 @@ _test_database_url: str | None = None
 
 def pytest_configure(config) -> None:
     if TEST_DATABASE not in ("sqlite", "postgresql"):
-        raise pytest.UsageError(
-            f"LEVITY_TEST_DATABASE={TEST_DATABASE!r}: use sqlite or postgresql"
-        )
+        raise pytest.UsageError(f"LEVITY_TEST_DATABASE={TEST_DATABASE!r}: use sqlite or postgresql")
     config.addinivalue_line("markers", "sqlite: about SQLite itself; runs on SQLite only")
     config.addinivalue_line("markers", "postgresql: about PostgreSQL itself; runs on PostgreSQL only")
     config.addinivalue_line(
@@ -227,9 +225,7 @@ def server_env(test_db_path: Path, **overrides: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def daphne_server(django_db_setup, django_db_blocker, test_db_path, tmp_path_factory):
     """One daphne for the session, with the default settings."""
-    server = DaphneServer(
-        server_env(test_db_path), tmp_path_factory.mktemp("logs") / "daphne.log"
-    ).start()
+    server = DaphneServer(server_env(test_db_path), tmp_path_factory.mktemp("logs") / "daphne.log").start()
     yield server
     server.stop()
 

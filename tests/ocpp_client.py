@@ -79,9 +79,7 @@ class OCPPClient(ChargePoint):
 
     async def status(self, connector_id: int, status: str, error_code: str = "NoError", **kw):
         return await self.call(
-            call.StatusNotification(
-                connector_id=connector_id, error_code=error_code, status=status, **kw
-            )
+            call.StatusNotification(connector_id=connector_id, error_code=error_code, status=status, **kw)
         )
 
     async def start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp=None):

@@ -33,8 +33,7 @@ def program(name: str, package: str) -> str:
         found = str(Path("/usr/sbin") / name)
     if found is None:
         unavailable(
-            f"{name} is not installed (enable: sudo apt-get install {package}, "
-            "or run ./scripts/test as root)"
+            f"{name} is not installed (enable: sudo apt-get install {package}, or run ./scripts/test as root)"
         )
     return found
 

@@ -50,7 +50,9 @@ def imported_modules(module: str) -> set[str]:
                 target = node.module
             found.add(target)
             # ``from package import module``
-            found.update(f"{target}.{alias.name}" for alias in node.names if module_path(f"{target}.{alias.name}"))
+            found.update(
+                f"{target}.{alias.name}" for alias in node.names if module_path(f"{target}.{alias.name}")
+            )
     return found
 
 
@@ -61,7 +63,11 @@ def project_imports(module: str) -> dict[str, str]:
     while todo:
         current = todo.pop()
         for imported in imported_modules(current):
-            if imported.split(".")[0] in PROJECT_PACKAGES and imported not in reached and module_path(imported):
+            if (
+                imported.split(".")[0] in PROJECT_PACKAGES
+                and imported not in reached
+                and module_path(imported)
+            ):
                 reached[imported] = current
                 todo.append(imported)
     return reached

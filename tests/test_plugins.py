@@ -694,9 +694,7 @@ async def test_a_call_result_object_is_a_decision_too():
     ],
     ids=["bad-status", "camel-case", "wrong-action", "empty"],
 )
-async def test_a_decision_that_cannot_be_sent_is_logged_and_the_answer_unchanged(
-    decision, error, caplog
-):
+async def test_a_decision_that_cannot_be_sent_is_logged_and_the_answer_unchanged(decision, error, caplog):
     class Confused(ChargePointPlugin):
         def hooks(self):
             return {PluginHook.BEFORE_AUTHORIZE: "decide"}
@@ -798,9 +796,7 @@ def sample_server(django_db_setup, test_db_path, tmp_path_factory):
     server.stop()
 
 
-async def test_daphne_an_after_hook_calls_the_charge_point_without_deadlock(
-    connect, sample_server, cp_id
-):
+async def test_daphne_an_after_hook_calls_the_charge_point_without_deadlock(connect, sample_server, cp_id):
     """ReportBackPlugin comes from LEVITY_PLUGIN_FACTORY here: no entry names this charge point."""
     client = await connect(cp_id, server=sample_server)
     boot = await client.boot()
@@ -811,9 +807,7 @@ async def test_daphne_an_after_hook_calls_the_charge_point_without_deadlock(
     reported = json.loads(report["data"])
     assert reported["boot_status"] == "Accepted"
     # What the client answered to GetConfiguration (tests/ocpp_client.py), passed on.
-    assert {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60"}.items() <= reported[
-        "keys"
-    ].items()
+    assert {"HeartbeatInterval": "300", "MeterValueSampleInterval": "60"}.items() <= reported["keys"].items()
     heartbeat = await client.call(call.Heartbeat())
     assert heartbeat.current_time.endswith("Z")
 
@@ -835,9 +829,7 @@ async def test_daphne_initialize_calls_the_charge_point_on_connect(connect, samp
     await sample_server.wait_for_log("CP-TRIGGER answered TriggerMessage: Accepted")
 
 
-async def test_daphne_maintenance_plugin_refuses_only_its_charge_points(
-    connect, sample_server, cp_id
-):
+async def test_daphne_maintenance_plugin_refuses_only_its_charge_points(connect, sample_server, cp_id):
     await IdTag.objects.acreate(id_tag="GOOD")
     in_maintenance = await connect("CP-MAINTENANCE", server=sample_server)
     other = await connect(cp_id, server=sample_server)
@@ -863,9 +855,7 @@ async def test_daphne_rate_limit_plugin_refuses_a_second_start(connect, sample_s
     assert second.id_tag_info["status"] == "Blocked"
 
 
-async def test_daphne_failing_and_hanging_plugins_leave_answers_and_others_alone(
-    connect, sample_server
-):
+async def test_daphne_failing_and_hanging_plugins_leave_answers_and_others_alone(connect, sample_server):
     await IdTag.objects.acreate(id_tag="GOOD")
     client = await connect("CP-MISBEHAVING", server=sample_server)
     boot = await client.boot()
@@ -881,12 +871,9 @@ async def test_daphne_failing_and_hanging_plugins_leave_answers_and_others_alone
         "ERROR levity.plugins.HangingPlugin: AFTER_BOOT_NOTIFICATION hook for CP-MISBEHAVING",
     )
     assert (
-        "ERROR levity.plugins.FailingPlugin: BEFORE_BOOT_NOTIFICATION hook failed for CP-MISBEHAVING"
-        in log
+        "ERROR levity.plugins.FailingPlugin: BEFORE_BOOT_NOTIFICATION hook failed for CP-MISBEHAVING" in log
     )
-    assert (
-        "ERROR levity.plugins.FailingPlugin: BEFORE_AUTHORIZE hook failed for CP-MISBEHAVING" in log
-    )
+    assert "ERROR levity.plugins.FailingPlugin: BEFORE_AUTHORIZE hook failed for CP-MISBEHAVING" in log
     assert "RuntimeError: FailingPlugin fails before_authorize on purpose" in log
     assert (
         "ERROR levity.plugins.HangingPlugin: BEFORE_AUTHORIZE hook for CP-MISBEHAVING "
@@ -921,11 +908,7 @@ CONFIG_ERRORS = {
         "plugins.auto_remote_start.plugin.AutoRemoteStartPlugin,",
     ),
     "unknown-option": (
-        {
-            "LEVITY_PLUGINS": plugins_json(
-                {"class": "plugins.AutoRemoteStartPlugin", "options": {"delay": 2}}
-            )
-        },
+        {"LEVITY_PLUGINS": plugins_json({"class": "plugins.AutoRemoteStartPlugin", "options": {"delay": 2}})},
         "LEVITY_PLUGINS[0]: bad options for AutoRemoteStartPlugin: got an unexpected keyword "
         "argument 'delay'. It accepts: id_tag, delay_seconds.",
     ),
@@ -977,9 +960,7 @@ CONFIG_ERRORS = {
 
 
 @pytest.mark.parametrize("env, message", CONFIG_ERRORS.values(), ids=CONFIG_ERRORS.keys())
-def test_bad_plugin_configuration_fails_manage_py_check_with_one_clear_line(
-    env, message, test_db_path
-):
+def test_bad_plugin_configuration_fails_manage_py_check_with_one_clear_line(env, message, test_db_path):
     result = manage_check(test_db_path, **env)
     assert result.returncode == 1
     assert result.stderr.startswith(f"Levity configuration error: {message}")
@@ -999,9 +980,7 @@ def test_good_plugin_configuration_passes_manage_py_check(test_db_path):
 def test_daphne_does_not_start_with_bad_plugin_configuration(start_daphne):
     with pytest.raises(RuntimeError, match="daphne exited early") as failure:
         start_daphne(
-            LEVITY_PLUGINS=plugins_json(
-                {"class": "plugins.AutoRemoteStartPlugin", "options": {"id_tag": ""}}
-            )
+            LEVITY_PLUGINS=plugins_json({"class": "plugins.AutoRemoteStartPlugin", "options": {"id_tag": ""}})
         )
     assert (
         "Levity configuration error: LEVITY_PLUGINS[0]: AutoRemoteStartPlugin(id_tag='') failed: "

@@ -80,9 +80,7 @@ class IdTagAdmin(admin.ModelAdmin):
 
     @admin.display(description="transactions")
     def transactions_link(self, obj: IdTag) -> str:
-        return format_html(
-            '<a href="{}">transactions</a>', admin_url(Transaction, id_tag=obj.id_tag)
-        )
+        return format_html('<a href="{}">transactions</a>', admin_url(Transaction, id_tag=obj.id_tag))
 
     def _set_status(self, request, queryset, status: str) -> None:
         count = queryset.update(status=status)
@@ -118,9 +116,7 @@ class ActiveFilter(admin.SimpleListFilter):
 def latest_energy_register() -> Subquery:
     """The transaction's latest energy register reading, in Wh."""
     return Subquery(
-        MeterValue.objects.filter(
-            transaction=OuterRef("pk"), measurand=ENERGY_REGISTER, normalized_unit="Wh"
-        )
+        MeterValue.objects.filter(transaction=OuterRef("pk"), measurand=ENERGY_REGISTER, normalized_unit="Wh")
         .order_by("-timestamp", "-id")
         .values("normalized_value")[:1]
     )
@@ -130,7 +126,15 @@ class SupersededStopInline(ReportedInline):
     """Stops the charge point's own StopTransaction replaced (docs/operations.md)."""
 
     model = SupersededStop
-    fields = ["stopped_by", "meter_stop", "stop_timestamp", "stop_reason", "energy_wh", "stop_received_at", "superseded_at"]
+    fields = [
+        "stopped_by",
+        "meter_stop",
+        "stop_timestamp",
+        "stop_reason",
+        "energy_wh",
+        "stop_received_at",
+        "superseded_at",
+    ]
     verbose_name_plural = "superseded stops (replaced by the charge point's own)"
 
 
@@ -175,7 +179,18 @@ class TransactionAdmin(ReportedByChargePointAdmin):
                 ]
             },
         ),
-        ("Start", {"fields": ["meter_start", "start_timestamp", "received_at", "rebuilt", "reported_transaction_id"]}),
+        (
+            "Start",
+            {
+                "fields": [
+                    "meter_start",
+                    "start_timestamp",
+                    "received_at",
+                    "rebuilt",
+                    "reported_transaction_id",
+                ]
+            },
+        ),
         (
             "Stop",
             {
@@ -253,9 +268,7 @@ class TransactionAdmin(ReportedByChargePointAdmin):
         extra_context = dict(extra_context or {})
         if object_id.isdigit():
             paginator = Paginator(
-                MeterValue.objects.filter(transaction_id=int(object_id)).order_by(
-                    "timestamp", "id"
-                ),
+                MeterValue.objects.filter(transaction_id=int(object_id)).order_by("timestamp", "id"),
                 METER_VALUES_PER_PAGE,
             )
             page = paginator.get_page(request.GET.get("mv_page"))
@@ -298,9 +311,7 @@ class MeterValueAdmin(ReportedByChargePointAdmin):
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().lstrip("#")
         if term.isdigit():
-            return queryset.filter(
-                Q(transaction_id=int(term)) | Q(charge_point__charge_point_id=term)
-            ), False
+            return queryset.filter(Q(transaction_id=int(term)) | Q(charge_point__charge_point_id=term)), False
         return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="transaction", ordering="transaction_id")

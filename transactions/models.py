@@ -73,9 +73,7 @@ class Transaction(models.Model):
     meter_start = models.BigIntegerField(help_text="Wh")
     start_timestamp = models.DateTimeField(help_text="As the charge point reported it.")
     meter_stop = models.BigIntegerField(null=True, blank=True, help_text="Wh")
-    stop_timestamp = models.DateTimeField(
-        null=True, blank=True, help_text="As the charge point reported it."
-    )
+    stop_timestamp = models.DateTimeField(null=True, blank=True, help_text="As the charge point reported it.")
     stop_reason = models.CharField(max_length=20, blank=True)
     stop_id_tag = models.CharField("stop ID tag", max_length=20, blank=True)
     energy_wh = models.BigIntegerField(
@@ -154,9 +152,7 @@ class SupersededStop(models.Model):
     server's guess, which is kept here.
     """
 
-    transaction = models.ForeignKey(
-        Transaction, on_delete=models.CASCADE, related_name="superseded_stops"
-    )
+    transaction = models.ForeignKey(Transaction, on_delete=models.CASCADE, related_name="superseded_stops")
     stopped_by = models.CharField(max_length=16, choices=StoppedBy.choices, blank=True)
     meter_stop = models.BigIntegerField(null=True, blank=True, help_text="Wh")
     stop_timestamp = models.DateTimeField()
@@ -225,7 +221,16 @@ class MeterValue(models.Model):
             ),
             # Values outside a transaction (clock-aligned): the same, per connector.
             models.UniqueConstraint(
-                fields=["charge_point", "connector_id", "timestamp", "measurand", "phase", "location", "context", "unit"],
+                fields=[
+                    "charge_point",
+                    "connector_id",
+                    "timestamp",
+                    "measurand",
+                    "phase",
+                    "location",
+                    "context",
+                    "unit",
+                ],
                 condition=models.Q(transaction__isnull=True),
                 name="unique_connector_meter_value",
             ),

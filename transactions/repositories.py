@@ -23,9 +23,7 @@ class TransactionRepository:
     async def get_by_id(self, transaction_id: int) -> Transaction | None:
         return await Transaction.objects.filter(pk=transaction_id).afirst()
 
-    async def get_active(
-        self, charge_point_id: str, connector_id: int | None = None
-    ) -> list[Transaction]:
+    async def get_active(self, charge_point_id: str, connector_id: int | None = None) -> list[Transaction]:
         qs = Transaction.objects.active().filter(charge_point__charge_point_id=charge_point_id)
         if connector_id is not None:
             qs = qs.filter(connector_id=connector_id)

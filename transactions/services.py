@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from operator import itemgetter
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -105,7 +105,7 @@ def authorize_many(authorizations: list[Authorization], *, starting: bool = Fals
     statuses = [status(a) for a in authorizations]
     to_check = [
         index
-        for index, (a, s) in enumerate(zip(authorizations, statuses))
+        for index, (a, s) in enumerate(zip(authorizations, statuses, strict=True))
         if a.check_concurrent and s == AuthorizationStatus.ACCEPTED
     ]
     if to_check:
@@ -120,7 +120,7 @@ def authorize_many(authorizations: list[Authorization], *, starting: bool = Fals
                 statuses[index] = AuthorizationStatus.CONCURRENT_TX
             elif starting:
                 charging.add(id_tag)
-    return [_id_tag_info(s, tags.get(a.id_tag)) for a, s in zip(authorizations, statuses)]
+    return [_id_tag_info(s, tags.get(a.id_tag)) for a, s in zip(authorizations, statuses, strict=True)]
 
 
 @dataclass
@@ -191,12 +191,12 @@ def start_transactions(starts: list[TransactionStart]) -> list[StartResult]:
     )
     infos = [s.decided_id_tag_info if s.decided_id_tag_info is not None else next(looked_up) for s in starts]
     rows = Transaction.objects.bulk_create(
-        [start.row(info["status"]) for start, info in zip(starts, infos)]
+        [start.row(info["status"]) for start, info in zip(starts, infos, strict=True)]
     )
     if transaction_recorded.receivers:  # new rows only: a repeat failed the INSERT above
-        for start, row in zip(starts, rows):
+        for start, row in zip(starts, rows, strict=True):
             transaction_recorded.send(Transaction, transaction=row, event="started", request=start)
-    return [StartResult(row.pk, info) for row, info in zip(rows, infos)]
+    return [StartResult(row.pk, info) for row, info in zip(rows, infos, strict=True)]
 
 
 @dataclass
@@ -267,7 +267,9 @@ def stop_transactions(stops: list[TransactionStop]) -> list[StopResult]:
         }
     to_authorize = [s for s in stops if s.id_tag and s.decided_id_tag_info is None]
     looked_up = iter(
-        authorize_many([Authorization(s.id_tag, s.now, check_concurrent=False) for s in to_authorize if s.id_tag])
+        authorize_many(
+            [Authorization(s.id_tag, s.now, check_concurrent=False) for s in to_authorize if s.id_tag]
+        )
     )
     results: list[StopResult] = []
     stopped: dict[int, Transaction] = {}
@@ -528,9 +530,7 @@ def record_meter_values_batch(requests: list[MeterValuesRequest]) -> list[int | 
         try:
             tx_id = request.transaction_id
             if tx_id is not None and owners.get(tx_id) != request.charge_point_pk:
-                logger.warning(
-                    "MeterValues name unknown transaction %s; stored without a transaction", tx_id
-                )
+                logger.warning("MeterValues name unknown transaction %s; stored without a transaction", tx_id)
                 tx_id = None
             own = meter_value_rows(
                 request.charge_point_pk, request.connector_id, tx_id, request.meter_value, request.now

@@ -77,7 +77,9 @@ PASSWORD_ANSWER = inline_serializer(
     {
         "charge_point_id": serializers.CharField(),
         "security_profile": serializers.IntegerField(allow_null=True),
-        "password": serializers.CharField(required=False, help_text="Shown this once; only its hash is kept."),
+        "password": serializers.CharField(
+            required=False, help_text="Shown this once; only its hash is kept."
+        ),
     },
 )
 
@@ -125,7 +127,11 @@ class PasswordView(AsyncAPIView):
             return _error(404, "not_found", str(exc))
         row = await ChargePoint.objects.aget(charge_point_id=charge_point_id)
         return Response(
-            {"charge_point_id": charge_point_id, "security_profile": row.security_profile, "password": password},
+            {
+                "charge_point_id": charge_point_id,
+                "security_profile": row.security_profile,
+                "password": password,
+            },
             status.HTTP_201_CREATED,
         )
 
@@ -166,5 +172,7 @@ class PasswordRotationView(AsyncAPIView):
         body = CommandSerializer(command).data
         if command.status in ERROR_RESPONSES:
             http_status, error = ERROR_RESPONSES[command.status]
-            return Response({"error": error, "detail": command.error_description, "command": body}, http_status)
+            return Response(
+                {"error": error, "detail": command.error_description, "command": body}, http_status
+            )
         return Response(body, status.HTTP_201_CREATED)

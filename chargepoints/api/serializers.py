@@ -93,9 +93,7 @@ class SecurityEventSerializer(ChargePointRowSerializer):
 class CommandRequestSerializer(serializers.Serializer):
     """What POST /api/v1/charge-points/{id}/commands takes."""
 
-    action = serializers.CharField(
-        help_text="The OCPP 1.6 action: " + ", ".join(sorted(ACTIONS)) + "."
-    )
+    action = serializers.CharField(help_text="The OCPP 1.6 action: " + ", ".join(sorted(ACTIONS)) + ".")
     payload = serializers.JSONField(
         required=False, default=dict, help_text="The OCPP 1.6 JSON payload (camelCase)."
     )

@@ -16,13 +16,21 @@ urlpatterns = [
         views.ChargePointCommandView.as_view(),
         name="charge-point-commands",
     ),
-    re_path(r"^charge-points/(?P<charge_point_id>[^/]+)/accept/?$", security.AcceptView.as_view(), name="charge-point-accept"),
+    re_path(
+        r"^charge-points/(?P<charge_point_id>[^/]+)/accept/?$",
+        security.AcceptView.as_view(),
+        name="charge-point-accept",
+    ),
     re_path(
         r"^charge-points/(?P<charge_point_id>[^/]+)/security-profile/?$",
         security.SecurityProfileView.as_view(),
         name="charge-point-security-profile",
     ),
-    re_path(r"^charge-points/(?P<charge_point_id>[^/]+)/password/?$", security.PasswordView.as_view(), name="charge-point-password"),
+    re_path(
+        r"^charge-points/(?P<charge_point_id>[^/]+)/password/?$",
+        security.PasswordView.as_view(),
+        name="charge-point-password",
+    ),
     re_path(
         r"^charge-points/(?P<charge_point_id>[^/]+)/password-rotation/?$",
         security.PasswordRotationView.as_view(),

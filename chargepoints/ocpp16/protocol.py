@@ -49,9 +49,7 @@ def frame_error(description: str) -> OCPPError:
 
 # --- validation -------------------------------------------------------------------
 
-_DATE_TIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
-)
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?$")
 
 
 #: OCPP 1.6's ``integer`` is a 32-bit signed integer; its JSON schemas say only "integer".
@@ -126,7 +124,9 @@ def _validator(schema_name: str, lenient: bool, partial: bool = False):
     strip = {"multipleOf"}
     if lenient:
         strip.add("additionalProperties")
-    return _compile(_bound_integers(_strip(schema, strip)), {"date-time": _DATE_TIME.pattern, "uri": lambda _: True})
+    return _compile(
+        _bound_integers(_strip(schema, strip)), {"date-time": _DATE_TIME.pattern, "uri": lambda _: True}
+    )
 
 
 def has_schema(action: str) -> bool:
@@ -237,9 +237,7 @@ def snake_case(data: Any) -> Any:
     dicts and lists.
     """
     if isinstance(data, dict):
-        return {
-            _snake_key(k): snake_case(v) if isinstance(v, (dict, list)) else v for k, v in data.items()
-        }
+        return {_snake_key(k): snake_case(v) if isinstance(v, (dict, list)) else v for k, v in data.items()}
     if isinstance(data, list):
         return [snake_case(v) if isinstance(v, (dict, list)) else v for v in data]
     return data

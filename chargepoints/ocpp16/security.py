@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
+
 #: Who a CertificateSigned sent after a SignCertificate is stored as requested by.
 CERTIFICATE_SIGNED_BY = "levity:SignCertificate"
 
@@ -111,15 +112,11 @@ class SecurityExtensionHandlers(_SessionBase):
     async def on_log_status_notification(
         self, status: str, request_id: int | None = None, **kwargs: Any
     ) -> call_result.LogStatusNotification:
-        await self._db(
-            services.record_log_status, status, request_id, _now()
-        )
+        await self._db(services.record_log_status, status, request_id, _now())
         return call_result.LogStatusNotification()
 
     @on(Action.sign_certificate)
-    async def on_sign_certificate(
-        self, csr: str, **kwargs: Any
-    ) -> call_result.SignCertificate:
+    async def on_sign_certificate(self, csr: str, **kwargs: Any) -> call_result.SignCertificate:
         received_at = _now()
         authority = certificates.configured_authority()
         try:
@@ -153,9 +150,7 @@ class SecurityExtensionHandlers(_SessionBase):
         )
         # The session sends this handler's answer as soon as it returns, before the
         # task first runs: CertificateSigned always follows SignCertificate.conf.
-        task = asyncio.create_task(
-            self._deliver_certificate(authority, request, request_pk)
-        )
+        task = asyncio.create_task(self._deliver_certificate(authority, request, request_pk))
         self._certificate_in_progress = task
         _issuing.add(task)
         task.add_done_callback(_issuing.discard)
@@ -171,9 +166,7 @@ class SecurityExtensionHandlers(_SessionBase):
             await self._issue_certificate(authority, request, request_pk)
         except Exception:
             # The database failed (each step's outcome is stored as it happens).
-            logger.exception(
-                "%s: certificate request %s not completed", self.id, request_pk
-            )
+            logger.exception("%s: certificate request %s not completed", self.id, request_pk)
 
     async def _issue_certificate(
         self,

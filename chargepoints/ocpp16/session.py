@@ -89,9 +89,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
         self.registration_status = str(getattr(answer.status, "value", answer.status))
         return answer
 
-    async def _boot_notification(
-        self, data: dict, context: PluginContext
-    ) -> call_result.BootNotification:
+    async def _boot_notification(self, data: dict, context: PluginContext) -> call_result.BootNotification:
         now = _now()
         status = await self._write(boots_writer, services.Boot(self.charge_point_pk, data, now))  # type: ignore[arg-type]  # registered: ensure_registered set it
         return call_result.BootNotification(
@@ -140,7 +138,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
                 vendor_error_code=data.get("vendor_error_code") or "",
                 timestamp=parse_timestamp(timestamp) if timestamp else None,
                 received_at=_now(),
-            )
+            ),
         )
         return call_result.StatusNotification()
 
@@ -177,9 +175,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
             self._start_transaction,
         )
 
-    async def _start_transaction(
-        self, data: dict, context: PluginContext
-    ) -> call_result.StartTransaction:
+    async def _start_transaction(self, data: dict, context: PluginContext) -> call_result.StartTransaction:
         _check_connector_id(data["connector_id"], allow_zero=False)
         decided = decisions.id_tag_info(context.decision)
         started = await self._write(
@@ -193,7 +189,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
                 reservation_id=data.get("reservation_id"),
                 now=_now(),
                 decided_id_tag_info=decided,
-            )
+            ),
         )
         return call_result.StartTransaction(
             transaction_id=started.transaction_id, id_tag_info=started.id_tag_info
@@ -216,9 +212,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
             self._stop_transaction,
         )
 
-    async def _stop_transaction(
-        self, data: dict, context: PluginContext
-    ) -> call_result.StopTransaction:
+    async def _stop_transaction(self, data: dict, context: PluginContext) -> call_result.StopTransaction:
         stopped = await self._write(
             transaction_stops,
             tx_services.TransactionStop(
@@ -231,7 +225,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
                 transaction_data=data.get("transaction_data"),
                 now=_now(),
                 decided_id_tag_info=decisions.id_tag_info(context.decision),
-            )
+            ),
         )
         # For AFTER_STOP_TRANSACTION receivers: "stopped", "corrected", "rebuilt", "already_stopped"
         # or "repeated", and the Transaction row.
@@ -261,7 +255,7 @@ class LevityChargePoint(SecurityExtensionHandlers, Session):
                 transaction_id=data.get("transaction_id"),
                 meter_value=data["meter_value"],
                 now=_now(),
-            )
+            ),
         )
         return call_result.MeterValues()
 

@@ -94,9 +94,7 @@ async def admit(scope: dict, charge_point_id: str) -> Admission | Refusal:
     """Admit the connection or say why not (see the module's docstring)."""
     credentials = await credentials_reader.submit(charge_point_id)
     profile = (
-        credentials.effective_profile
-        if credentials is not None
-        else settings.LEVITY_DEFAULT_SECURITY_PROFILE
+        credentials.effective_profile if credentials is not None else settings.LEVITY_DEFAULT_SECURITY_PROFILE
     )
     if credentials is None and settings.LEVITY_UNKNOWN_CHARGE_POINTS == "refuse":
         return Refusal(403, "unknown charge point (LEVITY_UNKNOWN_CHARGE_POINTS=refuse)")
@@ -184,7 +182,7 @@ def forget_verified_passwords() -> None:
 
 
 async def check_basic(scope: dict, credentials: security.Credentials) -> str | Refusal:
-    """"" if the old password is right, the new hash if the rotated one is, else a Refusal."""
+    """ "" if the old password is right, the new hash if the rotated one is, else a Refusal."""
     basic = basic_credentials(scope)
     if basic is None:
         return Refusal(401, "no HTTP Basic credentials")
@@ -314,7 +312,9 @@ def _issued_by(certificate: x509.Certificate, authority: x509.Certificate) -> bo
     return True
 
 
-async def complete_password_rotation(charge_point_id: str, charge_point_pk: int, admission: Admission) -> None:
+async def complete_password_rotation(
+    charge_point_id: str, charge_point_pk: int, admission: Admission
+) -> None:
     """The charge point connected with its rotated password: from now on only that one is valid."""
     if await writer.run(security.complete_password_rotation, charge_point_pk, admission.completes_rotation):
         logger.info("%s: connected with its new password; the old one is no longer valid", charge_point_id)

@@ -307,7 +307,9 @@ class Session:
             logger.warning("%s: %s refused: registration %s", self.id, msg.action, self.registration_status)
             return await self._send_error(
                 msg,
-                SecurityError(description=f"{msg.action} refused: the registration is {self.registration_status}"),
+                SecurityError(
+                    description=f"{msg.action} refused: the registration is {self.registration_status}"
+                ),
             )
         handler = handlers(type(self)).get(msg.action)  # type: ignore[arg-type]  # mypy: a class is Hashable
         if handler is None:
@@ -329,7 +331,9 @@ class Session:
             return await self._send_error(msg, exc)
         except Exception:
             logger.exception("%s: %s %s failed", self.id, msg.action, msg.unique_id)
-            return await self._send_error(msg, InternalError(description=f"{msg.action} could not be processed"))
+            return await self._send_error(
+                msg, InternalError(description=f"{msg.action} could not be processed")
+            )
         finally:
             _deferred_after.reset(token)
         if not self.accepts_writes:
@@ -430,7 +434,9 @@ class Session:
             return result_class(**{k: v for k, v in data.items() if k in known})
         except TypeError as exc:  # validation skipped, and a required field is missing
             protocol.validate_answer(action, response.payload)  # the schema's reason, as InvalidAnswer
-            raise protocol.InvalidAnswer(action, response.payload, ProtocolError(description=str(exc))) from None
+            raise protocol.InvalidAnswer(
+                action, response.payload, ProtocolError(description=str(exc))
+            ) from None
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -452,11 +458,17 @@ class Session:
         credentials = await authentication.credentials_reader.submit(self.id)
         if credentials is None:
             if policy == "refuse":
-                logger.warning("Refused unknown charge point %s (LEVITY_UNKNOWN_CHARGE_POINTS=refuse)", self.id)
+                logger.warning(
+                    "Refused unknown charge point %s (LEVITY_UNKNOWN_CHARGE_POINTS=refuse)", self.id
+                )
                 raise Refused(self.id)
             status = "Accepted" if policy == "accept" else "Pending"
         elif credentials.effective_profile != 0:
-            logger.warning("Refused %s: security profile %s needs the server's upgrade", self.id, credentials.effective_profile)
+            logger.warning(
+                "Refused %s: security profile %s needs the server's upgrade",
+                self.id,
+                credentials.effective_profile,
+            )
             raise Refused(self.id)
         else:
             status = credentials.registration_status
@@ -538,7 +550,9 @@ class Session:
         """
         hooked_before, hooked_after = self._hooked(before), self._hooked(after)
         if not (hooked_before or hooked_after):
-            return await core(message_data, PluginContext(cast("LevityChargePoint", self), message_data, hook=before))
+            return await core(
+                message_data, PluginContext(cast("LevityChargePoint", self), message_data, hook=before)
+            )
         context = PluginContext(cast("LevityChargePoint", self), copy.deepcopy(message_data), hook=before)
         if hooked_before:
             await self._run_hook(before, context)

@@ -94,9 +94,7 @@ EXTENDED_TRIGGERABLE_MESSAGES = [
 ]
 
 #: Answers whose `status` means the charge point does (or will do) what was asked.
-SUCCESS_STATUSES = frozenset(
-    {"Accepted", "Unlocked", "Scheduled", "RebootRequired", "AcceptedCanceled"}
-)
+SUCCESS_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired", "AcceptedCanceled"})
 
 
 #: Configuration keys whose values are secrets: the command log keeps them masked.
@@ -151,8 +149,7 @@ def validate_command(action: str, payload: Any, timeout: float | None = None) ->
     """Check a command before anything is stored; return the timeout to use."""
     if action not in ACTIONS:
         raise InvalidCommand(
-            f"{action!r} is not an OCPP 1.6 Central System command; "
-            f"use one of: {', '.join(sorted(ACTIONS))}",
+            f"{action!r} is not an OCPP 1.6 Central System command; use one of: {', '.join(sorted(ACTIONS))}",
             field="action",
         )
     if not isinstance(payload, dict):
@@ -209,9 +206,7 @@ async def send_command(
     # leave the command pending; it is still delivered and its outcome stored. In
     # a fresh context, so that its database hop does not depend on the request's
     # thread-sensitive context, which ends with the request.
-    task = asyncio.get_running_loop().create_task(
-        _deliver(command, payload), context=contextvars.Context()
-    )
+    task = asyncio.get_running_loop().create_task(_deliver(command, payload), context=contextvars.Context())
     _delivering.add(task)
     task.add_done_callback(_delivering.discard)
     return await asyncio.shield(task)
@@ -228,9 +223,7 @@ async def _deliver(command: ChargePointCommand, payload: dict) -> ChargePointCom
         outcome = await call_session(session, action, payload, timeout, message_id)
     elif cross_process():
         try:
-            outcome = await _call_through_channel_layer(
-                charge_point_id, action, payload, timeout, message_id
-            )
+            outcome = await _call_through_channel_layer(charge_point_id, action, payload, timeout, message_id)
         except (OSError, RedisError) as exc:
             # Redis away: the command is stored as failed and the caller told why,
             # rather than a 500 and a command left pending.
@@ -240,9 +233,7 @@ async def _deliver(command: ChargePointCommand, payload: dict) -> ChargePointCom
                 error_description=f"The channel layer (Redis) is unreachable: {exc}",
             )
     else:
-        outcome = Outcome(
-            CommandStatus.OFFLINE, error_description=f"{charge_point_id} is not connected"
-        )
+        outcome = Outcome(CommandStatus.OFFLINE, error_description=f"{charge_point_id} is not connected")
     await writer.run(_finish, command, outcome)
     log = logger.info if command.status == CommandStatus.ACCEPTED else logger.warning
     log(
@@ -348,9 +339,7 @@ def _unknown_error_code(message: str) -> str:
 
 def _create(charge_point_id: str, **fields: Any) -> ChargePointCommand:
     charge_point = (
-        ChargePoint.objects.filter(charge_point_id=charge_point_id)
-        .only("pk", "charge_point_id")
-        .first()
+        ChargePoint.objects.filter(charge_point_id=charge_point_id).only("pk", "charge_point_id").first()
     )
     if charge_point is None:
         raise UnknownChargePoint(charge_point_id)
@@ -457,9 +446,7 @@ async def _call_through_channel_layer(
     acknowledged = False
     while True:
         try:
-            message = await asyncio.wait_for(
-                layer.receive(reply_channel), max(deadline - loop.time(), 0)
-            )
+            message = await asyncio.wait_for(layer.receive(reply_channel), max(deadline - loop.time(), 0))
         except TimeoutError:
             if not acknowledged:
                 return Outcome(

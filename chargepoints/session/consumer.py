@@ -79,7 +79,9 @@ class OCPPConsumer(LeanWebsocketConsumer):
         client = self.scope.get("client") or ("", 0)
         address = client[0] or ""
         if not limits.handshake_allowed(address):
-            logger.warning("%s: refused %r, too many failed handshakes from its address", address, charge_point_id)
+            logger.warning(
+                "%s: refused %r, too many failed handshakes from its address", address, charge_point_id
+            )
             await self.close()
             return
         if not limits.connection_allowed(address):
@@ -121,7 +123,9 @@ class OCPPConsumer(LeanWebsocketConsumer):
             await self.close()
             return
         if admission.register:
-            logger.info("%s: unknown charge point registered %s", charge_point_id, admission.registration_status)
+            logger.info(
+                "%s: unknown charge point registered %s", charge_point_id, admission.registration_status
+            )
         if admission.completes_rotation:
             await authentication.complete_password_rotation(charge_point_id, charge_point_pk, admission)
         await self.accept(SUBPROTOCOL)

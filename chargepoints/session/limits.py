@@ -37,7 +37,7 @@ class CallRate:
     A rate of 0 admits everything.
     """
 
-    __slots__ = ("rate", "burst", "close_after", "tokens", "updated", "refusing_since")
+    __slots__ = ("burst", "close_after", "rate", "refusing_since", "tokens", "updated")
 
     def __init__(self, rate: float, burst: int, close_after: float) -> None:
         self.rate = rate

@@ -39,9 +39,7 @@ async def accept(
 ) -> list[Accepted]:
     """Accept the charge points that are not Accepted yet; return what was done for each."""
     changed = await database_sync_to_async(security.accept_charge_points)(charge_point_ids)
-    connected = set(
-        await database_sync_to_async(_connected)(changed)
-    )
+    connected = set(await database_sync_to_async(_connected)(changed))
     accepted = []
     for charge_point_id in changed:
         logger.info("%s: registration accepted by %s", charge_point_id, requested_by)
@@ -107,14 +105,22 @@ async def rotate_password(
     )
     if command.status in NOT_TAKEN:
         await database_sync_to_async(security.abandon_password_rotation)(charge_point_id, password)
-        logger.warning("%s: password rotation abandoned (%s); the old password stays", charge_point_id, command.status)
+        logger.warning(
+            "%s: password rotation abandoned (%s); the old password stays", charge_point_id, command.status
+        )
     else:
-        logger.info("%s: new password sent (%s); the old one is valid until it reconnects with it", charge_point_id, command.status)
+        logger.info(
+            "%s: new password sent (%s); the old one is valid until it reconnects with it",
+            charge_point_id,
+            command.status,
+        )
     return command
 
 
 def _effective_profile(charge_point_id: str) -> int:
-    row = ChargePoint.objects.filter(charge_point_id=charge_point_id).values_list("security_profile", flat=True)
+    row = ChargePoint.objects.filter(charge_point_id=charge_point_id).values_list(
+        "security_profile", flat=True
+    )
     if not row:
         raise commands.UnknownChargePoint(charge_point_id)
     return security.effective_profile(row[0])

@@ -29,8 +29,12 @@ CLOSE_REFUSED = 4003
 
 #: What every charge point sends at once when a server restarts -- its connect, and
 #: before that often its disconnect -- is written in bulk.
-connections_writer: writer.Write[services.Connection, int | None] = writer.Write(services.register_connections)
-disconnections_writer: writer.Write[services.Disconnection, None] = writer.Write(services.record_disconnections)
+connections_writer: writer.Write[services.Connection, int | None] = writer.Write(
+    services.register_connections
+)
+disconnections_writer: writer.Write[services.Disconnection, None] = writer.Write(
+    services.record_disconnections
+)
 
 _sessions: dict[str, Session] = {}
 _flushed: dict[str, tuple[float, float | None]] = {}

@@ -34,7 +34,6 @@ from typing import Any
 import autobahn.twisted.websocket
 import autobahn.util
 import autobahn.websocket.protocol
-
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -78,7 +77,7 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
 class DeferredText:
     """``function(*args)``, called only when the log line holding it is formatted."""
 
-    __slots__ = ("function", "args")
+    __slots__ = ("args", "function")
 
     def __init__(self, function: Callable[..., str], *args: Any):
         self.function = function
@@ -92,7 +91,11 @@ class DeferredText:
 
 
 #: What autobahn's two WebSocket modules call to build debug log arguments.
-_DEBUG_TEXT: dict[str, Callable[..., str]] = {"pformat": pprint.pformat, "hltype": autobahn.util.hltype, "hlval": autobahn.util.hlval}
+_DEBUG_TEXT: dict[str, Callable[..., str]] = {
+    "pformat": pprint.pformat,
+    "hltype": autobahn.util.hltype,
+    "hlval": autobahn.util.hlval,
+}
 
 
 def _timings_text(timings: autobahn.websocket.protocol.Timings) -> str:

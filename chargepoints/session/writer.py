@@ -150,7 +150,7 @@ def _write_group(write: Write, requests: list) -> list:
             if len(results) != len(requests):
                 raise RuntimeError(f"{write!r} returned {len(results)} results for {len(requests)} requests")
             return results
-    except Exception as exc:  # noqa: BLE001 - redone alone below; each request gets its own outcome
+    except Exception as exc:
         if write.alone is None and len(requests) == 1:
             return [exc]  # it was already alone
         logger.debug("%r of %d requests failed; doing them one by one", write, len(requests), exc_info=True)
@@ -245,7 +245,7 @@ class GroupCommit:
                     raise
                 except Exception as exc:  # the batch as a whole failed: each waiter gets its own error
                     results = [_batch_failed(exc, len(live)) for _ in live]
-                for pending, result in zip(live, results):
+                for pending, result in zip(live, results, strict=True):
                     if pending.future.done():  # its waiter went away meanwhile
                         continue
                     if isinstance(result, BaseException):

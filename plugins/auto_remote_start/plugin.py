@@ -64,9 +64,7 @@ class AutoRemoteStartPlugin(ChargePointPlugin):
         await asyncio.sleep(self.delay_seconds)
         where = f"{charge_point.id}/{connector_id}"
         try:
-            connector = await charge_point.conn_repo.get_by_cp_and_connector(
-                charge_point.id, connector_id
-            )
+            connector = await charge_point.conn_repo.get_by_cp_and_connector(charge_point.id, connector_id)
             if connector is None or connector.status != PREPARING:
                 status = connector.status if connector else "unknown"
                 self.logger.info("%s left Preparing (now %s); no remote start", where, status)

@@ -57,10 +57,7 @@ class OrphanedTransactionPlugin(ChargePointPlugin):
             return  # the core refuses this StartTransaction itself
         connector_id = data["connector_id"] if self.scope == "connector" else None
         for tx in await charge_point.tx_repo.get_active(charge_point.id, connector_id):
-            if (
-                _start_key(tx.connector_id, tx.id_tag, tx.meter_start, tx.start_timestamp)
-                == retry_key
-            ):
+            if _start_key(tx.connector_id, tx.id_tag, tx.meter_start, tx.start_timestamp) == retry_key:
                 continue  # the transaction this retried StartTransaction started
             await self._close(charge_point, tx)
 

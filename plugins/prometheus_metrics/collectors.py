@@ -190,8 +190,7 @@ def _families() -> dict[str, GaugeMetricFamily]:
     return {
         "up": GaugeMetricFamily(
             "ocpp_central_up",
-            "1 while the Central System serves and reaches its database, 0 when the "
-            "database cannot be read.",
+            "1 while the Central System serves and reaches its database, 0 when the database cannot be read.",
         ),
         "interval": GaugeMetricFamily(
             "ocpp_heartbeat_interval_seconds",
@@ -240,8 +239,7 @@ def _families() -> dict[str, GaugeMetricFamily]:
         ),
         "status": GaugeMetricFamily(
             "ocpp_connector_status",
-            "1 for the connector's current status and errorCode (connector 0: the "
-            "charge point itself).",
+            "1 for the connector's current status and errorCode (connector 0: the charge point itself).",
             labels=["cp_id", "connector_id", "status", "error_code"],
         ),
     }

@@ -20,9 +20,7 @@ def metrics_enabled() -> bool:
 
     from .plugin import PrometheusMetricsPlugin
 
-    return any(
-        issubclass(entry.plugin_class, PrometheusMetricsPlugin) for entry in configuration().entries
-    )
+    return any(issubclass(entry.plugin_class, PrometheusMetricsPlugin) for entry in configuration().entries)
 
 
 def multiprocess_dir() -> str:

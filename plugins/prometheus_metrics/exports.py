@@ -42,8 +42,12 @@ async def metrics_view(request: HttpRequest) -> HttpResponse:
     metrics thread, off the event loop."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     expected = settings.LEVITY_METRICS_TOKEN
-    if not (expected and scheme.lower() == "bearer" and secrets.compare_digest(token.encode(), expected.encode())):
-        response = HttpResponse("The metrics need the metrics token.\n", status=401, content_type="text/plain")
+    if not (
+        expected and scheme.lower() == "bearer" and secrets.compare_digest(token.encode(), expected.encode())
+    ):
+        response = HttpResponse(
+            "The metrics need the metrics token.\n", status=401, content_type="text/plain"
+        )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))

@@ -46,9 +46,7 @@ class OutboxDelivery(models.Model):
         verbose_name = "outbox delivery"
         verbose_name_plural = "outbox deliveries"
         constraints = [
-            models.UniqueConstraint(
-                fields=["webhook_url", "idempotency_key"], name="unique_webhook_delivery"
-            )
+            models.UniqueConstraint(fields=["webhook_url", "idempotency_key"], name="unique_webhook_delivery")
         ]
         indexes = [models.Index(fields=["state", "next_attempt_at"])]
 

@@ -103,8 +103,10 @@ def test_levity_on_postgresql_is_reported_beside_sqlite(quick_run):
         assert row["postgresql_msg_per_s"] > 0 and row["sqlite_msg_per_s"] > 0, row
         assert row["postgresql_vs_sqlite"] == round(row["postgresql_msg_per_s"] / row["sqlite_msg_per_s"], 2)
         # Heartbeats write nothing (last-seen times are flushed later): PostgreSQL may idle.
-        assert row["postgresql_database_cpu_pct"] >= 0 if row["scenario"] == "heartbeat" else (
-            row["postgresql_database_cpu_pct"] > 0
+        assert (
+            row["postgresql_database_cpu_pct"] >= 0
+            if row["scenario"] == "heartbeat"
+            else (row["postgresql_database_cpu_pct"] > 0)
         ), row
     assert all(r["postgresql_nothing_lost"] for r in rows if r["scenario"] != "heartbeat")
     assert "## Levity on PostgreSQL beside SQLite" in quick_run["summary"]
@@ -125,7 +127,13 @@ def test_repeated_storms_report_the_median_run_and_the_worst_failures(tmp_path, 
     runs = iter(
         [
             {"server": "levity", "p99_s": 2.5, "answered": 1000, "failures": 0, "errors": {}},
-            {"server": "levity", "p99_s": 1.9, "answered": 998, "failures": 2, "errors": {"connect:TimeoutError": 2}},
+            {
+                "server": "levity",
+                "p99_s": 1.9,
+                "answered": 998,
+                "failures": 2,
+                "errors": {"connect:TimeoutError": 2},
+            },
             {"server": "levity", "p99_s": 2.1, "answered": 1000, "failures": 0, "errors": {}},
         ]
     )

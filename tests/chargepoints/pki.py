@@ -75,13 +75,17 @@ class PKI:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
             )
             .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
                 critical=False,
             )
         )
         if server:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]),
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]
+                ),
                 critical=False,
             )
         certificate = builder.sign(self.key, hashes.SHA256())
@@ -115,8 +119,16 @@ class TLSDaphneServer(DaphneServer):
             f":certKey={server_certificate.certificate}:clientCA={client_ca}"
         )
         self.argv = [
-            sys.executable, "-m", "levity_site.server", "-b", "127.0.0.1", "-p", str(self.port),
-            "-e", endpoint, "levity_site.asgi:application",
+            sys.executable,
+            "-m",
+            "levity_site.server",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-e",
+            endpoint,
+            "levity_site.asgi:application",
         ]
         self.cwd = PROJECT_DIR
 

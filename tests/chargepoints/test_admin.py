@@ -85,9 +85,7 @@ def make_charge_point(charge_point_id: str, **fields) -> ChargePoint:
 
 
 def listed_ids(response) -> list[str]:
-    return re.findall(
-        r'<th class="field-charge_point_id"><a href="[^"]+">([^<]+)</a>', response.text
-    )
+    return re.findall(r'<th class="field-charge_point_id"><a href="[^"]+">([^<]+)</a>', response.text)
 
 
 def test_charge_point_list_shows_online_state_status_vendor_and_connectors(operator_client):
@@ -95,9 +93,7 @@ def test_charge_point_list_shows_online_state_status_vendor_and_connectors(opera
         "CP-LIST", is_connected=True, charge_point_vendor="Acme", charge_point_model="AC-22"
     )
     Connector.objects.create(charge_point=cp, connector_id=1, status="Charging")
-    Connector.objects.create(
-        charge_point=cp, connector_id=2, status="Faulted", error_code="GroundFailure"
-    )
+    Connector.objects.create(charge_point=cp, connector_id=2, status="Faulted", error_code="GroundFailure")
     response = operator_client.get(CHANGELIST)
     assert response.status_code == 200
     html = response.content.decode()
@@ -264,9 +260,7 @@ def test_charge_point_id_that_could_never_connect_is_refused(operator_client):
 )
 def test_logs_are_listed_and_read_only(operator_client, model, row):
     cp = make_charge_point("CP-LOG")
-    obj = model.objects.create(
-        charge_point=cp, received_at=datetime(2025, 3, 1, tzinfo=timezone.utc), **row
-    )
+    obj = model.objects.create(charge_point=cp, received_at=datetime(2025, 3, 1, tzinfo=timezone.utc), **row)
     base = f"/admin/chargepoints/{model._meta.model_name}/"
     listing = operator_client.get(base, {"charge_point__id__exact": cp.pk})
     assert listing.status_code == 200

@@ -33,7 +33,10 @@ async def test_a_body_nested_beyond_the_configured_depth_is_refused(api, connect
         payload = {"x": payload}
     response = await api.post(commands_url(cp_id), json={"action": "Reset", "payload": payload})
     assert response.status_code == 400
-    assert response.json() == {"error": "parse_error", "detail": "JSON parse error - nested deeper than 32 levels"}
+    assert response.json() == {
+        "error": "parse_error",
+        "detail": "JSON parse error - nested deeper than 32 levels",
+    }
 
 
 async def test_a_body_nested_within_the_limit_is_read(api, connect, cp_id):
@@ -53,7 +56,9 @@ async def test_an_oversized_body_django_refuses_is_a_json_413(start_daphne, api_
     async with httpx.AsyncClient(
         base_url=f"{server.http_url}/api/v1", headers={"Authorization": f"Bearer {api_token}"}, timeout=30
     ) as api:
-        response = await api.post(commands_url(cp_id), content=big, headers={"Content-Type": "application/json"})
+        response = await api.post(
+            commands_url(cp_id), content=big, headers={"Content-Type": "application/json"}
+        )
     assert response.status_code == 413
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["error"] == "request_too_large"
@@ -77,7 +82,9 @@ async def test_a_non_api_path_keeps_djangos_html_404(daphne_server):
 
 async def test_an_answer_without_status_is_recorded_as_an_invalid_answer(api, raw_ws, cp_id, daphne_server):
     async with raw_ws(cp_id) as cp:
-        request = asyncio.create_task(api.post(commands_url(cp_id), json={"action": "Reset", "payload": {"type": "Soft"}}))
+        request = asyncio.create_task(
+            api.post(commands_url(cp_id), json={"action": "Reset", "payload": {"type": "Soft"}})
+        )
         call = await cp.recv()
         await cp.send([3, call[1], {}])  # a CALLRESULT missing its required `status`
         response = await request
@@ -87,7 +94,11 @@ async def test_an_answer_without_status_is_recorded_as_an_invalid_answer(api, ra
     assert body["detail"].startswith("The answer is not a valid ResetResponse: Required field missing")
     assert "TypeError" not in response.text
     command = await ChargePointCommand.objects.aget(pk=body["command"]["id"])
-    assert (command.status, command.response, command.error_code) == (CommandStatus.FAILED, {}, "ProtocolError")
+    assert (command.status, command.response, command.error_code) == (
+        CommandStatus.FAILED,
+        {},
+        "ProtocolError",
+    )
     assert command.answered_at is not None
     assert "TypeError" not in daphne_server.log()
 

@@ -31,9 +31,7 @@ def test_only_the_sha256_of_a_token_is_stored():
     assert plaintext.startswith("lvt_") and token.prefix == plaintext[:12]
 
 
-@pytest.mark.parametrize(
-    "path", ["/charge-points", "/transactions", "/charge-points/CP1/commands"]
-)
+@pytest.mark.parametrize("path", ["/charge-points", "/transactions", "/charge-points/CP1/commands"])
 async def test_request_without_token_is_401_with_bearer_challenge(anonymous, path):
     if path.endswith("commands"):
         response = await anonymous.post(path, json={"action": "ClearCache"})
@@ -106,7 +104,9 @@ async def test_a_read_only_token_cannot_manage_charge_point_credentials(anonymou
 
     client = await connect(cp_id)
     await client.boot()
-    before = await ChargePoint.objects.values("password_hash", "registration_status").aget(charge_point_id=cp_id)
+    before = await ChargePoint.objects.values("password_hash", "registration_status").aget(
+        charge_point_id=cp_id
+    )
     _, plaintext = await issue("reader", scope="read")
     response = await anonymous.post(
         f"/charge-points/{cp_id}/{path}", json={}, headers={"Authorization": f"Bearer {plaintext}"}
@@ -114,7 +114,9 @@ async def test_a_read_only_token_cannot_manage_charge_point_credentials(anonymou
     assert response.status_code == 403
     assert "'commands' scope" in response.json()["detail"]
     assert "password" not in response.json()
-    after = await ChargePoint.objects.values("password_hash", "registration_status").aget(charge_point_id=cp_id)
+    after = await ChargePoint.objects.values("password_hash", "registration_status").aget(
+        charge_point_id=cp_id
+    )
     assert after == before
 
 

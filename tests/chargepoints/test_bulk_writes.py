@@ -73,22 +73,36 @@ async def test_boot_notifications_sent_at_once_each_store_their_identity_and_get
 ):
     ids = [f"{cp_id}-{i}" for i in range(12)]
     await ChargePoint.objects.abulk_create(
-        [ChargePoint(charge_point_id=ids[0], registration_status=RegistrationStatus.REJECTED),
-         ChargePoint(charge_point_id=ids[1], registration_status=RegistrationStatus.PENDING)]
+        [
+            ChargePoint(charge_point_id=ids[0], registration_status=RegistrationStatus.REJECTED),
+            ChargePoint(charge_point_id=ids[1], registration_status=RegistrationStatus.PENDING),
+        ]
     )
     async with sessions_of(raw_ws, ids) as sessions:
         answers = await asyncio.gather(
             *(
                 s.exchange(
-                    [2, "boot", "BootNotification",
-                     {"chargePointVendor": "V", "chargePointModel": f"M{i}", "chargePointSerialNumber": f"S{i}"}]
+                    [
+                        2,
+                        "boot",
+                        "BootNotification",
+                        {
+                            "chargePointVendor": "V",
+                            "chargePointModel": f"M{i}",
+                            "chargePointSerialNumber": f"S{i}",
+                        },
+                    ]
                 )
                 for i, s in enumerate(sessions)
             )
         )
     assert [a[2]["status"] for a in answers] == ["Rejected", "Pending"] + ["Accepted"] * 10
     rows = {
-        cp.charge_point_id: (cp.charge_point_model, cp.charge_point_serial_number, cp.last_boot_at is not None)
+        cp.charge_point_id: (
+            cp.charge_point_model,
+            cp.charge_point_serial_number,
+            cp.last_boot_at is not None,
+        )
         async for cp in ChargePoint.objects.filter(charge_point_id__in=ids)
     }
     assert rows == {cp: (f"M{i}", f"S{i}", True) for i, cp in enumerate(ids)}
@@ -107,10 +121,14 @@ async def test_status_notifications_sent_at_once_are_all_in_history_and_connecto
     assert second == [[3, "s2", {}]] * len(ids)
     states = {
         c.charge_point.charge_point_id: c.status
-        async for c in Connector.objects.filter(charge_point__charge_point_id__in=ids).select_related("charge_point")
+        async for c in Connector.objects.filter(charge_point__charge_point_id__in=ids).select_related(
+            "charge_point"
+        )
     }
     assert states == dict.fromkeys(ids, "Charging")
-    assert await StatusNotification.objects.filter(charge_point__charge_point_id__in=ids).acount() == 2 * len(ids)
+    assert await StatusNotification.objects.filter(charge_point__charge_point_id__in=ids).acount() == 2 * len(
+        ids
+    )
 
 
 async def test_charge_points_disconnecting_at_once_are_all_recorded_offline(raw_ws, cp_id):
@@ -207,7 +225,9 @@ def test_disconnections_in_one_batch_keep_each_charge_points_own_times():
     silent.refresh_from_db()
     assert (beating.is_connected, beating.disconnected_at, beating.last_heartbeat_at) == (False, later, later)
     assert (silent.is_connected, silent.last_seen_at, silent.last_heartbeat_at) == (
-        False, T0 + timedelta(minutes=1), T0
+        False,
+        T0 + timedelta(minutes=1),
+        T0,
     )
 
 
@@ -215,7 +235,10 @@ def test_a_status_notification_for_a_deleted_charge_point_fails_alone_in_its_bat
     kept, gone_pk = kept_and_deleted("bulk")
     status_notifications = writer.Write(services.record_status_notifications)
     results = writer.write_batch(
-        [(status_notifications, report(kept.pk, "Available", T0)), (status_notifications, report(gone_pk, "Available", T0))]
+        [
+            (status_notifications, report(kept.pk, "Available", T0)),
+            (status_notifications, report(gone_pk, "Available", T0)),
+        ]
     )
     assert results[0] is None
     assert isinstance(results[1], Exception)
@@ -245,7 +268,9 @@ def test_a_shared_batch_whose_commit_fails_keeps_the_work_of_the_other_calls():
             charge_point_id=charge_point_pk, connector_id=1, status="Available", received_at=T0
         ).pk
 
-    results = writer.write_batch([(writer.calls, (store, (kept.pk,), {})), (writer.calls, (store, (gone_pk,), {}))])
+    results = writer.write_batch(
+        [(writer.calls, (store, (kept.pk,), {})), (writer.calls, (store, (gone_pk,), {}))]
+    )
     assert isinstance(results[0], int)
     assert isinstance(results[1], Exception)
     assert StatusNotification.objects.filter(charge_point=kept).count() == 1

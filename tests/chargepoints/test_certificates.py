@@ -40,11 +40,7 @@ def make_authority(key, *, days: int = 3650) -> CertificateAuthority:
 def csr_pem(key, *names: str) -> str:
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, n) for n in names])
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(subject)
-        .sign(key, algorithm)
-    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, algorithm)
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -65,9 +61,9 @@ def test_rsa_ca_issues_a_client_certificate_for_an_rsa_csr():
         True,
         False,
     )
-    assert list(
-        issued.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    ) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert list(issued.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]
     assert issued.signature_hash_algorithm.name == "sha256"
 
 

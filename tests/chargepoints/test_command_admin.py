@@ -137,9 +137,7 @@ async def test_rejected_answer_is_shown_as_a_warning(admin, connect, cp_id):
 
 async def test_offline_charge_point_is_reported_as_an_error(admin, connect, cp_id):
     await (await connect(cp_id)).close()
-    response = await admin.post(
-        COMMAND_URL.format("clear-cache"), {"charge_point": cp_id, "next": "/admin/"}
-    )
+    response = await admin.post(COMMAND_URL.format("clear-cache"), {"charge_point": cp_id, "next": "/admin/"})
     assert await admin.messages_after(response) == [
         ("error", f"{cp_id}: ClearCache offline: {cp_id} is not connected")
     ]
@@ -192,7 +190,9 @@ async def test_list_action_sends_the_command_to_every_selected_charge_point(admi
         assert await client.wait_for_command("TriggerMessage") == {"requested_message": "Heartbeat"}
 
 
-async def test_staff_without_the_send_permission_cannot_send(daphne_server, connect, cp_id, django_user_model):
+async def test_staff_without_the_send_permission_cannot_send(
+    daphne_server, connect, cp_id, django_user_model
+):
     await sync_to_async(django_user_model.objects.create_user)("viewer", password="pw12345!", is_staff=True)
     client = await connect(cp_id)
     session = await login(daphne_server, "viewer", "pw12345!")
@@ -229,7 +229,12 @@ async def test_install_certificate_from_the_change_page_sends_the_pem(admin, con
     pem = _self_signed_pem()
     response = await admin.post(
         COMMAND_URL.format("install-certificate"),
-        {"charge_point": cp_id, "certificate_type": "CentralSystemRootCertificate", "certificate": pem, "next": "/admin/"},
+        {
+            "charge_point": cp_id,
+            "certificate_type": "CentralSystemRootCertificate",
+            "certificate": pem,
+            "next": "/admin/",
+        },
     )
     assert await admin.messages_after(response) == [
         ("success", f'{cp_id} accepted InstallCertificate: {{"status": "Accepted"}}')
@@ -259,7 +264,10 @@ async def test_get_log_form_builds_the_nested_payload(admin, connect, cp_id):
     assert await client.wait_for_command("GetLog") == {
         "log_type": "SecurityLog",
         "request_id": 8,
-        "log": {"remote_location": "https://logs.example.com/up", "oldest_timestamp": "2025-01-01T00:00:00.000Z"},
+        "log": {
+            "remote_location": "https://logs.example.com/up",
+            "oldest_timestamp": "2025-01-01T00:00:00.000Z",
+        },
     }
 
 
@@ -267,7 +275,12 @@ async def test_install_certificate_that_is_not_pem_is_not_sent(admin, connect, c
     client = await connect(cp_id)
     response = await admin.post(
         COMMAND_URL.format("install-certificate"),
-        {"charge_point": cp_id, "certificate_type": "CentralSystemRootCertificate", "certificate": "hello", "next": "/admin/"},
+        {
+            "charge_point": cp_id,
+            "certificate_type": "CentralSystemRootCertificate",
+            "certificate": "hello",
+            "next": "/admin/",
+        },
     )
     [(level, text)] = await admin.messages_after(response)
     assert level == "error" and "Paste PEM certificate(s)" in text
@@ -284,7 +297,9 @@ async def test_commands_are_listed_read_only(admin, connect, cp_id):
 
 
 async def test_api_token_plaintext_is_shown_once_and_works(admin, daphne_server):
-    created = await admin.post("/admin/chargepoints/apitoken/add/", {"name": "billing", "scope": "read", "expires_at": ""})
+    created = await admin.post(
+        "/admin/chargepoints/apitoken/add/", {"name": "billing", "scope": "read", "expires_at": ""}
+    )
     assert created.status_code == 200
     plaintext = re.search(r'<code id="api-token"[^>]*>(lvt_[^<]+)</code>', created.text).group(1)
     token = await ApiToken.objects.aget(name="billing")

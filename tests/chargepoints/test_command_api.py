@@ -95,7 +95,10 @@ COMMANDS = {
     ),
     "GetLocalListVersion": ({}, ""),
     # The security extension.
-    "CertificateSigned": ({"certificateChain": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}, "Accepted"),
+    "CertificateSigned": (
+        {"certificateChain": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
+        "Accepted",
+    ),
     "InstallCertificate": (
         {
             "certificateType": "CentralSystemRootCertificate",
@@ -400,7 +403,12 @@ async def test_charge_point_may_send_its_own_messages_before_answering_a_command
         remote_start = await cp.recv()
         assert remote_start[2] == "RemoteStartTransaction"
         answer = await cp.exchange(
-            [2, "sn-1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"}]
+            [
+                2,
+                "sn-1",
+                "StatusNotification",
+                {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"},
+            ]
         )
         assert answer == [3, "sn-1", {}]
         await cp.send([3, remote_start[1], {"status": "Accepted"}])

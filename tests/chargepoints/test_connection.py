@@ -36,9 +36,7 @@ async def test_disconnect_marks_charge_point_offline(connect, cp_id):
 
 
 async def test_handshake_answers_with_subprotocol_ocpp16(daphne_server, cp_id):
-    async with websockets.connect(
-        daphne_server.ws_url(cp_id), subprotocols=["ocpp2.0.1", "ocpp1.6"]
-    ) as ws:
+    async with websockets.connect(daphne_server.ws_url(cp_id), subprotocols=["ocpp2.0.1", "ocpp1.6"]) as ws:
         assert ws.subprotocol == "ocpp1.6"
 
 

@@ -30,7 +30,9 @@ def make_charge_point(charge_point_id: str, **fields) -> ChargePoint:
 
 
 async def connect_with(server, cp_id: str, password: str) -> OCPPClient:
-    return await OCPPClient.open(server.ws_url(cp_id), additional_headers=basic_auth(cp_id, password), open_timeout=HASHER_WAIT)
+    return await OCPPClient.open(
+        server.ws_url(cp_id), additional_headers=basic_auth(cp_id, password), open_timeout=HASHER_WAIT
+    )
 
 
 async def refused_status(server, cp_id: str, password: str) -> int:
@@ -149,8 +151,13 @@ async def test_api_security_endpoints_need_a_token(daphne_server, cp_id):
 async def test_manage_py_set_security_profile_prints_a_password_once(test_db_path, cp_id):
     async def manage(*args: str) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "manage.py", *args, cwd=PROJECT_DIR, env=server_env(test_db_path),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "manage.py",
+            *args,
+            cwd=PROJECT_DIR,
+            env=server_env(test_db_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode is not None  # communicate() waited for the exit
@@ -200,12 +207,17 @@ def test_admin_sets_the_security_profile(operator_client):
 def test_admin_accepts_pending_charge_points_in_bulk(operator_client):
     pending = [make_charge_point(f"CP-PEND-{n}", registration_status="Pending") for n in range(3)]
     response = operator_client.post(
-        CHANGELIST, {"action": "accept_registration", "_selected_action": [cp.pk for cp in pending]}, follow=True
+        CHANGELIST,
+        {"action": "accept_registration", "_selected_action": [cp.pk for cp in pending]},
+        follow=True,
     )
     assert response.status_code == 200
     assert "3 charge point(s) accepted." in response.content.decode()
-    assert set(ChargePoint.objects.filter(charge_point_id__startswith="CP-PEND-").values_list("registration_status", flat=True)) == {"Accepted"}
-
+    assert set(
+        ChargePoint.objects.filter(charge_point_id__startswith="CP-PEND-").values_list(
+            "registration_status", flat=True
+        )
+    ) == {"Accepted"}
 
 
 async def test_admin_accept_triggers_a_boot_that_is_accepted(browser, daphne_server, cp_id):

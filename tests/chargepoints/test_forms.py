@@ -119,11 +119,7 @@ def test_security_extension_form_builds_a_valid_payload(operation):
 @pytest.mark.parametrize("operation", ["certificate-signed", "signed-update-firmware"])
 def test_a_certificate_field_that_is_not_pem_is_refused(operation):
     data = dict(CASES[operation][0])
-    field = (
-        "certificate_chain"
-        if operation == "certificate-signed"
-        else "signing_certificate"
-    )
+    field = "certificate_chain" if operation == "certificate-signed" else "signing_certificate"
     data[field] = "not a certificate"
     form = OPERATIONS[operation](data)
     assert not form.is_valid()

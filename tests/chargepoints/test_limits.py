@@ -22,7 +22,10 @@ def heartbeat(unique_id: str) -> str:
 
 def meter_values(unique_id: str, sampled_values: int) -> str:
     sampled = [{"value": str(n), "measurand": "Energy.Active.Import.Register"} for n in range(sampled_values)]
-    payload = {"connectorId": 1, "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": sampled}]}
+    payload = {
+        "connectorId": 1,
+        "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": sampled}],
+    }
     return json.dumps([2, unique_id, "MeterValues", payload])
 
 
@@ -128,7 +131,9 @@ async def test_unknown_ids_count_as_failed_handshakes(start_daphne):
     server = start_daphne(LEVITY_HANDSHAKE_FAILURES_PER_ADDRESS="2", LEVITY_AUTO_REGISTER="false")
     assert await refused_status(server, new_id()) == 403
     assert await refused_status(server, new_id()) == 403
-    await server.wait_for_log("127.0.0.1: 2 failed handshakes within 60 s (last: unknown charge point (LEVITY_UNKNOWN_CHARGE_POINTS=refuse))")
+    await server.wait_for_log(
+        "127.0.0.1: 2 failed handshakes within 60 s (last: unknown charge point (LEVITY_UNKNOWN_CHARGE_POINTS=refuse))"
+    )
 
 
 async def test_failed_handshakes_are_forgotten_after_the_window(start_daphne):

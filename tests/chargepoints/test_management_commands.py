@@ -19,9 +19,7 @@ def manage(daphne_server, test_db_path):
     """Run `manage.py ARGS...` against the test server; returns (exit code, stdout, stderr)."""
 
     async def run(*args: str, api_url: str | None = None, **env_overrides: str) -> tuple[int, str, str]:
-        env = server_env(
-            test_db_path, LEVITY_API_URL=api_url or daphne_server.http_url, **env_overrides
-        )
+        env = server_env(test_db_path, LEVITY_API_URL=api_url or daphne_server.http_url, **env_overrides)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "manage.py",
@@ -103,7 +101,10 @@ async def test_command_sends_its_payload_and_exits_0(manage, connect, cp_id, arg
 async def test_ocpp_call_sends_a_security_extension_command_and_prints_the_answer(manage, connect, cp_id):
     client = await connect(cp_id)
     code, out, err = await manage(
-        "ocpp_call", cp_id, "GetLog", '{"logType": "SecurityLog", "requestId": 3, "log": {"remoteLocation": "ftp://logs.example.com/"}}'
+        "ocpp_call",
+        cp_id,
+        "GetLog",
+        '{"logType": "SecurityLog", "requestId": 3, "log": {"remoteLocation": "ftp://logs.example.com/"}}',
     )
     assert (code, err) == (0, "")
     assert '"filename": "security.log"' in out
@@ -118,7 +119,9 @@ async def test_ocpp_call_sends_a_security_extension_command_and_prints_the_answe
 
 async def test_ocpp_call_refuses_an_extended_trigger_message_outside_its_enum_exit_2(manage, connect, cp_id):
     await connect(cp_id)
-    code, _, err = await manage("ocpp_call", cp_id, "ExtendedTriggerMessage", '{"requestedMessage": "DiagnosticsStatusNotification"}')
+    code, _, err = await manage(
+        "ocpp_call", cp_id, "ExtendedTriggerMessage", '{"requestedMessage": "DiagnosticsStatusNotification"}'
+    )
     assert code == 2
     assert "requestedMessage must be one of" in err and len(err.strip().splitlines()) == 1
 
@@ -180,7 +183,10 @@ async def test_invalid_payload_exits_2_with_the_validation_message(manage, conne
     await connect(cp_id)
     code, _, err = await manage("ocpp_call", cp_id, "ChangeAvailability", '{"connectorId": 1}')
     assert code == 2
-    assert err == "CommandError: Invalid ChangeAvailability payload: Required field missing: data must contain ['type'] properties\n"
+    assert (
+        err
+        == "CommandError: Invalid ChangeAvailability payload: Required field missing: data must contain ['type'] properties\n"
+    )
 
 
 async def test_levity_api_token_is_used_instead_of_a_one_off_token(manage, connect, cp_id, api_token):

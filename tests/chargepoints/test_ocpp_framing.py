@@ -104,9 +104,7 @@ async def test_binary_frame_gets_formation_violation(raw_ws, cp_id):
 
 async def test_missing_required_field_gets_protocol_error(raw_ws, cp_id):
     async with raw_ws(cp_id) as session:
-        answer = await session.exchange(
-            [2, "p-1", "BootNotification", {"chargePointVendor": "Acme"}]
-        )
+        answer = await session.exchange([2, "p-1", "BootNotification", {"chargePointVendor": "Acme"}])
         assert answer[0:3] == [4, "p-1", "ProtocolError"]
         assert "chargePointModel" in answer[3]
         assert answer[4]["field"] == "payload"
@@ -191,9 +189,7 @@ async def test_callresult_nobody_waits_for_is_logged_and_dropped(raw_ws, cp_id, 
         # Nothing is sent back for them: the next answer is the Heartbeat's.
         await assert_session_still_up(session)
     for unique_id in ("stray-result-1", "stray-error-1"):
-        assert f"{cp_id}: answer {unique_id} matches no pending call; dropped" in (
-            daphne_server.log()
-        )
+        assert f"{cp_id}: answer {unique_id} matches no pending call; dropped" in (daphne_server.log())
 
 
 async def test_many_bad_frames_in_a_row_never_end_the_session(raw_ws, cp_id):

@@ -70,9 +70,7 @@ async def test_boot_notification_frame_has_exactly_status_interval_and_time(raw_
 async def test_boot_notification_answers_the_operators_registration_status(
     connect, cp_id, registration_status
 ):
-    await ChargePoint.objects.acreate(
-        charge_point_id=cp_id, registration_status=registration_status
-    )
+    await ChargePoint.objects.acreate(charge_point_id=cp_id, registration_status=registration_status)
     client = await connect(cp_id)
     result = await client.boot()
     assert result.status == registration_status
@@ -164,9 +162,7 @@ async def test_status_notification_updates_connector_and_history(connect, cp_id)
     assert connector.status == "Preparing"
     history = [
         s.status
-        async for s in StatusNotification.objects.filter(
-            charge_point__charge_point_id=cp_id
-        ).order_by("id")
+        async for s in StatusNotification.objects.filter(charge_point__charge_point_id=cp_id).order_by("id")
     ]
     assert history == ["Available", "Preparing"]
 
@@ -228,9 +224,7 @@ async def test_late_status_notification_is_kept_in_history_only(connect, cp_id):
     await client.status(1, "Preparing", timestamp="2025-03-01T10:00:00Z")  # queued, sent late
     connector = await Connector.objects.aget(charge_point__charge_point_id=cp_id, connector_id=1)
     assert connector.status == "Charging"
-    assert (
-        await StatusNotification.objects.filter(charge_point__charge_point_id=cp_id).acount() == 2
-    )
+    assert await StatusNotification.objects.filter(charge_point__charge_point_id=cp_id).acount() == 2
 
 
 async def test_burst_of_status_notifications_after_boot_is_stored(raw_ws, cp_id):
@@ -246,9 +240,7 @@ async def test_burst_of_status_notifications_after_boot_is_stored(raw_ws, cp_id)
             )
         answers = [await session.recv() for _ in range(4)]
     assert answers == [[3, f"s-{n}", {}] for n in range(4)]
-    ids = [
-        c.connector_id async for c in Connector.objects.filter(charge_point__charge_point_id=cp_id)
-    ]
+    ids = [c.connector_id async for c in Connector.objects.filter(charge_point__charge_point_id=cp_id)]
     assert ids == [0, 1, 2, 3]
 
 
@@ -263,9 +255,7 @@ async def test_status_notification_with_negative_connector_is_refused(raw_ws, cp
             ]
         )
     assert answer[0:3] == [4, "s-neg", "PropertyConstraintViolation"]
-    assert not await StatusNotification.objects.filter(
-        charge_point__charge_point_id=cp_id
-    ).aexists()
+    assert not await StatusNotification.objects.filter(charge_point__charge_point_id=cp_id).aexists()
 
 
 # --- DataTransfer ------------------------------------------------------------------
@@ -322,9 +312,7 @@ async def test_data_transfer_receiver_may_answer_unknown_message_id(acme_server,
 @pytest.mark.parametrize("status", ["Idle", "Uploading", "Uploaded", "UploadFailed"])
 async def test_diagnostics_status_notification_is_recorded(raw_ws, cp_id, status):
     async with raw_ws(cp_id) as session:
-        answer = await session.exchange(
-            [2, "g-1", "DiagnosticsStatusNotification", {"status": status}]
-        )
+        answer = await session.exchange([2, "g-1", "DiagnosticsStatusNotification", {"status": status}])
     assert answer == [3, "g-1", {}]
     row = await DiagnosticsStatusNotification.objects.aget(charge_point__charge_point_id=cp_id)
     assert row.status == status and row.received_at is not None
@@ -344,9 +332,7 @@ async def test_diagnostics_status_notification_is_recorded(raw_ws, cp_id, status
 )
 async def test_firmware_status_notification_is_recorded(raw_ws, cp_id, status):
     async with raw_ws(cp_id) as session:
-        answer = await session.exchange(
-            [2, "w-1", "FirmwareStatusNotification", {"status": status}]
-        )
+        answer = await session.exchange([2, "w-1", "FirmwareStatusNotification", {"status": status}])
     assert answer == [3, "w-1", {}]
     row = await FirmwareStatusNotification.objects.aget(charge_point__charge_point_id=cp_id)
     assert row.status == status
@@ -354,9 +340,7 @@ async def test_firmware_status_notification_is_recorded(raw_ws, cp_id, status):
 
 async def test_firmware_status_outside_the_enumeration_is_refused(raw_ws, cp_id):
     async with raw_ws(cp_id) as session:
-        answer = await session.exchange(
-            [2, "w-2", "FirmwareStatusNotification", {"status": "Exploded"}]
-        )
+        answer = await session.exchange([2, "w-2", "FirmwareStatusNotification", {"status": "Exploded"}])
     assert answer[0:3] == [4, "w-2", "PropertyConstraintViolation"]
     assert not await FirmwareStatusNotification.objects.aexists()
 

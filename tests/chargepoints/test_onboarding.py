@@ -35,7 +35,9 @@ def default_env(test_db_path, **overrides) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def default_server(django_db_setup, test_db_path, tmp_path_factory):
     """A daphne with the default onboarding policy (the variable unset)."""
-    server = DaphneServer(default_env(test_db_path), tmp_path_factory.mktemp("logs") / "daphne-default.log").start()
+    server = DaphneServer(
+        default_env(test_db_path), tmp_path_factory.mktemp("logs") / "daphne-default.log"
+    ).start()
     yield server
     server.stop()
 
@@ -53,9 +55,13 @@ async def test_unknown_charge_point_is_registered_pending_by_default(pending_cli
     assert (row.registration_status, row.is_connected, row.charge_point_vendor) == ("Pending", True, "Acme")
 
 
-async def test_pending_charge_points_other_requests_get_security_error_and_store_nothing(default_server, cp_id):
+async def test_pending_charge_points_other_requests_get_security_error_and_store_nothing(
+    default_server, cp_id
+):
     async with websockets.connect(default_server.ws_url(cp_id), subprotocols=["ocpp1.6"]) as ws:
-        await ws.send(json.dumps([2, "b1", "BootNotification", {"chargePointVendor": "A", "chargePointModel": "B"}]))
+        await ws.send(
+            json.dumps([2, "b1", "BootNotification", {"chargePointVendor": "A", "chargePointModel": "B"}])
+        )
         assert json.loads(await asyncio.wait_for(ws.recv(), 15))[2]["status"] == "Pending"
         status = {"connectorId": 1, "errorCode": "NoError", "status": "Available", "timestamp": now_iso()}
         await ws.send(json.dumps([2, "s1", "StatusNotification", status]))
@@ -69,7 +75,9 @@ async def test_pending_charge_points_other_requests_get_security_error_and_store
     assert not await StatusNotification.objects.filter(charge_point=row).aexists()
 
 
-async def test_accepting_through_the_api_triggers_a_boot_that_is_accepted(default_server, pending_client, api_token, cp_id):
+async def test_accepting_through_the_api_triggers_a_boot_that_is_accepted(
+    default_server, pending_client, api_token, cp_id
+):
     assert (await pending_client.boot()).status == "Pending"
     async with httpx.AsyncClient(base_url=f"{default_server.http_url}/api/v1", timeout=30) as api:
         response = await api.post(
@@ -77,8 +85,14 @@ async def test_accepting_through_the_api_triggers_a_boot_that_is_accepted(defaul
         )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["changed"], body["trigger"]["action"], body["trigger"]["status"]) == (True, "TriggerMessage", "accepted")
-    assert await pending_client.wait_for_command("TriggerMessage") == {"requested_message": "BootNotification"}
+    assert (body["changed"], body["trigger"]["action"], body["trigger"]["status"]) == (
+        True,
+        "TriggerMessage",
+        "accepted",
+    )
+    assert await pending_client.wait_for_command("TriggerMessage") == {
+        "requested_message": "BootNotification"
+    }
     assert (await pending_client.boot()).status == "Accepted"
     assert (await pending_client.status(1, "Available")) is not None
     row = await ChargePoint.objects.aget(charge_point_id=cp_id)
@@ -88,12 +102,19 @@ async def test_accepting_through_the_api_triggers_a_boot_that_is_accepted(defaul
     assert command.request == {"requestedMessage": "BootNotification"}
 
 
-async def test_manage_py_accept_charge_point_accepts_and_triggers_a_boot(default_server, pending_client, test_db_path, cp_id):
+async def test_manage_py_accept_charge_point_accepts_and_triggers_a_boot(
+    default_server, pending_client, test_db_path, cp_id
+):
     assert (await pending_client.boot()).status == "Pending"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "manage.py", "accept_charge_point", cp_id,
-        cwd=PROJECT_DIR, env=default_env(test_db_path, LEVITY_API_URL=default_server.http_url),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "manage.py",
+        "accept_charge_point",
+        cp_id,
+        cwd=PROJECT_DIR,
+        env=default_env(test_db_path, LEVITY_API_URL=default_server.http_url),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
@@ -104,9 +125,14 @@ async def test_manage_py_accept_charge_point_accepts_and_triggers_a_boot(default
 
 async def test_manage_py_accept_charge_point_of_an_unknown_id_exits_3(default_server, test_db_path):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "manage.py", "accept_charge_point", "CP-NOBODY",
-        cwd=PROJECT_DIR, env=default_env(test_db_path, LEVITY_API_URL=default_server.http_url),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "manage.py",
+        "accept_charge_point",
+        "CP-NOBODY",
+        cwd=PROJECT_DIR,
+        env=default_env(test_db_path, LEVITY_API_URL=default_server.http_url),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 3
@@ -152,14 +178,18 @@ async def test_default_profile_3_registers_an_unknown_id_with_a_valid_certificat
 ):
     pki = PKI(tmp_path)
     server = TLSDaphneServer(
-        default_env(test_db_path, LEVITY_DEFAULT_SECURITY_PROFILE="3", LEVITY_CLIENT_CA_FILE=str(pki.ca_file)),
+        default_env(
+            test_db_path, LEVITY_DEFAULT_SECURITY_PROFILE="3", LEVITY_CLIENT_CA_FILE=str(pki.ca_file)
+        ),
         tmp_path / "daphne.log",
         pki.issue("localhost", server=True),
         pki.ca_file,
     ).start()
     try:
         with pytest.raises(websockets.InvalidStatus) as refused:
-            await websockets.connect(server.wss_url(cp_id), subprotocols=["ocpp1.6"], ssl=pki.client_context())
+            await websockets.connect(
+                server.wss_url(cp_id), subprotocols=["ocpp1.6"], ssl=pki.client_context()
+            )
         assert refused.value.response.status_code == 401
         assert not await ChargePoint.objects.filter(charge_point_id=cp_id).aexists()
         client = await OCPPClient.open(server.wss_url(cp_id), ssl=pki.client_context(pki.issue(cp_id)))
@@ -173,7 +203,9 @@ async def test_default_profile_3_registers_an_unknown_id_with_a_valid_certificat
         server.stop()
 
 
-async def test_simulator_waits_pending_until_accepted_then_charges(default_server, api_token, test_db_path, cp_id):
+async def test_simulator_waits_pending_until_accepted_then_charges(
+    default_server, api_token, test_db_path, cp_id
+):
     """The README's quick start: the simulator boots Pending; once accepted it runs its session."""
     from transactions.models import IdTag
 
@@ -181,19 +213,34 @@ async def test_simulator_waits_pending_until_accepted_then_charges(default_serve
 
     await IdTag.objects.acreate(id_tag="SIMTAG")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "manage.py", "simulate_charge_point", cp_id,
-        "--url", f"ws://127.0.0.1:{default_server.port}/ocpp", "--id-tag", "SIMTAG",
-        "--meter-interval", "0.5", "--session-duration", "1",
-        cwd=PROJECT_DIR, env=default_env(test_db_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "manage.py",
+        "simulate_charge_point",
+        cp_id,
+        "--url",
+        f"ws://127.0.0.1:{default_server.port}/ocpp",
+        "--id-tag",
+        "SIMTAG",
+        "--meter-interval",
+        "0.5",
+        "--session-duration",
+        "1",
+        cwd=PROJECT_DIR,
+        env=default_env(test_db_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         await wait_until(
-            lambda: ChargePoint.objects.filter(charge_point_id=cp_id, registration_status="Pending", last_boot_at__isnull=False).aexists(),
+            lambda: ChargePoint.objects.filter(
+                charge_point_id=cp_id, registration_status="Pending", last_boot_at__isnull=False
+            ).aexists(),
             timeout=60,
         )
         async with httpx.AsyncClient(base_url=f"{default_server.http_url}/api/v1", timeout=30) as api:
-            response = await api.post(f"/charge-points/{cp_id}/accept", headers={"Authorization": f"Bearer {api_token}"})
+            response = await api.post(
+                f"/charge-points/{cp_id}/accept", headers={"Authorization": f"Bearer {api_token}"}
+            )
         assert response.json()["trigger"]["status"] == "accepted"
         out, err = await asyncio.wait_for(process.communicate(), 90)
     finally:

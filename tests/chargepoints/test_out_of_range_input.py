@@ -24,8 +24,16 @@ START = {"connectorId": 1, "idTag": "CARD-1", "meterStart": 1000, "timestamp": T
         ("StartTransaction", {**START, "reservationId": 10**20}, "reservationId"),
         ("StopTransaction", {"transactionId": 2**31, "meterStop": 1, "timestamp": T}, "transactionId"),
         ("StopTransaction", {"transactionId": 1, "meterStop": 2**63, "timestamp": T}, "meterStop"),
-        ("MeterValues", {"connectorId": 2**40, "meterValue": [{"timestamp": T, "sampledValue": [{"value": "1"}]}]}, "connectorId"),
-        ("StatusNotification", {"connectorId": 2**31, "errorCode": "NoError", "status": "Available"}, "connectorId"),
+        (
+            "MeterValues",
+            {"connectorId": 2**40, "meterValue": [{"timestamp": T, "sampledValue": [{"value": "1"}]}]},
+            "connectorId",
+        ),
+        (
+            "StatusNotification",
+            {"connectorId": 2**31, "errorCode": "NoError", "status": "Available"},
+            "connectorId",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -45,9 +53,7 @@ async def test_an_integer_beyond_32_bits_gets_type_constraint_violation(
 
 async def test_the_largest_32_bit_values_are_accepted(raw_ws, cp_id):
     async with raw_ws(cp_id) as session:
-        answer = await session.exchange(
-            [2, "max", "StartTransaction", {**START, "meterStart": 2**31 - 1}]
-        )
+        answer = await session.exchange([2, "max", "StartTransaction", {**START, "meterStart": 2**31 - 1}])
     assert answer[0] == 3
     tx = await Transaction.objects.aget(pk=answer[2]["transactionId"])
     assert tx.meter_start == 2**31 - 1
@@ -61,9 +67,17 @@ async def test_a_timestamp_outside_the_utc_range_gets_property_constraint_violat
     raw_ws, cp_id, daphne_server, action, timestamp
 ):
     payload = {
-        "StatusNotification": {"connectorId": 1, "errorCode": "NoError", "status": "Available", "timestamp": timestamp},
+        "StatusNotification": {
+            "connectorId": 1,
+            "errorCode": "NoError",
+            "status": "Available",
+            "timestamp": timestamp,
+        },
         "StartTransaction": {**START, "timestamp": timestamp},
-        "MeterValues": {"connectorId": 1, "meterValue": [{"timestamp": timestamp, "sampledValue": [{"value": "1"}]}]},
+        "MeterValues": {
+            "connectorId": 1,
+            "meterValue": [{"timestamp": timestamp, "sampledValue": [{"value": "1"}]}],
+        },
     }[action]
     async with raw_ws(cp_id) as session:
         answer = await session.exchange([2, "far", action, payload])
@@ -101,4 +115,6 @@ def test_every_integer_of_every_1_6_schema_is_bounded_to_32_bits():
             "ReserveNow", {"connectorId": 1, "expiryDate": T, "idTag": "A", "reservationId": 2**31}
         )
     with pytest.raises(protocol.TypeConstraintViolationError):
-        protocol.validate("StartTransaction", {"idTagInfo": {"status": "Accepted"}, "transactionId": 2**31}, response=True)
+        protocol.validate(
+            "StartTransaction", {"idTagInfo": {"status": "Accepted"}, "transactionId": 2**31}, response=True
+        )

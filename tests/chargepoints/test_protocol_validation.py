@@ -46,8 +46,12 @@ def test_a_unit_outside_the_enumeration_is_named_in_the_error():
     with pytest.raises(protocol.PropertyConstraintViolationError) as caught:
         protocol.validate(
             "MeterValues",
-            {"connectorId": 1, "meterValue": [{"timestamp": "2026-01-01T10:00:00Z",
-                                                 "sampledValue": [{"value": "1", "unit": "MWh"}]}]},
+            {
+                "connectorId": 1,
+                "meterValue": [
+                    {"timestamp": "2026-01-01T10:00:00Z", "sampledValue": [{"value": "1", "unit": "MWh"}]}
+                ],
+            },
         )
     assert caught.value.details["field"] == "meterValue[0].sampledValue[0].unit"
     assert "must be one of" in caught.value.description

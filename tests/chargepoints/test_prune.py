@@ -60,7 +60,9 @@ def prune(*args: str) -> str:
 
 def ages(model, field: str) -> list[int]:
     now = timezone.now()
-    return sorted(round((now - t).total_seconds() / 86400) for t in model.objects.values_list(field, flat=True))
+    return sorted(
+        round((now - t).total_seconds() / 86400) for t in model.objects.values_list(field, flat=True)
+    )
 
 
 def test_rows_past_retention_are_deleted_and_newer_ones_kept(retention, charge_point):
@@ -87,7 +89,12 @@ def test_each_kind_has_its_own_retention_and_zero_keeps_for_ever(retention, char
 def test_retention_is_off_by_default(charge_point):
     rows_aged(charge_point, 5000)
     prune()
-    assert MeterValue.objects.count() == StatusNotification.objects.count() == ChargePointCommand.objects.count() == 1
+    assert (
+        MeterValue.objects.count()
+        == StatusNotification.objects.count()
+        == ChargePointCommand.objects.count()
+        == 1
+    )
 
 
 def test_a_transaction_keeps_its_totals_when_its_meter_values_go(retention, charge_point):

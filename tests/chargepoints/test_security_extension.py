@@ -82,15 +82,9 @@ def make_ca(directory: Path, password: bytes | None = None) -> SigningCA:
     )
     cert_file, key_file = directory / "ca.pem", directory / "ca.key"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    encryption = (
-        serialization.BestAvailableEncryption(password)
-        if password
-        else serialization.NoEncryption()
-    )
+    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     )
     return SigningCA(certificate, key, cert_file, key_file)
 
@@ -131,9 +125,7 @@ def ca_server(django_db_setup, test_db_path, tmp_path_factory, test_ca):
             test_db_path,
             LEVITY_CSMS_CA_CERT_FILE=str(test_ca.cert_file),
             LEVITY_CSMS_CA_KEY_FILE=str(test_ca.key_file),
-            LEVITY_CSMS_CA_KEY_PASSWORD_FILE=str(
-                test_ca.key_file.parent / "passphrase"
-            ),
+            LEVITY_CSMS_CA_KEY_PASSWORD_FILE=str(test_ca.key_file.parent / "passphrase"),
             LEVITY_CSMS_CERT_VALIDITY_DAYS="30",
         ),
         tmp_path_factory.mktemp("ca-logs") / "daphne.log",
@@ -149,9 +141,7 @@ def message_id() -> str:
 # --- SecurityEventNotification, SignedFirmwareStatusNotification, LogStatusNotification --
 
 
-async def test_security_event_is_stored_and_answered_with_an_empty_payload(
-    raw_ws, cp_id
-):
+async def test_security_event_is_stored_and_answered_with_an_empty_payload(raw_ws, cp_id):
     async with raw_ws(cp_id) as ws:
         mid = message_id()
         answer = await ws.exchange(
@@ -191,9 +181,7 @@ async def test_a_resent_security_event_is_answered_again_and_stored_once(raw_ws,
     assert answers == [[3, "e-1", {}], [3, "e-2", {}], [3, "e-3", {}]]
     stored = [
         e.timestamp
-        async for e in SecurityEvent.objects.filter(
-            charge_point__charge_point_id=cp_id
-        ).order_by("id")
+        async for e in SecurityEvent.objects.filter(charge_point__charge_point_id=cp_id).order_by("id")
     ]
     assert stored == [
         protocol.parse_timestamp(event["timestamp"]),
@@ -201,27 +189,21 @@ async def test_a_resent_security_event_is_answered_again_and_stored_once(raw_ws,
     ]
 
 
-async def test_security_event_without_type_is_a_protocol_error_and_not_stored(
-    raw_ws, cp_id
-):
+async def test_security_event_without_type_is_a_protocol_error_and_not_stored(raw_ws, cp_id):
     async with raw_ws(cp_id) as ws:
         mid = message_id()
         answer = await ws.exchange(
             [2, mid, "SecurityEventNotification", {"timestamp": "2026-03-01T10:00:00Z"}]
         )
     assert answer[:3] == [4, mid, "ProtocolError"]
-    assert not await SecurityEvent.objects.filter(
-        charge_point__charge_point_id=cp_id
-    ).aexists()
+    assert not await SecurityEvent.objects.filter(charge_point__charge_point_id=cp_id).aexists()
 
 
 async def test_security_event_reaches_the_before_and_after_hook_signals():
     received = []
 
     async def receiver(sender, charge_point, context, hook, **kwargs):
-        stored = await SecurityEvent.objects.filter(
-            charge_point_id=charge_point.charge_point_pk
-        ).aexists()
+        stored = await SecurityEvent.objects.filter(charge_point_id=charge_point.charge_point_pk).aexists()
         received.append((hook, dict(context.message_data), stored, context.result))
         repeated.append(getattr(context, "repeated", None))
 
@@ -265,15 +247,10 @@ async def test_the_after_hook_of_a_resent_security_event_says_it_is_repeated():
     event = {"type": "ResetOrReboot", "timestamp": "2026-03-01T10:00:00Z"}
     with register_temporarily(PluginHook.AFTER_SECURITY_EVENT_NOTIFICATION, receiver):
         for _ in range(2):
-            await cp.connection.call_from_charge_point(
-                "SecurityEventNotification", event
-            )
+            await cp.connection.call_from_charge_point("SecurityEventNotification", event)
             await after_hooks_done(cp)
     assert repeated == [False, True]
-    assert (
-        await SecurityEvent.objects.filter(charge_point_id=cp.charge_point_pk).acount()
-        == 1
-    )
+    assert await SecurityEvent.objects.filter(charge_point_id=cp.charge_point_pk).acount() == 1
 
 
 async def test_signed_firmware_status_notification_is_stored(raw_ws, cp_id):
@@ -288,37 +265,29 @@ async def test_signed_firmware_status_notification_is_stored(raw_ws, cp_id):
             ]
         )
     assert answer == [3, mid, {}]
-    row = await SignedFirmwareStatusNotification.objects.aget(
-        charge_point__charge_point_id=cp_id
-    )
+    row = await SignedFirmwareStatusNotification.objects.aget(charge_point__charge_point_id=cp_id)
     assert (row.status, row.request_id) == ("InvalidSignature", 7)
 
 
 async def test_signed_firmware_status_outside_the_enum_is_refused(raw_ws, cp_id):
     async with raw_ws(cp_id) as ws:
         mid = message_id()
-        answer = await ws.exchange(
-            [2, mid, "SignedFirmwareStatusNotification", {"status": "Done"}]
-        )
+        answer = await ws.exchange([2, mid, "SignedFirmwareStatusNotification", {"status": "Done"}])
     assert answer[:3] == [4, mid, "PropertyConstraintViolation"]
 
 
 async def test_log_status_notification_is_stored(raw_ws, cp_id):
     async with raw_ws(cp_id) as ws:
         mid = message_id()
-        answer = await ws.exchange(
-            [2, mid, "LogStatusNotification", {"status": "Uploaded", "requestId": 12}]
-        )
+        answer = await ws.exchange([2, mid, "LogStatusNotification", {"status": "Uploaded", "requestId": 12}])
         mid2 = message_id()
-        answer2 = await ws.exchange(
-            [2, mid2, "LogStatusNotification", {"status": "Idle"}]
-        )
+        answer2 = await ws.exchange([2, mid2, "LogStatusNotification", {"status": "Idle"}])
     assert (answer, answer2) == ([3, mid, {}], [3, mid2, {}])
     rows = [
         (row.status, row.request_id)
-        async for row in LogStatusNotification.objects.filter(
-            charge_point__charge_point_id=cp_id
-        ).order_by("id")
+        async for row in LogStatusNotification.objects.filter(charge_point__charge_point_id=cp_id).order_by(
+            "id"
+        )
     ]
     assert rows == [("Uploaded", 12), ("Idle", None)]
 
@@ -347,24 +316,15 @@ async def test_accepted_csr_comes_back_signed_by_the_ca_in_certificate_signed(
         )
         await ws.send([3, call_id, {"status": "Accepted"}])
 
-        leaf, *chain = x509.load_pem_x509_certificates(
-            payload["certificateChain"].encode()
-        )
+        leaf, *chain = x509.load_pem_x509_certificates(payload["certificateChain"].encode())
         assert chain == [test_ca.certificate]
         leaf.verify_directly_issued_by(test_ca.certificate)
-        assert (
-            leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == cp_id
-        )
-        assert (
-            leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-            is False
-        )
-        assert leaf.extensions.get_extension_for_class(
-            x509.KeyUsage
-        ).value.digital_signature
-        assert list(
-            leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        ) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+        assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == cp_id
+        assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+        assert leaf.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+        assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+            ExtendedKeyUsageOID.CLIENT_AUTH
+        ]
         lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
         assert timedelta(days=30) <= lifetime <= timedelta(days=30, minutes=6)
 
@@ -395,9 +355,7 @@ async def test_accepted_csr_comes_back_signed_by_the_ca_in_certificate_signed(
     assert command.request == payload
 
 
-async def test_certificate_signed_refused_by_the_charge_point_is_recorded(
-    ca_server, raw_ws, cp_id
-):
+async def test_certificate_signed_refused_by_the_charge_point_is_recorded(ca_server, raw_ws, cp_id):
     async with raw_ws(cp_id, server=ca_server) as ws:
         answer, mid = await request_certificate(ws, make_csr(cp_id))
         assert answer == [3, mid, {"status": "Accepted"}]
@@ -412,9 +370,7 @@ async def test_certificate_signed_refused_by_the_charge_point_is_recorded(
 
         request = await eventually(refused)
     assert request.serial_number  # issued, but not installed
-    assert (
-        await ChargePointCommand.objects.aget(pk=request.command_id)
-    ).status == "rejected"
+    assert (await ChargePointCommand.objects.aget(pk=request.command_id)).status == "rejected"
 
 
 async def test_certificate_not_delivered_because_the_charge_point_left_is_recorded_failed(
@@ -438,9 +394,7 @@ async def test_certificate_not_delivered_because_the_charge_point_left_is_record
     assert request.serial_number and request.command_id is not None
 
 
-async def test_sign_certificate_while_an_earlier_one_is_being_delivered_is_rejected(
-    ca_server, raw_ws, cp_id
-):
+async def test_sign_certificate_while_an_earlier_one_is_being_delivered_is_rejected(ca_server, raw_ws, cp_id):
     async with raw_ws(cp_id, server=ca_server) as ws:
         first, mid = await request_certificate(ws, make_csr(cp_id))
         assert first == [3, mid, {"status": "Accepted"}]
@@ -492,9 +446,7 @@ async def test_sign_certificate_while_an_earlier_one_is_being_delivered_is_rejec
             "not a PEM-encoded",
         ),
         (
-            lambda cp_id: make_csr(
-                cp_id, rsa.generate_private_key(public_exponent=65537, key_size=1024)
-            ),
+            lambda cp_id: make_csr(cp_id, rsa.generate_private_key(public_exponent=65537, key_size=1024)),
             "an RSA key of 1024 bits is shorter than 2048",
         ),
     ],
@@ -513,9 +465,7 @@ async def test_invalid_csr_is_answered_rejected_and_stored_with_the_reason(
             3,
             heartbeat,
         ]
-    request = await CertificateSigningRequest.objects.aget(
-        charge_point__charge_point_id=cp_id
-    )
+    request = await CertificateSigningRequest.objects.aget(charge_point__charge_point_id=cp_id)
     assert (request.status, request.outcome, request.csr) == (
         "Rejected",
         "rejected",
@@ -525,22 +475,16 @@ async def test_invalid_csr_is_answered_rejected_and_stored_with_the_reason(
     assert request.serial_number == "" and request.command_id is None
 
 
-async def test_csr_whose_signature_does_not_verify_is_rejected(
-    ca_server, raw_ws, cp_id
-):
+async def test_csr_whose_signature_does_not_verify_is_rejected(ca_server, raw_ws, cp_id):
     pem = make_csr(cp_id)
-    der = bytearray(
-        x509.load_pem_x509_csr(pem.encode()).public_bytes(serialization.Encoding.DER)
-    )
+    der = bytearray(x509.load_pem_x509_csr(pem.encode()).public_bytes(serialization.Encoding.DER))
     der[-5] ^= 0x01  # inside the signature
     body = base64.encodebytes(bytes(der)).decode()
     tampered = f"-----BEGIN CERTIFICATE REQUEST-----\n{body}-----END CERTIFICATE REQUEST-----\n"
     async with raw_ws(cp_id, server=ca_server) as ws:
         answer, mid = await request_certificate(ws, tampered)
     assert answer == [3, mid, {"status": "Rejected"}]
-    request = await CertificateSigningRequest.objects.aget(
-        charge_point__charge_point_id=cp_id
-    )
+    request = await CertificateSigningRequest.objects.aget(charge_point__charge_point_id=cp_id)
     assert "signature does not verify" in request.reason
 
 
@@ -548,18 +492,12 @@ async def test_sign_certificate_without_a_configured_ca_is_rejected(raw_ws, cp_i
     async with raw_ws(cp_id) as ws:
         answer, mid = await request_certificate(ws, make_csr(cp_id))
     assert answer == [3, mid, {"status": "Rejected"}]
-    request = await CertificateSigningRequest.objects.aget(
-        charge_point__charge_point_id=cp_id
-    )
+    request = await CertificateSigningRequest.objects.aget(charge_point__charge_point_id=cp_id)
     assert "no CA is configured" in request.reason
 
 
-async def test_csr_longer_than_the_schema_allows_is_a_type_constraint_violation(
-    ca_server, raw_ws, cp_id
-):
+async def test_csr_longer_than_the_schema_allows_is_a_type_constraint_violation(ca_server, raw_ws, cp_id):
     async with raw_ws(cp_id, server=ca_server) as ws:
         answer, mid = await request_certificate(ws, "A" * 5501)
     assert answer[:3] == [4, mid, "TypeConstraintViolation"]
-    assert not await CertificateSigningRequest.objects.filter(
-        charge_point__charge_point_id=cp_id
-    ).aexists()
+    assert not await CertificateSigningRequest.objects.filter(charge_point__charge_point_id=cp_id).aexists()

@@ -47,7 +47,9 @@ def tls_server(django_db_setup, test_db_path, tmp_path_factory, pki):
 def proxied_server(django_db_setup, test_db_path, tmp_path_factory, pki):
     """A daphne that believes the headers of a proxy at 127.0.0.1."""
     server = DaphneServer(
-        server_env(test_db_path, LEVITY_CLIENT_CA_FILE=str(pki.ca_file), LEVITY_TRUSTED_PROXIES="127.0.0.1/32"),
+        server_env(
+            test_db_path, LEVITY_CLIENT_CA_FILE=str(pki.ca_file), LEVITY_TRUSTED_PROXIES="127.0.0.1/32"
+        ),
         tmp_path_factory.mktemp("logs") / "daphne-proxied.log",
     ).start()
     yield server
@@ -75,7 +77,9 @@ async def provision(cp_id: str, profile: int) -> str | None:
 
 async def refused(url: str, **kwargs) -> websockets.InvalidStatus:
     with pytest.raises(websockets.InvalidStatus) as refusal:
-        await websockets.connect(url, subprotocols=[Subprotocol("ocpp1.6")], open_timeout=HASHER_WAIT, **kwargs)
+        await websockets.connect(
+            url, subprotocols=[Subprotocol("ocpp1.6")], open_timeout=HASHER_WAIT, **kwargs
+        )
     return refusal.value
 
 
@@ -117,7 +121,9 @@ async def test_profile_1_username_must_be_the_charge_point_id(daphne_server, cp_
     password = await provision(cp_id, 1)
     other = await provision(cp_id + "-other", 1)
     assert other
-    refusal = await refused(daphne_server.ws_url(cp_id), additional_headers=basic_auth(cp_id + "-other", password))
+    refusal = await refused(
+        daphne_server.ws_url(cp_id), additional_headers=basic_auth(cp_id + "-other", password)
+    )
     assert refusal.response.status_code == 401
     await assert_never_connected(cp_id)
 
@@ -170,7 +176,8 @@ async def test_profile_2_behind_a_trusted_proxy_that_says_https_connects(proxied
 async def test_profile_2_forwarded_proto_from_an_untrusted_address_is_ignored(tls_server, cp_id):
     password = await provision(cp_id, 2)
     refusal = await refused(
-        tls_server.ws_url(cp_id), additional_headers={**basic_auth(cp_id, password), "X-Forwarded-Proto": "https"}
+        tls_server.ws_url(cp_id),
+        additional_headers={**basic_auth(cp_id, password), "X-Forwarded-Proto": "https"},
     )
     assert refusal.response.status_code == 403
     await assert_never_connected(cp_id)
@@ -190,7 +197,9 @@ async def test_profile_3_certificate_of_another_ca_fails_the_tls_handshake(tls_s
     other = PKI(tmp_path, "Another CA")
     context = pki.client_context(other.issue(cp_id))
     with pytest.raises((ssl.SSLError, OSError, websockets.InvalidHandshake, websockets.ConnectionClosed)):
-        async with websockets.connect(tls_server.wss_url(cp_id), subprotocols=[Subprotocol("ocpp1.6")], ssl=context) as ws:
+        async with websockets.connect(
+            tls_server.wss_url(cp_id), subprotocols=[Subprotocol("ocpp1.6")], ssl=context
+        ) as ws:
             await ws.recv()
     await assert_never_connected(cp_id)
 
@@ -199,7 +208,9 @@ async def test_profile_3_expired_certificate_fails_the_tls_handshake(tls_server,
     await provision(cp_id, 3)
     context = pki.client_context(pki.issue(cp_id, expired=True))
     with pytest.raises((ssl.SSLError, OSError, websockets.InvalidHandshake, websockets.ConnectionClosed)):
-        async with websockets.connect(tls_server.wss_url(cp_id), subprotocols=[Subprotocol("ocpp1.6")], ssl=context) as ws:
+        async with websockets.connect(
+            tls_server.wss_url(cp_id), subprotocols=[Subprotocol("ocpp1.6")], ssl=context
+        ) as ws:
             await ws.recv()
     await assert_never_connected(cp_id)
 
@@ -209,7 +220,9 @@ async def test_profile_3_certificate_of_another_charge_point_is_refused_with_401
     refusal = await refused(tls_server.wss_url(cp_id), ssl=pki.client_context(pki.issue("CP-SOMEONE-ELSE")))
     assert refusal.response.status_code == 401
     await assert_never_connected(cp_id)
-    assert "'CP-SOMEONE-ELSE' is not the charge point id" in await tls_server.wait_for_log(f"{cp_id}: refused")
+    assert "'CP-SOMEONE-ELSE' is not the charge point id" in await tls_server.wait_for_log(
+        f"{cp_id}: refused"
+    )
 
 
 async def test_profile_3_over_wss_without_a_certificate_is_refused_with_401(tls_server, pki, cp_id):
@@ -243,30 +256,42 @@ def proxy_headers(certificate_pem: str, verify: str = "SUCCESS") -> dict[str, st
     }
 
 
-async def test_profile_3_certificate_forwarded_by_a_trusted_proxy_connects(proxied_server, pki, clients, cp_id):
+async def test_profile_3_certificate_forwarded_by_a_trusted_proxy_connects(
+    proxied_server, pki, clients, cp_id
+):
     await provision(cp_id, 3)
-    client = await clients(proxied_server.ws_url(cp_id), additional_headers=proxy_headers(pki.issue(cp_id).pem()))
+    client = await clients(
+        proxied_server.ws_url(cp_id), additional_headers=proxy_headers(pki.issue(cp_id).pem())
+    )
     assert (await client.boot()).status == "Accepted"
 
 
 async def test_profile_3_certificate_the_proxy_did_not_verify_is_refused(proxied_server, pki, cp_id):
     await provision(cp_id, 3)
     headers = proxy_headers(pki.issue(cp_id).pem(), verify="FAILED:certificate has expired")
-    assert (await refused(proxied_server.ws_url(cp_id), additional_headers=headers)).response.status_code == 401
+    assert (
+        await refused(proxied_server.ws_url(cp_id), additional_headers=headers)
+    ).response.status_code == 401
     await assert_never_connected(cp_id)
 
 
 async def test_profile_3_forwarded_certificate_of_another_ca_is_refused(proxied_server, pki, tmp_path, cp_id):
     await provision(cp_id, 3)
     headers = proxy_headers(PKI(tmp_path, "Another CA").issue(cp_id).pem())
-    assert (await refused(proxied_server.ws_url(cp_id), additional_headers=headers)).response.status_code == 401
-    assert "not issued by a CA of LEVITY_CLIENT_CA_FILE" in await proxied_server.wait_for_log(f"{cp_id}: refused")
+    assert (
+        await refused(proxied_server.ws_url(cp_id), additional_headers=headers)
+    ).response.status_code == 401
+    assert "not issued by a CA of LEVITY_CLIENT_CA_FILE" in await proxied_server.wait_for_log(
+        f"{cp_id}: refused"
+    )
 
 
 async def test_profile_3_forwarded_expired_certificate_is_refused(proxied_server, pki, cp_id):
     await provision(cp_id, 3)
     headers = proxy_headers(pki.issue(cp_id, expired=True).pem())
-    assert (await refused(proxied_server.ws_url(cp_id), additional_headers=headers)).response.status_code == 401
+    assert (
+        await refused(proxied_server.ws_url(cp_id), additional_headers=headers)
+    ).response.status_code == 401
     assert "is not valid now" in await proxied_server.wait_for_log(f"{cp_id}: refused")
 
 
@@ -329,7 +354,9 @@ async def test_basic_username_may_contain_a_colon_as_charge_point_ids_may(cp_id)
     assert await authentication.check_basic(scope(cp_id, password), credentials) == ""
     wrong_user = await authentication.check_basic(scope("CP", password), credentials)
     assert isinstance(wrong_user, authentication.Refusal) and "username 'CP'" in wrong_user.reason
-    assert isinstance(await authentication.check_basic(scope(cp_id, password[:-1]), credentials), authentication.Refusal)
+    assert isinstance(
+        await authentication.check_basic(scope(cp_id, password[:-1]), credentials), authentication.Refusal
+    )
 
 
 async def test_a_forwarded_address_does_not_make_a_client_a_trusted_proxy(

@@ -82,7 +82,12 @@ def meter_values_frame(unique_id: str, timestamp: str) -> list:
         {"value": "16", "measurand": "Current.Import", "unit": "A"},
         {"value": "230", "measurand": "Voltage", "unit": "V"},
     ]
-    return [2, unique_id, "MeterValues", {"connectorId": 1, "meterValue": [{"timestamp": timestamp, "sampledValue": samples}]}]
+    return [
+        2,
+        unique_id,
+        "MeterValues",
+        {"connectorId": 1, "meterValue": [{"timestamp": timestamp, "sampledValue": samples}]},
+    ]
 
 
 async def test_a_session_closed_with_calls_still_queued_ends_cleanly(daphne_server, cp_id):

@@ -16,9 +16,7 @@ from tests.ocpp_client import OCPPClient
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def test_command_reaches_a_charge_point_served_on_a_websockets_connection(
-    third_way, cp_id
-):
+async def test_command_reaches_a_charge_point_served_on_a_websockets_connection(third_way, cp_id):
     client = await OCPPClient.open(third_way.url(cp_id))
     try:
         await client.boot()

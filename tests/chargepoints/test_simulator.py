@@ -97,9 +97,10 @@ def test_simulator_runs_its_sessions_and_exits_0(daphne_server, test_db_path, cp
             == 11000
         )
         # StopTransaction's transactionData, linked to the transaction.
-        assert list(
-            tx.meter_values.exclude(context="Sample.Periodic").values_list("context", "value")
-        ) == [("Transaction.Begin", str(tx.meter_start)), ("Transaction.End", str(tx.meter_stop))]
+        assert list(tx.meter_values.exclude(context="Sample.Periodic").values_list("context", "value")) == [
+            ("Transaction.Begin", str(tx.meter_start)),
+            ("Transaction.End", str(tx.meter_stop)),
+        ]
 
     history = list(
         StatusNotification.objects.filter(charge_point=cp, connector_id=1)
@@ -136,12 +137,8 @@ def test_simulator_heartbeats_at_the_interval_the_server_gave(start_daphne, test
     assert ChargePoint.objects.get(charge_point_id=cp_id).last_heartbeat_at is not None
 
 
-def test_simulator_with_a_tag_the_server_refuses_starts_no_transaction(
-    daphne_server, test_db_path, cp_id
-):
-    result = simulate(
-        test_db_path, cp_id, "--url", f"ws://127.0.0.1:{daphne_server.port}/ocpp", *FAST
-    )
+def test_simulator_with_a_tag_the_server_refuses_starts_no_transaction(daphne_server, test_db_path, cp_id):
+    result = simulate(test_db_path, cp_id, "--url", f"ws://127.0.0.1:{daphne_server.port}/ocpp", *FAST)
     assert result.returncode == 0, result.stderr
     assert "Authorize SIMULATOR: Invalid" in result.stdout
     assert not Transaction.objects.exists()
@@ -159,9 +156,7 @@ def test_simulator_exits_non_zero_with_one_line_when_server_is_unreachable(test_
 
 
 def test_simulator_exits_non_zero_when_the_server_refuses_the_id(daphne_server, test_db_path):
-    result = simulate(
-        test_db_path, "CP BAD/ID", "--url", f"ws://127.0.0.1:{daphne_server.port}/ocpp"
-    )
+    result = simulate(test_db_path, "CP BAD/ID", "--url", f"ws://127.0.0.1:{daphne_server.port}/ocpp")
     assert result.returncode != 0
     [line] = result.stderr.strip().splitlines()
     assert "refused the connection (HTTP 403)" in line
@@ -170,10 +165,7 @@ def test_simulator_exits_non_zero_when_the_server_refuses_the_id(daphne_server, 
 def test_simulator_refuses_bad_arguments_with_one_line(test_db_path):
     result = simulate(test_db_path, "CP-1", "--id-tag", "X" * 21)
     assert result.returncode != 0
-    assert (
-        result.stderr.strip()
-        == "CommandError: --id-tag must be 1 to 20 characters (OCPP CiString20)."
-    )
+    assert result.stderr.strip() == "CommandError: --id-tag must be 1 to 20 characters (OCPP CiString20)."
 
 
 async def test_simulator_answers_remote_start_and_stop_sent_through_the_api(
@@ -205,11 +197,7 @@ async def test_simulator_answers_remote_start_and_stop_sent_through_the_api(
         assert started.json()["response_status"] == "Accepted", started.text
 
         async def charging():
-            return (
-                await Transaction.objects.active()
-                .filter(charge_point__charge_point_id=cp_id)
-                .afirst()
-            )
+            return await Transaction.objects.active().filter(charge_point__charge_point_id=cp_id).afirst()
 
         tx = await eventually(charging)
         stopped = await api.post(
@@ -261,16 +249,10 @@ class Bench:
         ]
 
     async def active_transaction(self) -> Transaction | None:
-        return (
-            await Transaction.objects.active()
-            .filter(charge_point__charge_point_id=self.cp_id)
-            .afirst()
-        )
+        return await Transaction.objects.active().filter(charge_point__charge_point_id=self.cp_id).afirst()
 
     async def start_remotely(self, connector_id: int = 1) -> Transaction:
-        answer = await self.call(
-            call.RemoteStartTransaction(id_tag="SIMTAG", connector_id=connector_id)
-        )
+        answer = await self.call(call.RemoteStartTransaction(id_tag="SIMTAG", connector_id=connector_id))
         assert answer.status == "Accepted"
         return await eventually(self.active_transaction)
 
@@ -453,9 +435,7 @@ async def test_get_configuration_returns_the_key_store(bench):
         "value": "2",
     }
     some = await bench.call(call.GetConfiguration(key=["MeterValueSampleInterval", "NoSuchKey"]))
-    assert some.configuration_key == [
-        {"key": "MeterValueSampleInterval", "readonly": False, "value": "0.1"}
-    ]
+    assert some.configuration_key == [{"key": "MeterValueSampleInterval", "readonly": False, "value": "0.1"}]
     assert some.unknown_key == ["NoSuchKey"]
 
 
@@ -491,9 +471,7 @@ async def test_authorize_remote_tx_requests_makes_remote_start_authorize_first(b
 
 
 async def test_trigger_status_notification_sends_it(bench):
-    answer = await bench.call(
-        call.TriggerMessage(requested_message="StatusNotification", connector_id=2)
-    )
+    answer = await bench.call(call.TriggerMessage(requested_message="StatusNotification", connector_id=2))
     assert answer.status == "Accepted"
 
     async def sent_again():
@@ -505,9 +483,7 @@ async def test_trigger_status_notification_sends_it(bench):
 async def test_trigger_meter_values_sends_current_readings(bench):
     answer = await bench.call(call.TriggerMessage(requested_message="MeterValues", connector_id=1))
     assert answer.status == "Accepted"
-    rows = await eventually(
-        lambda: MeterValue.objects.filter(context="Trigger", connector_id=1).acount()
-    )
+    rows = await eventually(lambda: MeterValue.objects.filter(context="Trigger", connector_id=1).acount())
     assert rows == 4
 
 
@@ -589,9 +565,7 @@ def in_minutes(minutes: float) -> str:
 
 async def test_reserve_now_reserves_and_remote_start_uses_the_reservation(bench):
     answer = await bench.call(
-        call.ReserveNow(
-            connector_id=1, expiry_date=in_minutes(5), id_tag="SIMTAG", reservation_id=41
-        )
+        call.ReserveNow(connector_id=1, expiry_date=in_minutes(5), id_tag="SIMTAG", reservation_id=41)
     )
     assert answer.status == "Accepted"
 
@@ -625,9 +599,7 @@ async def test_reservation_expires(bench):
 
 
 async def test_cancel_reservation_frees_the_connector(bench):
-    await bench.call(
-        call.ReserveNow(connector_id=2, expiry_date=in_minutes(5), id_tag="X", reservation_id=3)
-    )
+    await bench.call(call.ReserveNow(connector_id=2, expiry_date=in_minutes(5), id_tag="X", reservation_id=3))
     assert (await bench.call(call.CancelReservation(reservation_id=3))).status == "Accepted"
     assert (await bench.call(call.CancelReservation(reservation_id=3))).status == "Rejected"
 
@@ -652,20 +624,14 @@ def profile(profile_id: int, purpose: str, limit: float, unit: str = "W") -> dic
 
 async def test_charging_profile_limits_the_composite_schedule_until_cleared(bench):
     answer = await bench.call(
-        call.SetChargingProfile(
-            connector_id=1, cs_charging_profiles=profile(7, "TxDefaultProfile", 3680)
-        )
+        call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile(7, "TxDefaultProfile", 3680))
     )
     assert answer.status == "Accepted"
     schedule = await bench.call(call.GetCompositeSchedule(connector_id=1, duration=3600))
     assert schedule.status == "Accepted"
     assert schedule.charging_schedule["charging_rate_unit"] == "W"
-    assert schedule.charging_schedule["charging_schedule_period"] == [
-        {"start_period": 0, "limit": 3680.0}
-    ]
-    in_amps = await bench.call(
-        call.GetCompositeSchedule(connector_id=1, duration=60, charging_rate_unit="A")
-    )
+    assert schedule.charging_schedule["charging_schedule_period"] == [{"start_period": 0, "limit": 3680.0}]
+    in_amps = await bench.call(call.GetCompositeSchedule(connector_id=1, duration=60, charging_rate_unit="A"))
     assert in_amps.charging_schedule["charging_schedule_period"][0]["limit"] == 5.3
     assert (await bench.call(call.ClearChargingProfile(id=7))).status == "Accepted"
     assert (await bench.call(call.ClearChargingProfile(id=7))).status == "Unknown"
@@ -682,9 +648,7 @@ async def test_charging_profile_limits_the_power_of_a_session(bench):
     tx = await bench.start_remotely()
 
     async def power_sampled():
-        return await MeterValue.objects.filter(
-            transaction=tx, measurand="Power.Active.Import"
-        ).afirst()
+        return await MeterValue.objects.filter(transaction=tx, measurand="Power.Active.Import").afirst()
 
     assert (await eventually(power_sampled)).normalized_value == 10 * 230 * 3
 
@@ -714,7 +678,6 @@ async def test_local_list_is_stored_with_its_version(bench):
         "CARD-1": {"status": "Accepted"},
         "CARD-2": {"status": "Blocked"},
     }
-
 
 
 # --- the security extension ----------------------------------------------------------------
@@ -756,7 +719,9 @@ async def test_installed_root_certificates_are_listed_by_hash_and_can_be_deleted
         call.InstallCertificate(certificate_type="CentralSystemRootCertificate", certificate=_pem(root))
     )
     assert installed.status == "Accepted"
-    listed = await bench.call(call.GetInstalledCertificateIds(certificate_type="CentralSystemRootCertificate"))
+    listed = await bench.call(
+        call.GetInstalledCertificateIds(certificate_type="CentralSystemRootCertificate")
+    )
     assert listed.status == "Accepted"
     [hash_data] = listed.certificate_hash_data
     assert hash_data["serial_number"] == format(root.serial_number, "x")
@@ -779,7 +744,9 @@ async def test_install_certificate_that_is_not_pem_is_rejected(bench):
     assert answer.status == "Rejected"
 
 
-async def test_triggered_sign_certificate_gets_the_charger_a_certificate_from_the_ca(bench, tmp_path, settings):
+async def test_triggered_sign_certificate_gets_the_charger_a_certificate_from_the_ca(
+    bench, tmp_path, settings
+):
     from cryptography.hazmat.primitives import serialization
 
     from chargepoints import certificates

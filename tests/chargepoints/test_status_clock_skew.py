@@ -42,8 +42,12 @@ async def test_a_status_dated_9999_does_not_pin_the_connector(raw_ws, cp_id, dap
         assert (await session.exchange(status("s2", "Available", from_now(seconds=2))))[0] == 3
     assert await connector_status(cp_id) == "Available"
     # Stored as reported.
-    history = [s.timestamp async for s in StatusNotification.objects.filter(
-        charge_point__charge_point_id=cp_id, status="Faulted")]
+    history = [
+        s.timestamp
+        async for s in StatusNotification.objects.filter(
+            charge_point__charge_point_id=cp_id, status="Faulted"
+        )
+    ]
     assert history == [datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)]
     await daphne_server.wait_for_log("ahead of the server's clock")
 
@@ -82,11 +86,17 @@ async def test_offline_queued_statuses_replayed_late_and_interleaved_end_at_the_
     """Hours-old queued notifications arrive after a live one, out of order."""
     async with raw_ws(cp_id) as session:
         await session.exchange(status("live", "Available", from_now(seconds=-1)))
-        for unique_id, state, hours in [("q2", "Charging", -2), ("q1", "Preparing", -3), ("q3", "Finishing", -1)]:
+        for unique_id, state, hours in [
+            ("q2", "Charging", -2),
+            ("q1", "Preparing", -3),
+            ("q3", "Finishing", -1),
+        ]:
             await session.exchange(status(unique_id, state, from_now(hours=hours)))
     assert await connector_status(cp_id) == "Available"
     history = [
         s.status
-        async for s in StatusNotification.objects.filter(charge_point__charge_point_id=cp_id).order_by("timestamp")
+        async for s in StatusNotification.objects.filter(charge_point__charge_point_id=cp_id).order_by(
+            "timestamp"
+        )
     ]
     assert history == ["Preparing", "Charging", "Finishing", "Available"]

@@ -80,7 +80,12 @@ def test_status_with_an_unreachable_database_ends_with_one_line_and_exit_1(tmp_p
     env = server_env(tmp_path / "db.sqlite3", DATABASE_URL=f"postgres://x@127.0.0.1:{free_port()}/x")
     env["DATABASE_POOL_TIMEOUT"] = "1"
     result = subprocess.run(
-        [sys.executable, "manage.py", "status"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "manage.py", "status"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     # (psycopg's pool logs each failed attempt before it.)

@@ -96,5 +96,8 @@ async def test_the_writes_run_on_levitys_own_thread_not_asgirefs():
 def test_insert_rows_refuses_a_key_that_names_no_field():
     cp = ChargePoint.objects.create(charge_point_id="writer-typo")
     with pytest.raises(TypeError, match="StatusNotification has no field statsu"):
-        insert_rows(StatusNotification, [{"charge_point_id": cp.pk, "connector_id": 1, "statsu": "x", "received_at": T0}])
+        insert_rows(
+            StatusNotification,
+            [{"charge_point_id": cp.pk, "connector_id": 1, "statsu": "x", "received_at": T0}],
+        )
     assert not StatusNotification.objects.filter(charge_point=cp).exists()

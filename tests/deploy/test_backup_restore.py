@@ -44,7 +44,9 @@ async def charging_session(topology, charge_point_id: str) -> dict:
             "INSERT INTO transactions_idtag (id_tag, status, parent_id_tag, note, created_at) "
             "VALUES ('BACKUP-CARD', 'Accepted', '', '', now()) ON CONFLICT DO NOTHING"
         )
-    client = await OCPPClient.open(topology.nginx.wss_url(charge_point_id), ssl=topology.certificates.client_context())
+    client = await OCPPClient.open(
+        topology.nginx.wss_url(charge_point_id), ssl=topology.certificates.client_context()
+    )
     try:
         await client.boot()
         started = await client.start_transaction(1, "BACKUP-CARD", 1000)
@@ -55,7 +57,9 @@ async def charging_session(topology, charge_point_id: str) -> dict:
                     connector_id=1,
                     transaction_id=started.transaction_id,
                     # Each reading its own time: one (transaction, time, measurand) is one reading.
-                    meter_value=[{"timestamp": f"2026-01-01T00:0{minute}:00Z", "sampled_value": [{"value": str(wh)}]}],
+                    meter_value=[
+                        {"timestamp": f"2026-01-01T00:0{minute}:00Z", "sampled_value": [{"value": str(wh)}]}
+                    ],
                 )
             )
         await client.stop_transaction(started.transaction_id, 3000)
@@ -82,7 +86,10 @@ def restored(topology, postgres_server, tmp_path_factory):
 
 def test_every_table_is_restored_with_the_same_rows(topology, restored):
     _, restored_url = restored
-    tables = [t for (t,) in rows(topology.database_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    tables = [
+        t
+        for (t,) in rows(topology.database_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    ]
     assert {"transactions_metervalue", "chargepoints_chargepoint", "django_migrations"} <= set(tables)
     for table in tables:
         assert table_rows(restored_url, table) == table_rows(topology.database_url, table), table

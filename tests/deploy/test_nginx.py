@@ -78,7 +78,9 @@ async def test_a_command_through_either_process_reaches_each_charge_point(topolo
         await client.boot()
     headers = {"Authorization": f"Bearer {topology.api_token}"}
     for server in topology.levity:
-        async with httpx.AsyncClient(base_url=f"{server.http_url}/api/v1", headers=headers, timeout=30) as api:
+        async with httpx.AsyncClient(
+            base_url=f"{server.http_url}/api/v1", headers=headers, timeout=30
+        ) as api:
             for client in clients:
                 client.received.clear()
                 response = await api.post(

@@ -109,7 +109,11 @@ def test_the_build_context_leaves_out_secrets_and_local_state():
 
 # --- docker-compose.yml ---------------------------------------------------------------
 
-COMPOSE_ENV = {"POSTGRES_PASSWORD": "pg-secret", "LEVITY_SECRET_KEY": "key-secret", "GRAFANA_ADMIN_PASSWORD": "gf"}
+COMPOSE_ENV = {
+    "POSTGRES_PASSWORD": "pg-secret",
+    "LEVITY_SECRET_KEY": "key-secret",
+    "GRAFANA_ADMIN_PASSWORD": "gf",
+}
 
 
 def docker_compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -147,7 +151,10 @@ def test_compose_runs_the_production_topology(compose_config):
         assert levity.get("command") is None  # the image's CMD: the server, no migration
         assert levity["depends_on"]["postgres"]["condition"] == "service_healthy"
         plugins = json.loads(levity["environment"]["LEVITY_PLUGINS"])
-        assert {p["class"] for p in plugins} >= {"plugins.PrometheusMetricsPlugin", "plugins.FluentdAuditPlugin"}
+        assert {p["class"] for p in plugins} >= {
+            "plugins.PrometheusMetricsPlugin",
+            "plugins.FluentdAuditPlugin",
+        }
 
 
 def test_compose_migrates_only_by_an_explicit_command(compose_config):
@@ -185,11 +192,15 @@ def test_compose_prometheus_config_passes_promtool_with_the_example_rules(compos
     if promtool is None:
         pytest.skip("promtool is not installed (apt-get install prometheus)")
     mounts = {
-        v["target"]: Path(v["source"]) for v in compose_config["services"]["prometheus"]["volumes"] if v["type"] == "bind"
+        v["target"]: Path(v["source"])
+        for v in compose_config["services"]["prometheus"]["volumes"]
+        if v["type"] == "bind"
     }
     for target, source in mounts.items():
         shutil.copy(source, tmp_path / Path(target).name)
-    assert mounts["/etc/prometheus/levity-alerts.yml"] == PROJECT_DIR / "examples/prometheus/levity-alerts.yml"
+    assert (
+        mounts["/etc/prometheus/levity-alerts.yml"] == PROJECT_DIR / "examples/prometheus/levity-alerts.yml"
+    )
     result = run([promtool, "check", "config", tmp_path / "prometheus.yml"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 1 rule files found" in result.stdout
@@ -200,17 +211,30 @@ def test_compose_prometheus_config_passes_promtool_with_the_example_rules(compos
 
 
 def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(compose_config):
-    volumes = {v["target"]: Path(v["source"]) for v in compose_config["services"]["grafana"]["volumes"] if v["type"] == "bind"}
+    volumes = {
+        v["target"]: Path(v["source"])
+        for v in compose_config["services"]["grafana"]["volumes"]
+        if v["type"] == "bind"
+    }
     provisioning = volumes["/etc/grafana/provisioning"]
-    [datasource] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
-    assert (datasource["type"], datasource["url"], datasource["isDefault"]) == ("prometheus", "http://prometheus:9090", True)
+    [datasource] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert (datasource["type"], datasource["url"], datasource["isDefault"]) == (
+        "prometheus",
+        "http://prometheus:9090",
+        True,
+    )
     [provider] = yaml.safe_load((provisioning / "dashboards" / "levity.yml").read_text())["providers"]
     dashboard_path = provider["options"]["path"]
     [(_target, source)] = [(t, s) for t, s in volumes.items() if t.startswith(dashboard_path + "/")]
     dashboard = json.loads(source.read_text())
     # Provisioned dashboards get no import form: the data source is a dashboard variable.
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert variables["DS_PROMETHEUS"]["type"] == "datasource" and variables["DS_PROMETHEUS"]["query"] == "prometheus"
+    assert (
+        variables["DS_PROMETHEUS"]["type"] == "datasource"
+        and variables["DS_PROMETHEUS"]["query"] == "prometheus"
+    )
 
 
 def test_fluentd_listens_where_the_levity_plugins_send(compose_config):
@@ -277,11 +301,19 @@ def test_kubernetes_deployment_probes_health_and_readiness_and_rolls_one_pod_at_
 def test_kubernetes_ingress_keeps_websockets_open_longer_than_the_heartbeat(settings):
     annotations = kubernetes_documents()["Ingress"]["metadata"]["annotations"]
     for name in ("proxy-read-timeout", "proxy-send-timeout"):
-        assert int(annotations[f"nginx.ingress.kubernetes.io/{name}"]) > 2 * settings.LEVITY_HEARTBEAT_INTERVAL
+        assert (
+            int(annotations[f"nginx.ingress.kubernetes.io/{name}"]) > 2 * settings.LEVITY_HEARTBEAT_INTERVAL
+        )
     assert annotations["nginx.ingress.kubernetes.io/auth-tls-pass-certificate-to-upstream"] == "true"
 
 
 def test_kubernetes_migrates_only_in_its_job():
     documents = kubernetes_documents()
-    assert documents["Job"]["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == ["migrate", "--noinput"]
-    assert documents["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "prune"
+    assert documents["Job"]["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == [
+        "migrate",
+        "--noinput",
+    ]
+    assert (
+        documents["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][-1]
+        == "prune"
+    )

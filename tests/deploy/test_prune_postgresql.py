@@ -145,7 +145,9 @@ def test_meter_values_are_partitioned_by_month_on_postgresql(topology):
     assert expected | {"transactions_metervalue_default"} <= children
     cp = charge_point_row(topology.database_url, "CP-PART-NOW")
     insert_meter_values(topology.database_url, cp, [now])
-    assert partition_of(topology.database_url, cp) == {now.isoformat(): f"transactions_metervalue_{now:%Y_%m}"}
+    assert partition_of(topology.database_url, cp) == {
+        now.isoformat(): f"transactions_metervalue_{now:%Y_%m}"
+    }
 
 
 def test_a_new_months_partition_takes_its_rows_from_the_default_partition(topology, tmp_path):
@@ -178,7 +180,9 @@ def test_prune_drops_months_past_retention_and_deletes_the_boundary_month_row_by
     result = manage(topology, tmp_path, "prune", LEVITY_METER_VALUE_RETENTION_DAYS=str(days))
     assert f"meter values: dropped partition transactions_metervalue_{old:%Y_%m}" in result.stdout
     assert f"transactions_metervalue_{boundary:%Y_%m}" not in result.stdout
-    assert not rows(topology.database_url, "SELECT to_regclass(%s)::text", f"transactions_metervalue_{old:%Y_%m}")[0][0]
+    assert not rows(
+        topology.database_url, "SELECT to_regclass(%s)::text", f"transactions_metervalue_{old:%Y_%m}"
+    )[0][0]
     assert partition_of(topology.database_url, cp) == {
         received[2].isoformat(): f"transactions_metervalue_{boundary:%Y_%m}",
         received[3].isoformat(): f"transactions_metervalue_{recent:%Y_%m}",

@@ -80,7 +80,9 @@ class MeteringChargePoint:
         while not self.stopping.is_set():
             ws = await self.connect()
             try:
-                await self.call(ws, "BootNotification", {"chargePointVendor": "Acme", "chargePointModel": "AC-22"})
+                await self.call(
+                    ws, "BootNotification", {"chargePointVendor": "Acme", "chargePointModel": "AC-22"}
+                )
                 while not self.stopping.is_set():
                     self.sequence += 1
                     seq = self.sequence
@@ -110,7 +112,9 @@ def meter_values(seq: int) -> dict:
                 # Each message its own time (the meter values' idempotency key): the
                 # sequence number as the milliseconds.
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{seq % 1000:03d}Z",
-                "sampledValue": [{"value": str(seq), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}],
+                "sampledValue": [
+                    {"value": str(seq), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
+                ],
             }
         ],
     }
@@ -130,7 +134,9 @@ async def test_rolling_restart_loses_and_duplicates_no_acknowledged_meter_value(
     tasks = [asyncio.create_task(cp.run()) for cp in charge_points]
 
     def each_acknowledged_more_than(counts: list[int]):
-        return lambda: all(len(cp.ledger.acknowledged) > n for cp, n in zip(charge_points, counts, strict=True))
+        return lambda: all(
+            len(cp.ledger.acknowledged) > n for cp, n in zip(charge_points, counts, strict=True)
+        )
 
     try:
         await eventually(each_acknowledged_more_than([3] * CHARGE_POINTS), 30, "every charge point sending")
@@ -139,7 +145,9 @@ async def test_rolling_restart_loses_and_duplicates_no_acknowledged_meter_value(
             await asyncio.to_thread(server.stop)  # SIGTERM, and wait for the process to exit
             counts = [len(cp.ledger.acknowledged) + 3 for cp in charge_points]
             await eventually(each_acknowledged_more_than(counts), 60, "every charge point sending again")
-            moved = [cp for cp, n in zip(charge_points, connections, strict=True) if cp.ledger.connections > n]
+            moved = [
+                cp for cp, n in zip(charge_points, connections, strict=True) if cp.ledger.connections > n
+            ]
             assert moved, f"no charge point was connected to the process on port {server.port}"
             await asyncio.to_thread(server.start, 60)
     finally:

@@ -89,9 +89,15 @@ def make_certificates(directory: Path) -> Certificates:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -138,9 +144,7 @@ def render_levity_conf(
 ) -> str:
     """deploy/nginx/levity.conf with this test's ports, certificates and static directory."""
     text = NGINX_CONF.read_text()
-    upstream_lines = "\n".join(
-        f"    server 127.0.0.1:{port} max_fails=0;" for port in upstreams
-    )
+    upstream_lines = "\n".join(f"    server 127.0.0.1:{port} max_fails=0;" for port in upstreams)
     replacements = [
         (
             "    server 127.0.0.1:9001 max_fails=0;\n    server 127.0.0.1:9002 max_fails=0;",
@@ -189,7 +193,15 @@ class NginxServer(ServerProcess):
             f"    include {prefix}/levity.conf;\n"
             "}\n"
         )
-        argv = [require_program("nginx", "nginx"), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "logs" / "error.log")]
+        argv = [
+            require_program("nginx", "nginx"),
+            "-p",
+            str(prefix),
+            "-c",
+            str(prefix / "nginx.conf"),
+            "-e",
+            str(prefix / "logs" / "error.log"),
+        ]
         super().__init__("nginx", argv, tls_port, prefix / "logs" / "stdout.log")
 
     def check(self) -> None:

@@ -46,9 +46,7 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize(
-    ("name", "value", "message"), BAD_VALUES, ids=[f"{n}={v}" for n, v, _ in BAD_VALUES]
-)
+@pytest.mark.parametrize(("name", "value", "message"), BAD_VALUES, ids=[f"{n}={v}" for n, v, _ in BAD_VALUES])
 def test_manage_py_check_fails_naming_the_malformed_variable(tmp_path, name, value, message):
     env = server_env(tmp_path / "db.sqlite3", **{name: value})
     result = run(["manage.py", "check"], env)
@@ -61,20 +59,25 @@ def test_manage_py_check_fails_naming_the_malformed_variable(tmp_path, name, val
 def test_daphne_refuses_to_start_with_a_malformed_variable(tmp_path):
     env = server_env(tmp_path / "db.sqlite3", LEVITY_AUTO_REGISTER="maybe")
     result = run(
-        ["-m", "levity_site.server", "-b", "127.0.0.1", "-p", str(free_port()), "levity_site.asgi:application"],
+        [
+            "-m",
+            "levity_site.server",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "levity_site.asgi:application",
+        ],
         env,
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
-        "Levity configuration error: LEVITY_AUTO_REGISTER='maybe' is not a boolean; "
-        "use true or false."
+        "Levity configuration error: LEVITY_AUTO_REGISTER='maybe' is not a boolean; use true or false."
     )
 
 
 def test_manage_py_check_passes_with_valid_values(tmp_path):
-    env = server_env(
-        tmp_path / "db.sqlite3", LEVITY_HEARTBEAT_INTERVAL="60", LEVITY_AUTO_REGISTER="false"
-    )
+    env = server_env(tmp_path / "db.sqlite3", LEVITY_HEARTBEAT_INTERVAL="60", LEVITY_AUTO_REGISTER="false")
     result = run(["manage.py", "check"], env)
     assert result.returncode == 0, result.stderr
 
@@ -118,13 +121,19 @@ def database_config(env: dict[str, str]) -> dict:
 
 
 def test_postgresql_gets_a_psycopg_pool_instead_of_persistent_connections(tmp_path):
-    env = server_env(tmp_path / "db.sqlite3", DATABASE_URL="postgres://u@db/levity", DATABASE_POOL_MAX_SIZE="7")
+    env = server_env(
+        tmp_path / "db.sqlite3", DATABASE_URL="postgres://u@db/levity", DATABASE_POOL_MAX_SIZE="7"
+    )
     assert database_config(env) == [0, {"pool": {"min_size": 2, "max_size": 7, "timeout": 10.0}}]
 
 
 def test_a_pool_size_of_zero_keeps_persistent_connections(tmp_path):
-    env = server_env(tmp_path / "db.sqlite3", DATABASE_URL="postgres://u@db/levity", DATABASE_POOL_MAX_SIZE="0")
+    env = server_env(
+        tmp_path / "db.sqlite3", DATABASE_URL="postgres://u@db/levity", DATABASE_POOL_MAX_SIZE="0"
+    )
     assert database_config(env) == [600, {}]
+
+
 # --- the CA that signs charge point certificates ----------------------------------------
 
 
@@ -202,7 +211,15 @@ def test_an_unreadable_ca_file_stops_daphne_naming_the_variable(tmp_path):
         LEVITY_CSMS_CA_KEY_FILE=str(tmp_path / "missing.key"),
     )
     result = run(
-        ["-m", "levity_site.server", "-b", "127.0.0.1", "-p", str(free_port()), "levity_site.asgi:application"],
+        [
+            "-m",
+            "levity_site.server",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "levity_site.asgi:application",
+        ],
         env,
     )
     assert result.returncode != 0

@@ -49,7 +49,6 @@ async def test_api_requests_leave_no_database_connection_open(
     assert open_database_connections(pid, test_database_url, test_db_path) == before
 
 
-
 def connections_opened(postgres_server, database: str) -> int:
     return postgres_server.log().count(f"connection authorized: user=postgres database={database}")
 

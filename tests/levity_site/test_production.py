@@ -67,7 +67,15 @@ def test_daphne_refuses_to_start_in_production_with_debug(tmp_path):
 
     env = production_env(tmp_path, DEBUG="true")
     result = run(
-        ["-m", "levity_site.server", "-b", "127.0.0.1", "-p", str(free_port()), "levity_site.asgi:application"],
+        [
+            "-m",
+            "levity_site.server",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "levity_site.asgi:application",
+        ],
         env,
     )
     assert result.returncode != 0

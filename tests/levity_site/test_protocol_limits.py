@@ -29,7 +29,9 @@ def new_id() -> str:
     return f"CP-{uuid.uuid4().hex[:10]}"
 
 
-async def open_websocket(port: int, charge_point_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_websocket(
+    port: int, charge_point_id: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A WebSocket opened by hand: the upgrade's answer read, nothing else."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -59,6 +61,7 @@ def frame_header(length: int, opcode: int = 1) -> bytes:
 
 async def read_close_code(reader: asyncio.StreamReader, timeout: float = 10) -> int:
     """The code of the close frame the server sends (skipping other frames)."""
+
     async def read() -> int:
         while True:
             first, second = await reader.readexactly(2)
@@ -127,7 +130,9 @@ async def test_a_request_body_declared_larger_than_the_limit_is_refused_before_i
         "error": "request_too_large",
         "detail": "The request body may be at most 1048576 bytes.",
     }
-    await daphne_server.wait_for_log("request body of 100000000 bytes refused (LEVITY_MAX_REQUEST_BODY_BYTES=1048576)")
+    await daphne_server.wait_for_log(
+        "request body of 100000000 bytes refused (LEVITY_MAX_REQUEST_BODY_BYTES=1048576)"
+    )
 
 
 async def test_a_chunked_request_body_growing_past_the_limit_is_refused(start_daphne):

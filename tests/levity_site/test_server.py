@@ -35,8 +35,11 @@ def serve(tmp_path):
         port = free_port()
         argv = [sys.executable, "-m", *module_and_options, "-b", "127.0.0.1", "-p", str(port)]
         server = ServerProcess(
-            module_and_options[0], [*argv, "tests.levity_site.event_loop_app:application"],
-            port, tmp_path / f"server-{port}.log", cwd=PROJECT_DIR,
+            module_and_options[0],
+            [*argv, "tests.levity_site.event_loop_app:application"],
+            port,
+            tmp_path / f"server-{port}.log",
+            cwd=PROJECT_DIR,
         )
         servers.append(server.start())
         return server

@@ -62,7 +62,11 @@ def generate_at_once(path, processes: int) -> list[str]:
     env.pop("LEVITY_TEST_ONLY_SECRET", None)
     started = [
         subprocess.Popen(
-            [sys.executable, "-c", GENERATE, str(path)], cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", GENERATE, str(path)],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(processes)
     ]

@@ -29,7 +29,10 @@ def fresh_database(tmp_path) -> Path:
     path = tmp_path / "levity.sqlite3"
     env = server_env(path)
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"], cwd=PROJECT_DIR, env=env, check=True,
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=PROJECT_DIR,
+        env=env,
+        check=True,
         capture_output=True,
     )
     with contextlib.closing(sqlite3.connect(path)) as db:  # start from an empty log
@@ -48,10 +51,13 @@ def server_on(path: Path, log_path: Path, **overrides: str):
 
 def in_database_file(path: Path, charge_point_id: str) -> bool:
     with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as db:
-        return db.execute(
-            "SELECT count(*) FROM chargepoints_chargepoint WHERE charge_point_id = ? AND charge_point_model = ?",
-            (charge_point_id, "Checkpointed"),
-        ).fetchone()[0] == 1
+        return (
+            db.execute(
+                "SELECT count(*) FROM chargepoints_chargepoint WHERE charge_point_id = ? AND charge_point_model = ?",
+                (charge_point_id, "Checkpointed"),
+            ).fetchone()[0]
+            == 1
+        )
 
 
 async def boot(server: DaphneServer, charge_point_id: str) -> None:
@@ -128,9 +134,10 @@ def test_server_connections_leave_checkpoints_to_the_thread_and_cap_the_log_file
 
 def log_file_after_commits(path: Path, finish: bool) -> list[int]:
     """Commits that never pause, the thread catching up between them: the log file's size after each."""
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as writer, contextlib.closing(
-        sqlite3.connect(path, isolation_level=None)
-    ) as thread:
+    with (
+        contextlib.closing(sqlite3.connect(path, isolation_level=None)) as writer,
+        contextlib.closing(sqlite3.connect(path, isolation_level=None)) as thread,
+    ):
         writer.execute("PRAGMA journal_mode=WAL")
         writer.execute("PRAGMA wal_autocheckpoint=0")
         writer.execute("CREATE TABLE t (x TEXT)")

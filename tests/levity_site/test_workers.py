@@ -75,9 +75,7 @@ def workers(django_db_setup, test_db_path, redis_url, tmp_path):
     server.stop()
 
 
-async def test_two_workers_share_one_port_and_commands_reach_every_charge_point(
-    workers, cp_id, api_token
-):
+async def test_two_workers_share_one_port_and_commands_reach_every_charge_point(workers, cp_id, api_token):
     pids = await registered_workers(workers)
     clients = []
     try:

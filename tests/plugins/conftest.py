@@ -71,6 +71,5 @@ async def round_trip_times_for(send, seconds: float) -> list[float]:
 
 def summary(times: list[float]) -> str:
     return (
-        f"median {statistics.median(times) * 1000:.1f} ms, "
-        f"max {max(times) * 1000:.1f} ms over {len(times)}"
+        f"median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms over {len(times)}"
     )

@@ -35,9 +35,7 @@ class MetricsPage:
         )
 
     def with_label(self, **labels: str) -> list:
-        return [
-            s for s in self.samples if all(s.labels.get(k) == str(v) for k, v in labels.items())
-        ]
+        return [s for s in self.samples if all(s.labels.get(k) == str(v) for k, v in labels.items())]
 
 
 async def scrape(url: str) -> MetricsPage:

@@ -72,14 +72,10 @@ async def test_no_remote_start_after_the_charge_point_disconnected(connect, serv
     client = await connect(cp_id, server=server)
     await client.status(1, "Preparing")
     await client.close()
-    await server.wait_for_log(
-        f"{cp_id}/1: pending remote start cancelled (charge point disconnected)"
-    )
+    await server.wait_for_log(f"{cp_id}/1: pending remote start cancelled (charge point disconnected)")
     await asyncio.sleep(DELAY + 0.3)
     plugin_lines = [
-        line
-        for line in server.log().splitlines()
-        if "AutoRemoteStartPlugin" in line and cp_id in line
+        line for line in server.log().splitlines() if "AutoRemoteStartPlugin" in line and cp_id in line
     ]
     assert len(plugin_lines) == 1  # only the cancellation: no start, no failed call
 

@@ -118,9 +118,7 @@ async def test_meter_values_record_has_the_sampled_values_as_sent(audited, fluen
         }
     ]
     await audited.call(
-        call.MeterValues(
-            connector_id=1, transaction_id=started.transaction_id, meter_value=meter_value
-        )
+        call.MeterValues(connector_id=1, transaction_id=started.transaction_id, meter_value=meter_value)
     )
 
     [event] = await fluentd.wait_for("ocpp.meter", cp_id)
@@ -166,7 +164,11 @@ async def test_stop_of_an_unknown_transaction_is_recorded_as_rebuilt_without_ene
 
     [event] = await fluentd.wait_for("ocpp.transaction.stop", cp_id)
     # Rebuilt from the stop alone: no reading to start from, so no energy claimed.
-    assert (event.record["energy_wh"], event.record["meter_start"], event.record["connector_id"]) == (0, 500, 0)
+    assert (event.record["energy_wh"], event.record["meter_start"], event.record["connector_id"]) == (
+        0,
+        500,
+        0,
+    )
     assert event.record["outcome"] == "rebuilt"
 
 

@@ -25,8 +25,7 @@ BIG_METER_VALUE = [
     {
         "timestamp": "2026-01-01T00:00:00Z",
         "sampled_value": [
-            {"value": f"{n}.5", "measurand": "Voltage", "unit": "V", "phase": "L1-N"}
-            for n in range(60)
+            {"value": f"{n}.5", "measurand": "Voltage", "unit": "V", "phase": "L1-N"} for n in range(60)
         ],
     }
 ]
@@ -68,9 +67,7 @@ def assert_not_delayed(measured: list[float], no_plugins: list[float]) -> None:
     assert statistics.median(measured) < 3 * statistics.median(no_plugins) + 0.005
 
 
-async def test_answers_keep_their_latency_while_fluentd_is_down(
-    start_daphne, lenient_server, raw_ws, cp_id
-):
+async def test_answers_keep_their_latency_while_fluentd_is_down(start_daphne, lenient_server, raw_ws, cp_id):
     no_plugins = await baseline(lenient_server, raw_ws, cp_id)
     server = start_daphne(
         LEVITY_OCPP_LENIENT="true", LEVITY_PLUGINS=fluentd_plugins(free_port(), timeout=1.0)
@@ -103,9 +100,7 @@ async def test_answers_keep_their_latency_while_fluentd_accepts_but_never_reads(
     assert "is unreachable (timed out)" in server.log()
 
 
-async def test_records_kept_while_fluentd_is_away_arrive_once_it_is_back(
-    connect, start_daphne, cp_id
-):
+async def test_records_kept_while_fluentd_is_away_arrive_once_it_is_back(connect, start_daphne, cp_id):
     receiver = FluentdReceiver()  # its port is chosen, nothing listens yet
     server = start_daphne(LEVITY_PLUGINS=fluentd_plugins(receiver.port))
     client = await connect(cp_id, server=server)
@@ -141,9 +136,7 @@ async def test_records_survive_a_fluentd_restart(connect, start_daphne, cp_id):
         receiver.stop()
 
 
-async def test_records_beyond_the_buffer_are_dropped_counted_and_logged(
-    connect, start_daphne, cp_id
-):
+async def test_records_beyond_the_buffer_are_dropped_counted_and_logged(connect, start_daphne, cp_id):
     receiver = FluentdReceiver()
     server = start_daphne(
         LEVITY_PLUGINS=plugins_env(
@@ -189,9 +182,9 @@ async def test_records_still_buffered_at_exit_are_counted_as_dropped(connect, st
     server.stop()  # SIGTERM, as a service manager stops it
 
     # connect, boot, heartbeat, disconnect
-    assert re.search(
-        r"dropped 4 audit records because Fluentd is away at exit", server.log()
-    ), server.log()[-2000:]
+    assert re.search(r"dropped 4 audit records because Fluentd is away at exit", server.log()), server.log()[
+        -2000:
+    ]
 
 
 async def wait_for_log(server, pattern: str, timeout: float = 10) -> None:

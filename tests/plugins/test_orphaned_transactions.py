@@ -37,12 +37,13 @@ _seconds = itertools.count()
 def energy(value: str, unit: str = "Wh", **fields) -> dict:
     """A sampled value, each a second later than the one before (the same key twice is a resend)."""
     at = datetime.now(timezone.utc) + timedelta(seconds=next(_seconds))
-    return {"timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "sampledValue": [{"value": value, "unit": unit, **fields}]}
+    return {
+        "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sampledValue": [{"value": value, "unit": unit, **fields}],
+    }
 
 
-async def test_an_orphan_on_the_connector_is_closed_with_its_last_energy_reading(
-    connect, server, cp_id
-):
+async def test_an_orphan_on_the_connector_is_closed_with_its_last_energy_reading(connect, server, cp_id):
     await IdTag.objects.acreate(id_tag="DRIVER")
     client = await connect(cp_id, server=server)
     orphan = await client.start_transaction(1, "DRIVER", 1000)
@@ -75,7 +76,9 @@ async def test_a_reading_dated_far_in_the_future_does_not_close_an_orphan(connec
     orphan = await client.start_transaction(1, "DRIVER", 1000)
     far = {"timestamp": "9999-12-31T23:59:59Z", "sampledValue": [{"value": "999999"}]}
     await client.call(
-        call.MeterValues(connector_id=1, transaction_id=orphan.transaction_id, meter_value=[far, energy("1500")])
+        call.MeterValues(
+            connector_id=1, transaction_id=orphan.transaction_id, meter_value=[far, energy("1500")]
+        )
     )
     await client.start_transaction(1, "DRIVER", 1600)
     closed = await Transaction.objects.aget(pk=orphan.transaction_id)
@@ -87,7 +90,9 @@ async def test_only_readings_dated_far_in_the_future_count_by_their_receive_time
     orphan = await client.start_transaction(1, "DRIVER", 1000)
     for value, date in (("1300", "9999-12-30"), ("1200", "9999-12-29")):
         reading = {"timestamp": f"{date}T00:00:00Z", "sampledValue": [{"value": value}]}
-        await client.call(call.MeterValues(connector_id=1, transaction_id=orphan.transaction_id, meter_value=[reading]))
+        await client.call(
+            call.MeterValues(connector_id=1, transaction_id=orphan.transaction_id, meter_value=[reading])
+        )
     await client.start_transaction(1, "DRIVER", 1400)
     # The last received, not the latest dated.
     assert (await Transaction.objects.aget(pk=orphan.transaction_id)).meter_stop == 1200
@@ -136,16 +141,11 @@ def new_id() -> str:
 
 
 async def test_scope_charge_point_closes_the_active_transactions_of_every_connector():
-    cp = await create_test_charge_point(
-        new_id(), plugins=[OrphanedTransactionPlugin(scope="charge_point")]
-    )
+    cp = await create_test_charge_point(new_id(), plugins=[OrphanedTransactionPlugin(scope="charge_point")])
     one = await cp.on_start_transaction(1, "A", 10, "2026-03-01T10:00:00Z")
     two = await cp.on_start_transaction(2, "B", 20, "2026-03-01T10:01:00Z")
     three = await cp.on_start_transaction(3, "C", 30, "2026-03-01T10:02:00Z")
-    stopped = {
-        tx.pk: tx.stop_reason
-        async for tx in Transaction.objects.filter(stop_timestamp__isnull=False)
-    }
+    stopped = {tx.pk: tx.stop_reason async for tx in Transaction.objects.filter(stop_timestamp__isnull=False)}
     assert stopped == {one.transaction_id: "Other", two.transaction_id: "Other"}
     assert (await Transaction.objects.aget(pk=three.transaction_id)).is_active
 

@@ -136,9 +136,7 @@ async def test_callerrors_are_counted_by_action_and_error_code(metrics_server, r
     before = await metrics_server.scrape()
 
     async with raw_ws(cp_id, server=metrics_server.server) as raw:
-        assert (await raw.exchange([2, "a", "StartTransaction", {"connectorId": 1}]))[2] == (
-            "ProtocolError"
-        )
+        assert (await raw.exchange([2, "a", "StartTransaction", {"connectorId": 1}]))[2] == ("ProtocolError")
         assert (await raw.exchange([2, "b", "Frobnicate", {}]))[2] == "NotImplemented"
         assert (await raw.exchange("not json"))[2] == "FormationViolation"
 
@@ -153,15 +151,10 @@ async def test_callerrors_are_counted_by_action_and_error_code(metrics_server, r
         == 1
     )
     # Action names a charge point makes up are counted as "Unknown": labels stay bounded.
-    assert (
-        errors(after, "Unknown", "NotImplemented") - errors(before, "Unknown", "NotImplemented")
-        == 1
-    )
+    assert errors(after, "Unknown", "NotImplemented") - errors(before, "Unknown", "NotImplemented") == 1
     # So is a frame that is not a message at all.
     assert (
-        errors(after, "Unknown", "FormationViolation")
-        - errors(before, "Unknown", "FormationViolation")
-        == 1
+        errors(after, "Unknown", "FormationViolation") - errors(before, "Unknown", "FormationViolation") == 1
     )
     assert not after.with_label(action="Frobnicate")
 
@@ -184,9 +177,7 @@ async def test_boots_and_status_notifications_are_counted(metrics_server, connec
     assert after.get("ocpp_connector_status", cp_id=cp_id, connector_id="1", **faults) == 1
 
 
-async def test_a_charging_session_shows_in_transaction_energy_and_current(
-    metrics_server, connect, cp_id
-):
+async def test_a_charging_session_shows_in_transaction_energy_and_current(metrics_server, connect, cp_id):
     client = await connect(cp_id, server=metrics_server.server)
     await client.boot()
     transaction_id = await charge(client, meter_start=1000, meter_now_kwh="1.5")
@@ -235,9 +226,7 @@ async def test_values_are_right_right_after_a_restart(start_daphne, connect, cp_
     assert page.get("ocpp_cp_last_boot_timestamp_seconds", cp_id=cp_id) > 0
 
 
-async def test_a_charge_point_deleted_from_the_database_has_no_series(
-    metrics_server, connect, cp_id
-):
+async def test_a_charge_point_deleted_from_the_database_has_no_series(metrics_server, connect, cp_id):
     client = await connect(cp_id, server=metrics_server.server)
     await client.boot()
     await client.status(1, "Available")

@@ -39,15 +39,11 @@ def example_queries() -> list[str]:
     dashboard = json.loads((EXAMPLES / "grafana-dashboard.json").read_text())
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
-            queries.append(
-                target["expr"].replace("$__rate_interval", "1m").replace('"$cp_id"', '".*"')
-            )
+            queries.append(target["expr"].replace("$__rate_interval", "1m").replace('"$cp_id"', '".*"'))
     return queries
 
 
-async def test_prometheus_scrapes_the_values_of_a_charging_session(
-    prometheus, levity, connect, cp_id
-):
+async def test_prometheus_scrapes_the_values_of_a_charging_session(prometheus, levity, connect, cp_id):
     client = await connect(cp_id, server=levity)
     await client.boot()
     transaction_id = await charge(client, meter_start=2000, meter_now_kwh="2.5")

@@ -42,7 +42,13 @@ class WebhookReceiver:
                         receiver._failures[self.path] -= 1
                         status = 500
                     receiver.posts.append(
-                        Post(self.path, self.headers["Content-Type"], self.headers["Idempotency-Key"], body, status)
+                        Post(
+                            self.path,
+                            self.headers["Content-Type"],
+                            self.headers["Idempotency-Key"],
+                            body,
+                            status,
+                        )
                     )
                 self.send_response(status)
                 self.end_headers()

@@ -89,9 +89,7 @@ class Ledger:
                 self.answers[message_id] = frame
                 return frame
         except TimeoutError:
-            raise AssertionError(
-                f"{self.charge_point_id}: no answer to {action} in {timeout} s"
-            ) from None
+            raise AssertionError(f"{self.charge_point_id}: no answer to {action} in {timeout} s") from None
         except (websockets.ConnectionClosed, OSError) as exc:
             self.cut.add(message_id)
             raise ConnectionError(str(exc)) from exc

@@ -68,7 +68,9 @@ async def test_sqlite_locked_for_five_seconds_loses_nothing_and_service_resumes(
         ledgers.append(await Ledger(charge_point_id, server.ws_url(charge_point_id)).open())
     persistence = Persistence()
     for ledger in ledgers:
-        await persistence.send(ledger, "BootNotification", {"chargePointVendor": "A", "chargePointModel": "B"})
+        await persistence.send(
+            ledger, "BootNotification", {"chargePointVendor": "A", "chargePointModel": "B"}
+        )
 
     workload = asyncio.gather(
         *(charge(ledger, persistence, sessions=2, samples=6, pause=0.3) for ledger in ledgers)
@@ -217,7 +219,8 @@ async def test_one_charge_points_slow_database_work_does_not_hold_up_the_others(
     slow_id = f"SLOW-{time.time_ns() % 10**9}"
     slow = await Ledger(slow_id, server.ws_url(slow_id)).open()
     started = await slow.call(
-        "StartTransaction", {"connectorId": 1, "idTag": "SLOW", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"}
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "SLOW", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"},
     )
     transaction_id = started[2]["transactionId"]
     others = []
@@ -229,7 +232,11 @@ async def test_one_charge_points_slow_database_work_does_not_hold_up_the_others(
     persistence = Persistence()
     with psycopg.connect(url) as db:  # the slow query: it holds the row for 5 s
         db.execute(f'SELECT * FROM "{table}" WHERE id = %s FOR UPDATE', (transaction_id,))
-        stop_payload = {"transactionId": transaction_id, "meterStop": 500, "timestamp": "2026-01-01T01:00:00Z"}
+        stop_payload = {
+            "transactionId": transaction_id,
+            "meterStop": 500,
+            "timestamp": "2026-01-01T01:00:00Z",
+        }
         stop = asyncio.create_task(slow.call("StopTransaction", stop_payload))
         await asyncio.sleep(0.5)
         t0 = time.monotonic()
@@ -333,9 +340,7 @@ async def test_disk_full_while_writing_answers_internal_error_and_resumes_when_s
         cp = f"DISK{n}-{time.time_ns() % 10**9}"
         ledgers.append(await Ledger(cp, server.ws_url(cp)).open())
     persistence = Persistence(deadline=120)
-    workload = asyncio.gather(
-        *(charge(ledger, persistence, sessions=3, samples=30) for ledger in ledgers)
-    )
+    workload = asyncio.gather(*(charge(ledger, persistence, sessions=3, samples=30) for ledger in ledgers))
     await eventually(lambda: persistence.internal_errors > 0 or workload.done(), timeout=120)
     assert not workload.done(), "the disk never filled"
     filled_at = sum(len(led.answers) for led in ledgers)

@@ -40,7 +40,9 @@ async def test_charge_point_gone_in_the_middle_of_a_command_gets_a_prompt_answer
     server = start_daphne()
     cp = fresh_id("GONE")
     ledger = await Ledger(cp, server.ws_url(cp)).open()
-    assert (await ledger.call("BootNotification", {"chargePointVendor": "A", "chargePointModel": "B"}))[0] == 3
+    assert (await ledger.call("BootNotification", {"chargePointVendor": "A", "chargePointModel": "B"}))[
+        0
+    ] == 3
 
     async def vanish_on_the_command() -> str:
         frame = json.loads(await asyncio.wait_for(ledger.ws.recv(), 30))

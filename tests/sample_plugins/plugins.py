@@ -118,9 +118,7 @@ class ReportBackPlugin(ChargePointPlugin):
             "keys": {item["key"]: item["value"] for item in configuration.configuration_key},
         }
         await context.charge_point.call(
-            call.DataTransfer(
-                vendor_id="org.levity.test", message_id="report", data=json.dumps(report)
-            )
+            call.DataTransfer(vendor_id="org.levity.test", message_id="report", data=json.dumps(report))
         )
 
 
@@ -128,9 +126,7 @@ class TriggerOnConnectPlugin(ChargePointPlugin):
     """initialize(): ask the charge point for its StatusNotifications (TriggerMessage)."""
 
     async def initialize(self, charge_point) -> None:
-        response = await charge_point.call(
-            call.TriggerMessage(requested_message="StatusNotification")
-        )
+        response = await charge_point.call(call.TriggerMessage(requested_message="StatusNotification"))
         self.logger.info("%s answered TriggerMessage: %s", charge_point.id, response.status)
 
 

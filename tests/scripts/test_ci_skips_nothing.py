@@ -46,7 +46,10 @@ def test_under_ci_every_skip_is_a_failure_naming_its_reason(tmp_path):
     result = run_sample(tmp_path, "true")
     assert result.returncode == 1, result.stdout
     assert "2 failed, 1 passed, 1 xfailed" in result.stdout
-    assert "skipped under CI=true, which runs every test: Skipped: the frobnicator is not installed" in result.stdout
+    assert (
+        "skipped under CI=true, which runs every test: Skipped: the frobnicator is not installed"
+        in result.stdout
+    )
     assert "levity-no-such-program is not installed (enable: sudo apt-get install levity-no-such-package" in (
         result.stdout
     )

@@ -35,7 +35,9 @@ def stand_ins(directory: Path, uid: int, apt_get_exit: int = 0) -> Path:
     return bin_dir
 
 
-def provision(directory: Path, *, uid: int, fresh: bool, apt_get_exit: int = 0) -> subprocess.CompletedProcess:
+def provision(
+    directory: Path, *, uid: int, fresh: bool, apt_get_exit: int = 0
+) -> subprocess.CompletedProcess:
     bash = shutil.which("bash")
     assert bash is not None
     bin_dir = stand_ins(directory, uid, apt_get_exit)
@@ -49,7 +51,9 @@ def provision(directory: Path, *, uid: int, fresh: bool, apt_get_exit: int = 0) 
         mount, unshare = shutil.which("mount"), shutil.which("unshare")
         assert unshare is not None  # checked above
         hide = " && ".join(
-            f"{mount} --bind {empty} {path}" for path in ("/usr/sbin", "/usr/lib/postgresql") if Path(path).is_dir()
+            f"{mount} --bind {empty} {path}"
+            for path in ("/usr/sbin", "/usr/lib/postgresql")
+            if Path(path).is_dir()
         )
         command = [unshare, "-m", bash, "-c", f"{hide} && exec {bash} {PROVISION}"]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)

@@ -82,9 +82,7 @@ def test_meter_stop_below_start_is_flagged_in_the_list(operator_client, cp):
 
 def test_transactions_filter_active_and_stopped(operator_client, cp):
     active = make_transaction(cp, id_tag="A")
-    stopped = make_transaction(
-        cp, id_tag="B", meter_stop=2000, stop_timestamp=START + timedelta(hours=1)
-    )
+    stopped = make_transaction(cp, id_tag="B", meter_stop=2000, stop_timestamp=START + timedelta(hours=1))
     assert listed_transactions(operator_client.get(TX_LIST, {"state": "active"})) == [active.pk]
     assert listed_transactions(operator_client.get(TX_LIST, {"state": "stopped"})) == [stopped.pk]
 
@@ -120,9 +118,7 @@ def test_transaction_id_search_keeps_the_active_filters(operator_client, cp):
 def test_transactions_date_hierarchy_drills_down_by_start(operator_client, cp):
     march = make_transaction(cp, id_tag="M")
     make_transaction(cp, id_tag="F", start_timestamp=START - timedelta(days=30))
-    response = operator_client.get(
-        TX_LIST, {"start_timestamp__year": 2025, "start_timestamp__month": 3}
-    )
+    response = operator_client.get(TX_LIST, {"start_timestamp__year": 2025, "start_timestamp__month": 3})
     assert listed_transactions(response) == [march.pk]
     html = response.content.decode()
     assert '<nav class="toplinks">' in html and "March 1" in html  # the days of March

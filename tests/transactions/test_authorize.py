@@ -163,8 +163,12 @@ async def test_authorize_messages_sent_at_once_each_get_their_own_tags_status(ra
     )
     async with raw_ws(f"{cp_id}-busy") as busy:
         started = await busy.exchange(
-            [2, "s", "StartTransaction",
-             {"connectorId": 1, "idTag": "MIX-BUSY", "meterStart": 0, "timestamp": "2026-01-01T10:00:00Z"}]
+            [
+                2,
+                "s",
+                "StartTransaction",
+                {"connectorId": 1, "idTag": "MIX-BUSY", "meterStart": 0, "timestamp": "2026-01-01T10:00:00Z"},
+            ]
         )
         assert started[2]["idTagInfo"] == {"status": "Accepted"}
         tags = ["MIX-OK", "MIX-BLOCKED", "MIX-EXPIRED", "MIX-BUSY", "MIX-UNKNOWN", "mix-ok"] * 3

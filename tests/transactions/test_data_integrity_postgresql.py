@@ -67,7 +67,10 @@ async def test_an_orphan_closed_from_a_register_above_2_31_wh_is_stored(pg_daphn
                 connector_id=1,
                 transaction_id=orphan.transaction_id,
                 meter_value=[
-                    {"timestamp": iso(now - timedelta(minutes=5)), "sampled_value": [{"value": str(BIG_REGISTER_WH)}]}
+                    {
+                        "timestamp": iso(now - timedelta(minutes=5)),
+                        "sampled_value": [{"value": str(BIG_REGISTER_WH)}],
+                    }
                 ],
             )
         )
@@ -98,7 +101,9 @@ async def test_resent_meter_values_and_status_notifications_are_stored_once(pg_d
     finally:
         await client.close()
     assert rows(
-        pg_url, "SELECT count(*) FROM transactions_metervalue WHERE transaction_id = %s", started.transaction_id
+        pg_url,
+        "SELECT count(*) FROM transactions_metervalue WHERE transaction_id = %s",
+        started.transaction_id,
     ) == [(1,)]
     assert rows(
         pg_url,

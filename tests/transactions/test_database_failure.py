@@ -84,9 +84,7 @@ async def test_stop_transaction_during_database_failure_answers_internal_error(
     assert (await Transaction.objects.aget(pk=tx_id)).energy_wh == 500
 
 
-async def test_meter_values_during_database_failure_answer_internal_error(
-    raw_ws, cp_id, table_unavailable
-):
+async def test_meter_values_during_database_failure_answer_internal_error(raw_ws, cp_id, table_unavailable):
     payload = {
         "connectorId": 1,
         "meterValue": [{"timestamp": "2025-03-01T10:00:00Z", "sampledValue": [{"value": "1"}]}],

@@ -51,10 +51,17 @@ def meter_frame(unique_id: str, tx_id: int, at: str, energy: str = "2000") -> li
 
 
 def stop_frame(unique_id: str, tx_id: int, **extra) -> list:
-    return [2, unique_id, "StopTransaction", {"transactionId": tx_id, "meterStop": 8500, "timestamp": T_STOP, **extra}]
+    return [
+        2,
+        unique_id,
+        "StopTransaction",
+        {"transactionId": tx_id, "meterStop": 8500, "timestamp": T_STOP, **extra},
+    ]
 
 
-async def test_a_resent_start_transaction_with_a_new_id_after_reconnecting_is_the_same_transaction(raw_ws, cp_id):
+async def test_a_resent_start_transaction_with_a_new_id_after_reconnecting_is_the_same_transaction(
+    raw_ws, cp_id
+):
     async with raw_ws(cp_id) as session:
         first = await session.exchange(start_frame("s-1"))
     async with raw_ws(cp_id) as session:  # the answer was lost with the connection
@@ -99,7 +106,9 @@ async def test_resent_meter_values_are_stored_once(raw_ws, cp_id):
     async with raw_ws(cp_id) as session:
         answers.append(await session.exchange(meter_frame("m-3", tx_id, "2025-03-01T10:05:00Z")))
     assert [answer[:2] for answer in answers] == [[3, "m-1"], [3, "m-1"], [3, "m-2"], [3, "m-3"]]
-    rows = [(m.measurand, m.value) async for m in MeterValue.objects.filter(transaction_id=tx_id).order_by("id")]
+    rows = [
+        (m.measurand, m.value) async for m in MeterValue.objects.filter(transaction_id=tx_id).order_by("id")
+    ]
     assert rows == [
         ("Energy.Active.Import.Register", "2000"),
         ("Power.Active.Import", "7.2"),
@@ -112,7 +121,12 @@ async def test_meter_values_outside_a_transaction_resent_are_stored_once(raw_ws,
         2,
         "c-1",
         "MeterValues",
-        {"connectorId": 2, "meterValue": [{"timestamp": T_START, "sampledValue": [{"value": "5", "context": "Sample.Clock"}]}]},
+        {
+            "connectorId": 2,
+            "meterValue": [
+                {"timestamp": T_START, "sampledValue": [{"value": "5", "context": "Sample.Clock"}]}
+            ],
+        },
     ]
     async with raw_ws(cp_id) as session:
         await session.exchange(frame)
@@ -120,7 +134,9 @@ async def test_meter_values_outside_a_transaction_resent_are_stored_once(raw_ws,
     assert await MeterValue.objects.filter(charge_point__charge_point_id=cp_id).acount() == 1
 
 
-async def test_offline_queued_meter_values_replayed_late_are_stored_in_the_charge_points_time_order(raw_ws, cp_id):
+async def test_offline_queued_meter_values_replayed_late_are_stored_in_the_charge_points_time_order(
+    raw_ws, cp_id
+):
     """Hours-old queued values arrive after, and between, live ones."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -136,7 +152,9 @@ async def test_offline_queued_meter_values_replayed_late_are_stored_in_the_charg
         await session.exchange(meter_frame("queued-3", tx_id, at(-1), "5000"))
     energy = [
         m.value
-        async for m in MeterValue.objects.filter(transaction_id=tx_id, measurand="Energy.Active.Import.Register")
+        async for m in MeterValue.objects.filter(
+            transaction_id=tx_id, measurand="Energy.Active.Import.Register"
+        )
     ]
     assert energy == ["2000", "3000", "5000", "9000", "9100"]  # the default ordering: the charge point's time
     from transactions.repositories import MeterValueRepository

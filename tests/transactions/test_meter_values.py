@@ -78,9 +78,7 @@ async def test_every_sampled_value_of_every_meter_value_is_stored(raw_ws, cp_id)
 
 async def test_sampled_value_with_only_a_value_gets_the_1_6_defaults(raw_ws, cp_id):
     async with raw_ws(cp_id) as session:
-        await session.exchange(
-            meter_frame("m-2", [{"timestamp": T1, "sampledValue": [{"value": "5"}]}])
-        )
+        await session.exchange(meter_frame("m-2", [{"timestamp": T1, "sampledValue": [{"value": "5"}]}]))
     row = await MeterValue.objects.aget()
     assert (row.measurand, row.unit, row.context, row.location, row.format, row.phase) == (
         "Energy.Active.Import.Register",
@@ -121,9 +119,7 @@ async def test_measurand_without_unit_gets_its_natural_unit(raw_ws, cp_id):
 
 
 async def test_meter_values_without_transaction_are_stored_without_one(raw_ws, cp_id):
-    clock_aligned = [
-        {"timestamp": T1, "sampledValue": [{"value": "99", "context": "Sample.Clock"}]}
-    ]
+    clock_aligned = [{"timestamp": T1, "sampledValue": [{"value": "99", "context": "Sample.Clock"}]}]
     async with raw_ws(cp_id) as session:
         answer = await session.exchange(meter_frame("m-5", clock_aligned))
     assert answer == [3, "m-5", {}]
@@ -132,14 +128,10 @@ async def test_meter_values_without_transaction_are_stored_without_one(raw_ws, c
     assert row.charge_point.charge_point_id == cp_id
 
 
-async def test_meter_values_for_unknown_transaction_are_kept_and_logged(
-    raw_ws, cp_id, daphne_server
-):
+async def test_meter_values_for_unknown_transaction_are_kept_and_logged(raw_ws, cp_id, daphne_server):
     async with raw_ws(cp_id) as session:
         answer = await session.exchange(
-            meter_frame(
-                "m-6", [{"timestamp": T1, "sampledValue": [{"value": "1"}]}], transactionId=424242
-            )
+            meter_frame("m-6", [{"timestamp": T1, "sampledValue": [{"value": "1"}]}], transactionId=424242)
         )
     assert answer == [3, "m-6", {}]
     assert (await MeterValue.objects.aget()).transaction_id is None
@@ -186,9 +178,7 @@ async def test_meter_value_without_timestamp_is_a_protocol_error(raw_ws, cp_id):
 async def test_unit_outside_the_enumeration_is_refused(raw_ws, cp_id):
     async with raw_ws(cp_id) as session:
         answer = await session.exchange(
-            meter_frame(
-                "m-10", [{"timestamp": T1, "sampledValue": [{"value": "1", "unit": "MWh"}]}]
-            )
+            meter_frame("m-10", [{"timestamp": T1, "sampledValue": [{"value": "1", "unit": "MWh"}]}])
         )
     assert answer[0:3] == [4, "m-10", "PropertyConstraintViolation"]
     assert not await MeterValue.objects.aexists()

@@ -44,8 +44,17 @@ async def sessions_of(raw_ws, charge_point_ids: list[str]):
 
 async def start(raw, transaction_tag: str) -> int:
     answer = await raw.exchange(
-        [2, "start", "StartTransaction",
-         {"connectorId": 1, "idTag": transaction_tag, "meterStart": 0, "timestamp": "2026-01-01T10:00:00Z"}]
+        [
+            2,
+            "start",
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": transaction_tag,
+                "meterStart": 0,
+                "timestamp": "2026-01-01T10:00:00Z",
+            },
+        ]
     )
     return answer[2]["transactionId"]
 
@@ -60,11 +69,15 @@ async def test_meter_values_sent_at_once_by_many_charge_points_are_all_stored(ra
             answers = []
             for k in range(rounds):
                 answers.append(
-                    await raw.exchange(meter_values_frame(f"mv{k}", tx_id, 100 * k, f"2026-01-01T10:05:0{k}Z"))
+                    await raw.exchange(
+                        meter_values_frame(f"mv{k}", tx_id, 100 * k, f"2026-01-01T10:05:0{k}Z")
+                    )
                 )
             return answers
 
-        all_answers = await asyncio.gather(*(send_rounds(raw, tx) for raw, tx in zip(sessions, tx_ids, strict=True)))
+        all_answers = await asyncio.gather(
+            *(send_rounds(raw, tx) for raw, tx in zip(sessions, tx_ids, strict=True))
+        )
     for answers in all_answers:
         assert answers == [[3, f"mv{k}", {}] for k in range(rounds)]
     for i, tx_id in enumerate(tx_ids):

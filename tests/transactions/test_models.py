@@ -30,16 +30,12 @@ def test_the_transaction_index_leads_with_the_transaction_and_the_time():
 
 @pytest.mark.sqlite
 def test_admins_latest_energy_reading_searches_the_transaction_index():
-    assert searches_transaction_index(
-        Transaction.objects.annotate(latest=latest_energy_register())
-    )
+    assert searches_transaction_index(Transaction.objects.annotate(latest=latest_energy_register()))
 
 
 @pytest.mark.sqlite
 def test_metrics_latest_sample_searches_the_transaction_index():
-    assert searches_transaction_index(
-        Transaction.objects.annotate(latest=_latest("Power.Active.Import"))
-    )
+    assert searches_transaction_index(Transaction.objects.annotate(latest=_latest("Power.Active.Import")))
 
 
 @pytest.mark.sqlite

@@ -19,7 +19,11 @@ UTC = timezone.utc
         (datetime(2026, 1, 15, tzinfo=UTC), -1, datetime(2025, 12, 1, tzinfo=UTC)),
         (datetime(2026, 3, 1, tzinfo=UTC), -14, datetime(2025, 1, 1, tzinfo=UTC)),
         # 00:30 on 1 March in UTC+2 is still February in UTC.
-        (datetime(2026, 3, 1, 0, 30, tzinfo=timezone(timedelta(hours=2))), 0, datetime(2026, 2, 1, tzinfo=UTC)),
+        (
+            datetime(2026, 3, 1, 0, 30, tzinfo=timezone(timedelta(hours=2))),
+            0,
+            datetime(2026, 2, 1, tzinfo=UTC),
+        ),
     ],
 )
 def test_month_start_is_the_first_instant_of_the_utc_month(moment, months_later, expected):

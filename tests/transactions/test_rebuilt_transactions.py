@@ -24,11 +24,19 @@ TRANSACTION_DATA = [
 
 
 def stop_frame(unique_id: str, **extra) -> list:
-    payload = {"transactionId": UNKNOWN_ID, "meterStop": 8500, "timestamp": T_STOP, "idTag": "CARD-9", **extra}
+    payload = {
+        "transactionId": UNKNOWN_ID,
+        "meterStop": 8500,
+        "timestamp": T_STOP,
+        "idTag": "CARD-9",
+        **extra,
+    }
     return [2, unique_id, "StopTransaction", payload]
 
 
-async def test_a_stop_for_an_unknown_transaction_is_rebuilt_from_what_it_carries(raw_ws, cp_id, daphne_server):
+async def test_a_stop_for_an_unknown_transaction_is_rebuilt_from_what_it_carries(
+    raw_ws, cp_id, daphne_server
+):
     async with raw_ws(cp_id) as session:
         answer = await session.exchange(stop_frame("p-1", transactionData=TRANSACTION_DATA, reason="Local"))
     assert answer == [3, "p-1", {"idTagInfo": {"status": "Invalid"}}]
@@ -64,11 +72,18 @@ async def test_a_resent_stop_for_a_rebuilt_transaction_rebuilds_nothing_more(raw
 async def test_a_stop_naming_another_charge_points_transaction_leaves_it_alone(raw_ws, cp_id):
     async with raw_ws(f"{cp_id}-owner") as owner:
         answer = await owner.exchange(
-            [2, "s", "StartTransaction", {"connectorId": 1, "idTag": "A", "meterStart": 0, "timestamp": T_BEGIN}]
+            [
+                2,
+                "s",
+                "StartTransaction",
+                {"connectorId": 1, "idTag": "A", "meterStart": 0, "timestamp": T_BEGIN},
+            ]
         )
     theirs = answer[2]["transactionId"]
     async with raw_ws(cp_id) as session:
-        await session.exchange([2, "p", "StopTransaction", {"transactionId": theirs, "meterStop": 50, "timestamp": T_STOP}])
+        await session.exchange(
+            [2, "p", "StopTransaction", {"transactionId": theirs, "meterStop": 50, "timestamp": T_STOP}]
+        )
     assert (await Transaction.objects.aget(pk=theirs)).is_active
     rebuilt = await Transaction.objects.aget(charge_point__charge_point_id=cp_id)
     assert rebuilt.rebuilt and rebuilt.reported_transaction_id == theirs and rebuilt.pk != theirs

@@ -40,7 +40,15 @@ def start(cp: ChargePoint) -> services.TransactionStart:
 
 def stop(cp: ChargePoint, tx_id: int, meter_stop: int = 200, minutes: int = 30) -> services.TransactionStop:
     return services.TransactionStop(
-        cp.pk, tx_id, meter_stop, T0 + timedelta(minutes=minutes), None, None, None, T0, {"status": "Accepted"}
+        cp.pk,
+        tx_id,
+        meter_stop,
+        T0 + timedelta(minutes=minutes),
+        None,
+        None,
+        None,
+        T0,
+        {"status": "Accepted"},
     )
 
 

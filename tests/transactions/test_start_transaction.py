@@ -39,9 +39,7 @@ async def test_accepted_tag_starts_a_transaction(raw_ws, cp_id):
     [(None, "Invalid"), ("Blocked", "Blocked"), ("Expired", "Expired"), ("Invalid", "Invalid")],
     ids=["unknown", "blocked", "expired", "invalid"],
 )
-async def test_tag_that_is_not_accepted_still_gets_a_transaction_id(
-    raw_ws, cp_id, tag_status, expected
-):
+async def test_tag_that_is_not_accepted_still_gets_a_transaction_id(raw_ws, cp_id, tag_status, expected):
     if tag_status:
         await IdTag.objects.acreate(id_tag="CARD-1", status=tag_status)
     async with raw_ws(cp_id) as session:
@@ -51,9 +49,7 @@ async def test_tag_that_is_not_accepted_still_gets_a_transaction_id(
     assert tx.id_tag_status == expected
 
 
-async def test_tag_already_charging_elsewhere_gets_concurrent_tx_and_a_transaction_id(
-    raw_ws, cp_id
-):
+async def test_tag_already_charging_elsewhere_gets_concurrent_tx_and_a_transaction_id(raw_ws, cp_id):
     await IdTag.objects.acreate(id_tag="CARD-1")
     async with raw_ws(cp_id) as session:
         first = await session.exchange(start_frame("s-3"))
@@ -75,9 +71,7 @@ async def test_repeated_start_transaction_returns_the_same_transaction(raw_ws, c
     assert await Transaction.objects.acount() == 1
 
 
-async def test_repeated_start_transaction_after_reconnect_returns_the_same_transaction(
-    raw_ws, cp_id
-):
+async def test_repeated_start_transaction_after_reconnect_returns_the_same_transaction(raw_ws, cp_id):
     async with raw_ws(cp_id) as session:
         first = await session.exchange(start_frame("s-7"))
     async with raw_ws(cp_id) as session:

@@ -18,7 +18,12 @@ T_STOP = "2025-03-01T11:30:00Z"
 
 async def start(session) -> int:
     answer = await session.exchange(
-        [2, "s", "StartTransaction", {"connectorId": 1, "idTag": "CARD-1", "meterStart": 1000, "timestamp": T_START}]
+        [
+            2,
+            "s",
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "CARD-1", "meterStart": 1000, "timestamp": T_START},
+        ]
     )
     return answer[2]["transactionId"]
 
@@ -32,12 +37,16 @@ def stop_frame(unique_id: str, tx_id: int, meter_stop: int = 8500) -> list:
     ]
 
 
-async def test_the_charge_points_stop_replaces_the_servers_and_the_servers_is_kept(raw_ws, cp_id, daphne_server):
+async def test_the_charge_points_stop_replaces_the_servers_and_the_servers_is_kept(
+    raw_ws, cp_id, daphne_server
+):
     async with raw_ws(cp_id) as session:
         tx_id = await start(session)
         # The server closes it on its own authority (as OrphanedTransactionPlugin does).
         closed_at = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
-        assert await TransactionRepository().stop_transaction(tx_id, 3000, reason="Other", timestamp=closed_at)
+        assert await TransactionRepository().stop_transaction(
+            tx_id, 3000, reason="Other", timestamp=closed_at
+        )
         guessed = await Transaction.objects.aget(pk=tx_id)
         assert (guessed.stopped_by, guessed.meter_stop) == (StoppedBy.SERVER, 3000)
         # Then the charge point's real stop arrives.
@@ -45,12 +54,18 @@ async def test_the_charge_points_stop_replaces_the_servers_and_the_servers_is_ke
     assert answer == [3, "p-1", {}]
     tx = await Transaction.objects.aget(pk=tx_id)
     assert (tx.stopped_by, tx.meter_stop, tx.energy_wh, tx.stop_reason) == (
-        StoppedBy.CHARGE_POINT, 8500, 7500, "EVDisconnected"
+        StoppedBy.CHARGE_POINT,
+        8500,
+        7500,
+        "EVDisconnected",
     )
     assert tx.stop_timestamp == datetime(2025, 3, 1, 11, 30, tzinfo=timezone.utc)
     [superseded] = [s async for s in SupersededStop.objects.filter(transaction_id=tx_id)]
     assert (superseded.stopped_by, superseded.meter_stop, superseded.energy_wh, superseded.stop_reason) == (
-        StoppedBy.SERVER, 3000, 2000, "Other"
+        StoppedBy.SERVER,
+        3000,
+        2000,
+        "Other",
     )
     assert superseded.stop_timestamp == closed_at
     await daphne_server.wait_for_log(f"StopTransaction for transaction {tx_id} replaces the server's stop")

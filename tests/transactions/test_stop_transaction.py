@@ -142,16 +142,12 @@ async def test_stop_for_unknown_transaction_with_id_tag_answers_id_tag_info(raw_
     assert answer == [3, "p-7", {"idTagInfo": {"status": "Accepted"}}]
 
 
-async def test_stop_for_already_stopped_transaction_keeps_the_stored_stop(
-    raw_ws, cp_id, daphne_server
-):
+async def test_stop_for_already_stopped_transaction_keeps_the_stored_stop(raw_ws, cp_id, daphne_server):
     async with raw_ws(cp_id) as session:
         tx_id = await start(session)
         await session.exchange(stop_frame("p-8", tx_id, reason="Local"))
         answer = await session.exchange(
-            stop_frame(
-                "p-9", tx_id, meterStop=99999, timestamp="2025-03-01T12:00:00Z", reason="Remote"
-            )
+            stop_frame("p-9", tx_id, meterStop=99999, timestamp="2025-03-01T12:00:00Z", reason="Remote")
         )
     assert answer == [3, "p-9", {}]
     tx = await Transaction.objects.aget(pk=tx_id)
@@ -232,6 +228,9 @@ async def test_stop_transactions_sent_at_once_each_stop_their_own_transaction(ra
     for i, tx_id in enumerate(tx_ids):
         tx = await Transaction.objects.aget(pk=tx_id)
         assert (tx.meter_stop, tx.energy_wh, tx.stop_id_tag, tx.stop_timestamp) == (
-            1000 + i, 1000 + i - 100 * i, "CARD-1", utc(11, 30)
+            1000 + i,
+            1000 + i - 100 * i,
+            "CARD-1",
+            utc(11, 30),
         )
         assert [m.value async for m in MeterValue.objects.filter(transaction_id=tx_id)] == ["9000"]

@@ -11,12 +11,8 @@ class TransactionFilter(ChargePointRowFilter):
     active = django_filters.BooleanFilter(
         field_name="stop_timestamp", lookup_expr="isnull", label="Still running"
     )
-    started_after = django_filters.IsoDateTimeFilter(
-        field_name="start_timestamp", lookup_expr="gte"
-    )
-    started_before = django_filters.IsoDateTimeFilter(
-        field_name="start_timestamp", lookup_expr="lt"
-    )
+    started_after = django_filters.IsoDateTimeFilter(field_name="start_timestamp", lookup_expr="gte")
+    started_before = django_filters.IsoDateTimeFilter(field_name="start_timestamp", lookup_expr="lt")
 
     class Meta:
         model = Transaction

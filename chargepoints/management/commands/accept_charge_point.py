@@ -42,12 +42,15 @@ class Command(BaseCommand):
             data = response.json()
         except ValueError:
             raise CommandError(
-                f"{api_url} answered HTTP {response.status_code}, not the Levity API", returncode=EXIT_UNREACHABLE
+                f"{api_url} answered HTTP {response.status_code}, not the Levity API",
+                returncode=EXIT_UNREACHABLE,
             ) from None
         if response.status_code == 404:
             raise CommandError(data.get("detail", "unknown charge point"), returncode=EXIT_OFFLINE)
         if response.status_code != 200:
-            raise CommandError(data.get("detail") or f"HTTP {response.status_code}", returncode=EXIT_UNREACHABLE)
+            raise CommandError(
+                data.get("detail") or f"HTTP {response.status_code}", returncode=EXIT_UNREACHABLE
+            )
         if not data["changed"]:
             self.stdout.write(f"{charge_point_id} was already Accepted")
         elif data["trigger"] is None:

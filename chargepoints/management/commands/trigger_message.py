@@ -8,7 +8,9 @@ class Command(RemoteCommand):
 
     def add_command_arguments(self, parser):
         parser.add_argument(
-            "message", metavar="MESSAGE", choices=TRIGGERABLE_MESSAGES,
+            "message",
+            metavar="MESSAGE",
+            choices=TRIGGERABLE_MESSAGES,
             help=", ".join(TRIGGERABLE_MESSAGES),
         )
         parser.add_argument("--connector-id", type=int)

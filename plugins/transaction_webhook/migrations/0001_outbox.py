@@ -6,40 +6,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('transactions', '0005_meter_values_partitioned_by_month'),
+        ("transactions", "0005_meter_values_partitioned_by_month"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OutboxDelivery',
+            name="OutboxDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event', models.CharField(max_length=32)),
-                ('webhook_url', models.CharField(max_length=2000, verbose_name='webhook URL')),
-                ('payload', models.JSONField()),
-                ('idempotency_key', models.CharField(help_text='<transaction id>:<event>', max_length=64)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('timeout', models.FloatField(help_text='Seconds per POST.')),
-                ('max_attempts', models.PositiveIntegerField(blank=True, help_text='Empty: no limit.', null=True)),
-                ('retry_delay', models.FloatField(help_text='Seconds before the first retry; doubled after each.')),
-                ('retry_delay_max', models.FloatField(help_text='The longest delay between two attempts.')),
-                ('transaction', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='webhook_deliveries', to='transactions.transaction')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("event", models.CharField(max_length=32)),
+                ("webhook_url", models.CharField(max_length=2000, verbose_name="webhook URL")),
+                ("payload", models.JSONField()),
+                ("idempotency_key", models.CharField(help_text="<transaction id>:<event>", max_length=64)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("delivered", "Delivered"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("timeout", models.FloatField(help_text="Seconds per POST.")),
+                (
+                    "max_attempts",
+                    models.PositiveIntegerField(blank=True, help_text="Empty: no limit.", null=True),
+                ),
+                (
+                    "retry_delay",
+                    models.FloatField(help_text="Seconds before the first retry; doubled after each."),
+                ),
+                ("retry_delay_max", models.FloatField(help_text="The longest delay between two attempts.")),
+                (
+                    "transaction",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="webhook_deliveries",
+                        to="transactions.transaction",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'outbox delivery',
-                'verbose_name_plural': 'outbox deliveries',
-                'ordering': ['-id'],
-                'indexes': [models.Index(fields=['state', 'next_attempt_at'], name='transaction_state_453929_idx')],
-                'constraints': [models.UniqueConstraint(fields=('webhook_url', 'idempotency_key'), name='unique_webhook_delivery')],
+                "verbose_name": "outbox delivery",
+                "verbose_name_plural": "outbox deliveries",
+                "ordering": ["-id"],
+                "indexes": [
+                    models.Index(fields=["state", "next_attempt_at"], name="transaction_state_453929_idx")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("webhook_url", "idempotency_key"), name="unique_webhook_delivery"
+                    )
+                ],
             },
         ),
     ]
