@@ -88,8 +88,10 @@ def survived(r: dict) -> str:
         parts.append(f"RSS {r['rss_start_mb']} → {r['rss_end_mb']} MB")
     if "rss_mb_first" in r:
         parts.append(f"RSS {r['rss_mb_first']} → {r['rss_mb_last']} MB")
-    if "stops_before_start_stored" in r:
-        parts.append(f"{r['stops_before_start_stored']} stops before start stored (see below)")
+    if "stops_before_start_flagged" in r:
+        parts.append(f"{r['stops_before_start_flagged']} stops before start stored flagged (see below)")
+    elif "stops_before_start_stored" in r:  # a record from before the flag
+        parts.append(f"{r['stops_before_start_stored']} stops before start stored unflagged")
     if r.get("others_went_on") is False:
         parts.append(
             f"**others waited {r['others_finished_seconds']} s** (bound {r.get('others_bound_seconds')} s)"
@@ -175,9 +177,12 @@ def render(records: dict[str, dict], command: str, commit: str) -> str:
         "  left, the charge point sends it again to the survivor; its idempotency key",
         "  (transaction, timestamp, measurand, phase, location, context, unit) stores it",
         "  once, and the tests fail on any duplicate.",
-        "- **A stop timestamped before its start is stored as sent.** Found by the",
-        "  fuzzer; the rule for skewed clocks belongs to the exactly-once work on",
-        "  transaction data, until which the fuzzer counts such rows rather than failing.",
+        "- **A stop timestamped before its start is stored, acknowledged and flagged.**",
+        "  Found by the fuzzer. The charge point's clock was wrong at one of the two, and",
+        "  its meterStop is billing data: the stop is answered, both timestamps are kept",
+        "  as reported, and the transaction is marked `stop_before_start` (admin, API;",
+        "  [data integrity rules](operations.md#data-integrity-rules)). The fuzzer fails on any stop",
+        "  before its start stored without the flag, and counts the flagged ones.",
         "",
     ]
     return "\n".join(lines)
