@@ -22,10 +22,11 @@ a row held by an outside slow query, say) fails, in its savepoint, with a lock
 timeout; the batch commits for everyone else, and the request is retried alone, in
 a transaction of its own on a second thread (``retry_executor``), waiting up to
 ``DATABASE_LOCK_RETRY_TIMEOUT`` for its lock. Until its retries are done a session's
-further requests go there too, in order. So one charge point's blocked row costs the
-others one batch's wait (at most twice ``DATABASE_LOCK_TIMEOUT``: the group's bulk
-write and the request's redo alone), not the whole time the row is held. SQLite has
-one writer by design: its busy timeout (settings) applies to the whole database.
+further requests go there too, in order. So a blocked row costs the batch its request
+was in at most twice ``DATABASE_LOCK_TIMEOUT`` (its kind's bulk write, then its redo
+alone), not the whole time the row is held. SQLite has one writer by design: a lock
+is on the whole database, and every write waits for it up to the busy timeout
+(settings).
 
 The thread is Levity's own (``executor``), not asgiref's single shared thread: a
 slow synchronous signal receiver or HTTP view never delays an OCPP answer. (The one
