@@ -119,8 +119,10 @@ class Workload:
         self.cp_ids = [r[0] for r in self.db.execute("SELECT id FROM chargepoints_chargepoint ORDER BY id")]
         self.db.execute(
             "INSERT INTO transactions_transaction (id, charge_point_id, connector_id, id_tag, id_tag_status, "
-            "meter_start, start_timestamp, stop_reason, stop_id_tag, meter_stop_below_start, received_at, stopped_by, rebuilt) "
-            "SELECT g, %s + (g %% %s), 1, 'BENCH', 'Accepted', 0, %s + (g * %s * %s), '', '', false, now(), '', false "
+            "meter_start, start_timestamp, stop_reason, stop_id_tag, meter_stop_below_start, received_at, stopped_by, rebuilt, "
+            "stop_before_start) "
+            "SELECT g, %s + (g %% %s), 1, 'BENCH', 'Accepted', 0, %s + (g * %s * %s), '', '', false, now(), '', false, "
+            "false "
             "FROM generate_series(0, %s - 1) g",
             (
                 self.cp_ids[0],

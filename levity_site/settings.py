@@ -245,6 +245,13 @@ DATABASE_CONN_MAX_AGE = envint("DATABASE_CONN_MAX_AGE", 600, minimum=0)
 DATABASE_POOL_MIN_SIZE = envint("DATABASE_POOL_MIN_SIZE", 2, minimum=0)
 DATABASE_POOL_MAX_SIZE = envint("DATABASE_POOL_MAX_SIZE", 10, minimum=0)
 DATABASE_POOL_TIMEOUT = envfloat("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1)
+#: PostgreSQL: the longest (s) a statement of the OCPP sessions' shared write batch
+#: waits for a row lock (0: no limit). A request that waits longer -- its row held by
+#: an outside slow query -- leaves the batch, which commits for the others, and is
+#: retried alone, waiting up to DATABASE_LOCK_RETRY_TIMEOUT; past that its charge
+#: point is answered InternalError and resends (chargepoints.session.writer).
+DATABASE_LOCK_TIMEOUT = envfloat("DATABASE_LOCK_TIMEOUT", 1.0, minimum=0)
+DATABASE_LOCK_RETRY_TIMEOUT = envfloat("DATABASE_LOCK_RETRY_TIMEOUT", 20.0, minimum=0.1)
 if DATABASE_POOL_MAX_SIZE and DATABASE_POOL_MIN_SIZE > DATABASE_POOL_MAX_SIZE:
     raise ImproperlyConfigured(
         f"DATABASE_POOL_MIN_SIZE={DATABASE_POOL_MIN_SIZE} is more than "

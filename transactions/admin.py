@@ -161,6 +161,7 @@ class TransactionAdmin(ReportedByChargePointAdmin):
         "stopped_by",
         "rebuilt",
         "meter_stop_below_start",
+        "stop_before_start",
     ]
     search_fields = ["id_tag", "stop_id_tag", "charge_point__charge_point_id"]
     search_help_text = "ID tag, charge point id, or a transaction id."
@@ -201,6 +202,7 @@ class TransactionAdmin(ReportedByChargePointAdmin):
                     "stop_id_tag",
                     "stop_received_at",
                     "stopped_by",
+                    "stop_before_start",
                 ]
             },
         ),
@@ -245,6 +247,13 @@ class TransactionAdmin(ReportedByChargePointAdmin):
 
     @admin.display(description="duration")
     def duration_display(self, obj: Transaction) -> str:
+        if obj.stop_before_start:
+            return format_html(
+                '<span title="stopped at {}, before its start at {}, as the charge point reported">'
+                "⚠ stop before start</span>",
+                obj.stop_timestamp.isoformat() if obj.stop_timestamp else "",
+                obj.start_timestamp.isoformat(),
+            )
         if obj.is_active:
             return f"{format_duration(timezone.now() - obj.start_timestamp)} (active)"
         return format_duration(obj.duration)

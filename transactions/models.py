@@ -100,6 +100,13 @@ class Transaction(models.Model):
     meter_stop_below_start = models.BooleanField(
         default=False, help_text="The charge point reported meterStop below meterStart."
     )
+    stop_before_start = models.BooleanField(
+        default=False,
+        help_text=(
+            "The stop is timestamped before the start (the charge point's clock was wrong "
+            "at one of them); both are kept as reported."
+        ),
+    )
     received_at = models.DateTimeField(default=timezone.now)
     stop_received_at = models.DateTimeField(null=True, blank=True)
 

@@ -234,6 +234,7 @@ STOP_FIELDS = (
     "stop_id_tag",
     "stop_received_at",
     "meter_stop_below_start",
+    "stop_before_start",
     "energy_wh",
 )
 
@@ -366,6 +367,14 @@ def _record_stop(stop: TransactionStop, tx: Transaction) -> None:
     tx.stop_id_tag = stop.id_tag or ""
     tx.stop_received_at = stop.now
     tx.stopped_by = StoppedBy.CHARGE_POINT
+    tx.stop_before_start = stop.timestamp < tx.start_timestamp
+    if tx.stop_before_start:
+        logger.warning(
+            "Transaction %s: stop timestamp %s is before its start %s; stored as reported, flagged",
+            tx.pk,
+            stop.timestamp.isoformat(),
+            tx.start_timestamp.isoformat(),
+        )
     tx.meter_stop_below_start = stop.meter_stop < tx.meter_start
     if tx.meter_stop_below_start:
         logger.warning(
@@ -432,6 +441,7 @@ def close_transaction(tx: Transaction, *, meter_stop: int, reason: str, now: dat
         stop_received_at=now,
         energy_wh=max(meter_stop - tx.meter_start, 0),
         meter_stop_below_start=meter_stop < tx.meter_start,
+        stop_before_start=now < tx.start_timestamp,
         stopped_by=StoppedBy.SERVER,
     )
     return bool(updated)

@@ -17,6 +17,17 @@ transaction of its own.
 A request of a session that ended or was replaced meanwhile is dropped before its
 batch runs (the awaiting handler gets ``Dropped``), not committed after.
 
+A request that waits for a row lock longer than ``DATABASE_LOCK_TIMEOUT`` (PostgreSQL:
+a row held by an outside slow query, say) fails, in its savepoint, with a lock
+timeout; the batch commits for everyone else, and the request is retried alone, in
+a transaction of its own on a second thread (``retry_executor``), waiting up to
+``DATABASE_LOCK_RETRY_TIMEOUT`` for its lock. Until its retries are done a session's
+further requests go there too, in order. So a blocked row costs the batch its request
+was in at most twice ``DATABASE_LOCK_TIMEOUT`` (its kind's bulk write, then its redo
+alone), not the whole time the row is held. SQLite has one writer by design: a lock
+is on the whole database, and every write waits for it up to the busy timeout
+(settings).
+
 The thread is Levity's own (``executor``), not asgiref's single shared thread: a
 slow synchronous signal receiver or HTTP view never delays an OCPP answer. (The one
 writer outside this path is the server process's liveness thread,
@@ -34,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connections, transaction
 
 from levity_site import sqlite
@@ -126,8 +138,10 @@ def write_batch(items: list[tuple[Write, Any]]) -> list:
     groups: dict[Write, list[int]] = {}
     for index, (write, _) in enumerate(items):
         groups.setdefault(write, []).append(index)
+    lock_timeout = settings.DATABASE_LOCK_TIMEOUT
     try:
         with transaction.atomic():
+            limit_lock_waits(lock_timeout)
             for write, indexes in groups.items():
                 requests = [items[index][1] for index in indexes]
                 for index, result in zip(indexes, _write_group(write, requests), strict=True):
@@ -139,8 +153,35 @@ def write_batch(items: list[tuple[Write, Any]]) -> list:
         if len(items) == 1:
             return [exc]
         logger.warning("A batch of %d writes failed at commit; redoing each alone", len(items), exc_info=True)
-        return [_alone(write, request, savepoint=False) for write, request in items]
+        return [
+            _alone(write, request, savepoint=False, lock_timeout=lock_timeout) for write, request in items
+        ]
     return results
+
+
+def limit_lock_waits(seconds: float) -> None:
+    """PostgreSQL: the statements of the current transaction wait at most ``seconds`` for a lock.
+
+    ``SET LOCAL``: the limit ends with the transaction, so a pooled connection goes
+    back to the pool as it came. 0: no limit. SQLite: nothing (its busy timeout).
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    if not seconds or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{max(1, round(seconds * 1000))}ms"])
+
+
+def waited_too_long_for_a_lock(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is PostgreSQL's lock timeout (SQLSTATE 55P03)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain of causes, not a cycle
+        if seen is None:
+            return False
+        if getattr(seen, "sqlstate", None) == "55P03":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _write_group(write: Write, requests: list) -> list:
@@ -157,10 +198,16 @@ def _write_group(write: Write, requests: list) -> list:
     return [_alone(write, request) for request in requests]
 
 
-def _alone(write: Write, request: Any, *, savepoint: bool = True) -> Any:
-    """``write.one(request)`` in a transaction (or savepoint) of its own; its exception as its result."""
+def _alone(write: Write, request: Any, *, savepoint: bool = True, lock_timeout: float = 0) -> Any:
+    """``write.one(request)`` in a transaction (or savepoint) of its own; its exception as its result.
+
+    ``lock_timeout`` applies to a transaction of its own (``savepoint=False``); a
+    savepoint has its batch's.
+    """
     try:
         with transaction.atomic(savepoint=savepoint):
+            if not savepoint:
+                limit_lock_waits(lock_timeout)
             return write.one(request)
     except Exception as exc:
         return exc
@@ -176,7 +223,17 @@ def _write_in_thread(items: list[tuple[Write, Any]]) -> list:
         close_old_connections()
 
 
+def _retry_in_thread(write: Write, request: Any) -> Any:
+    """A request that waited too long for a lock in its batch, alone, waiting longer."""
+    close_old_connections()
+    try:
+        return _alone(write, request, savepoint=False, lock_timeout=settings.DATABASE_LOCK_RETRY_TIMEOUT)
+    finally:
+        close_old_connections()
+
+
 _executor: ThreadPoolExecutor | None = None
+_retry_executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
 
@@ -187,6 +244,15 @@ def executor() -> ThreadPoolExecutor:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="levity-db")
         return _executor
+
+
+def retry_executor() -> ThreadPoolExecutor:
+    """The thread of the requests retried alone after a lock timeout: one, so they keep their order."""
+    global _retry_executor
+    with _executor_lock:
+        if _retry_executor is None:
+            _retry_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="levity-db-retry")
+        return _retry_executor
 
 
 @dataclass(slots=True)
@@ -208,18 +274,77 @@ class GroupCommit:
         self._queue: list[_Pending] = []
         self._runner: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Requests to retry alone (a lock timeout in their batch), and their task.
+        self._retries: list[_Pending] = []
+        self._retrier: asyncio.Task | None = None
+        #: id(session) -> how many of its requests are in ``_retries`` or being retried.
+        self._retrying: dict[int, int] = {}
 
     async def submit(self, write: Write, request: Any, session: Owner | None) -> Any:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests): forget the old one's state
             self._loop, self._queue, self._runner = loop, [], None
+            self._retries, self._retrier, self._retrying = [], None, {}
         future = loop.create_future()
-        self._queue.append(_Pending(write, request, future, session))
-        if self._runner is None:
-            # In a context of its own, not the one of whichever session or HTTP request
-            # happened to submit first (the runner outlives it).
-            self._runner = loop.create_task(self._run(), context=contextvars.Context())
+        pending = _Pending(write, request, future, session)
+        if session is not None and id(session) in self._retrying:
+            self._retry(pending)  # behind its session's retried requests, in order
+        else:
+            self._queue.append(pending)
+            if self._runner is None:
+                # In a context of its own, not the one of whichever session or HTTP request
+                # happened to submit first (the runner outlives it).
+                self._runner = loop.create_task(self._run(), context=contextvars.Context())
         return await future
+
+    def _retry(self, pending: _Pending) -> None:
+        if pending.session is not None:
+            key = id(pending.session)
+            self._retrying[key] = self._retrying.get(key, 0) + 1
+        self._retries.append(pending)
+        if self._retrier is None:
+            loop = asyncio.get_running_loop()
+            self._retrier = loop.create_task(self._run_retries(), context=contextvars.Context())
+
+    def _retried(self, pending: _Pending) -> None:
+        if pending.session is not None:
+            key = id(pending.session)
+            left = self._retrying.get(key, 0) - 1
+            if left > 0:
+                self._retrying[key] = left
+            else:
+                self._retrying.pop(key, None)
+
+    async def _run_retries(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._retries:
+                pending = self._retries.pop(0)
+                try:
+                    if not pending.wanted():
+                        if not pending.future.done():
+                            pending.future.set_exception(Dropped(f"{pending.write!r}: the session ended"))
+                        continue
+                    result = await loop.run_in_executor(
+                        retry_executor(), _retry_in_thread, pending.write, pending.request
+                    )
+                except asyncio.CancelledError:
+                    for waiting in [pending, *self._retries]:
+                        waiting.future.cancel()
+                    self._retries, self._retrying = [], {}
+                    raise
+                except Exception as exc:
+                    result = exc
+                finally:
+                    self._retried(pending)
+                if pending.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)
+        finally:
+            self._retrier = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -248,7 +373,13 @@ class GroupCommit:
                 for pending, result in zip(live, results, strict=True):
                     if pending.future.done():  # its waiter went away meanwhile
                         continue
-                    if isinstance(result, BaseException):
+                    if isinstance(result, BaseException) and waited_too_long_for_a_lock(result):
+                        logger.warning(
+                            "%r waited more than DATABASE_LOCK_TIMEOUT for a lock; retrying it alone",
+                            pending.write,
+                        )
+                        self._retry(pending)
+                    elif isinstance(result, BaseException):
                         pending.future.set_exception(result)
                     else:
                         pending.future.set_result(result)

@@ -101,3 +101,108 @@ def test_insert_rows_refuses_a_key_that_names_no_field():
             [{"charge_point_id": cp.pk, "connector_id": 1, "statsu": "x", "received_at": T0}],
         )
     assert not StatusNotification.objects.filter(charge_point=cp).exists()
+
+
+# --- a request blocked on a row lock (PostgreSQL), and SQLite's one writer -------------
+
+
+def hold_row(charge_point_pk: int, locked: threading.Event, release: threading.Event) -> None:
+    """An outside transaction (a slow query) holding a charge point's row until ``release``."""
+    from django.db import connection, transaction
+
+    try:
+        with transaction.atomic():
+            ChargePoint.objects.select_for_update().get(pk=charge_point_pk)
+            locked.set()
+            release.wait(30)
+    finally:
+        connection.close()
+
+
+def rename(charge_point_pk: int, firmware: str, order: list[str]) -> None:
+    ChargePoint.objects.filter(pk=charge_point_pk).update(firmware_version=firmware)
+    order.append(firmware)
+
+
+def store_status_in_order(charge_point_pk: int, status: str, order: list[str]) -> None:
+    store_status(charge_point_pk, status)
+    order.append(status)
+
+
+@pytest.fixture
+def held_row(settings):
+    """Start holding a row: ``hold(pk)``; released at the end of the test (or by ``release``)."""
+    settings.DATABASE_LOCK_TIMEOUT = 0.2
+    threads, release = [], threading.Event()
+
+    def hold(charge_point_pk: int) -> threading.Event:
+        locked = threading.Event()
+        thread = threading.Thread(target=hold_row, args=(charge_point_pk, locked, release))
+        thread.start()
+        threads.append(thread)
+        assert locked.wait(30)
+        return release
+
+    yield hold
+    release.set()
+    for thread in threads:
+        thread.join(30)
+
+
+@pytest.mark.postgresql
+async def test_a_request_blocked_on_a_row_lock_leaves_the_batch_and_is_written_once_the_row_is_free(
+    held_row,
+):
+    slow_cp = await ChargePoint.objects.acreate(charge_point_id="writer-locked")
+    other_cp = await ChargePoint.objects.acreate(charge_point_id="writer-free")
+    session, order = Owner(), []
+    release = await asyncio.to_thread(held_row, slow_cp.pk)
+    blocked = asyncio.ensure_future(writer.run_for(session, rename, slow_cp.pk, "first", order))
+    other = asyncio.ensure_future(writer.run(store_status, other_cp.pk, "Available"))
+    # The others' batch commits while the row is still held.
+    assert await asyncio.wait_for(other, 20)
+    # The blocked request's session's next write (one the lock does not block) follows
+    # it, in order, not past it.
+    follower = asyncio.ensure_future(
+        writer.run_for(session, store_status_in_order, other_cp.pk, "Charging", order)
+    )
+    await asyncio.sleep(0.5)  # longer than DATABASE_LOCK_TIMEOUT: a retry that did not wait would be done
+    assert not blocked.done() and not follower.done()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(blocked, follower), 30)
+    assert order == ["first", "Charging"]
+    assert (await ChargePoint.objects.aget(pk=slow_cp.pk)).firmware_version == "first"
+
+
+@pytest.mark.postgresql
+async def test_a_request_still_blocked_after_the_retry_wait_gets_its_own_lock_timeout(held_row, settings):
+    from django.db import OperationalError
+
+    settings.DATABASE_LOCK_RETRY_TIMEOUT = 0.5
+    cp = await ChargePoint.objects.acreate(charge_point_id="writer-locked-long")
+    await asyncio.to_thread(held_row, cp.pk)
+    with pytest.raises(OperationalError) as caught:
+        await asyncio.wait_for(writer.run_for(Owner(), rename, cp.pk, "never", []), 20)
+    assert writer.waited_too_long_for_a_lock(caught.value)
+    assert (await ChargePoint.objects.aget(pk=cp.pk)).firmware_version == ""
+
+
+@pytest.mark.sqlite
+async def test_on_sqlite_a_write_waits_for_the_whole_databases_lock_its_busy_timeout(test_db_path, settings):
+    import sqlite3
+    import time
+
+    settings.DATABASE_LOCK_TIMEOUT = 0.2  # PostgreSQL's: not SQLite's rule
+    cp = await ChargePoint.objects.acreate(charge_point_id="writer-sqlite-locked")
+    outside = sqlite3.connect(test_db_path, timeout=30, isolation_level=None)
+    outside.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        write = asyncio.ensure_future(writer.run(store_status, cp.pk, "Available"))
+        await asyncio.sleep(1.0)  # the lock held a while: the write waits, it does not fail
+        assert not write.done()
+    finally:
+        outside.execute("COMMIT")
+        outside.close()
+    assert await asyncio.wait_for(write, 30)
+    assert time.monotonic() - started >= 1.0

@@ -23,6 +23,8 @@ BAD_VALUES = [
     ("LEVITY_GC_THRESHOLDS", "2000,0,100", "must be three whole numbers of at least 1"),
     ("DATABASE_POOL_MAX_SIZE", "-1", "must be at least 0"),
     ("DATABASE_POOL_TIMEOUT", "0", "must be at least 0.1"),
+    ("DATABASE_LOCK_TIMEOUT", "-1", "must be at least 0"),
+    ("DATABASE_LOCK_RETRY_TIMEOUT", "0", "must be at least 0.1"),
     ("LEVITY_CSMS_CERT_VALIDITY_DAYS", "0", "must be at least 1"),
     ("LEVITY_CSMS_CSR_MIN_RSA_BITS", "512", "must be at least 1024"),
     ("LEVITY_UNKNOWN_CHARGE_POINTS", "maybe", "use pending, accept or refuse"),

@@ -101,7 +101,7 @@ async def test_charge_points_of_a_process_that_ends_reconnect_to_the_survivor_lo
         **figures,
     )
     assert persistence.reconnects >= count  # every charge point of the victim came back
-    assert_nothing_lost(figures, resent_after_lost_answers=True)
+    assert_nothing_lost(figures)
 
 
 # --- Redis stopped and restarted ------------------------------------------------

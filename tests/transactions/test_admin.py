@@ -80,6 +80,15 @@ def test_meter_stop_below_start_is_flagged_in_the_list(operator_client, cp):
     assert "⚠ not stored" in operator_client.get(TX_LIST).content.decode()
 
 
+def test_a_stop_before_its_start_is_flagged_in_the_list_and_filtered(operator_client, cp):
+    early = make_transaction(
+        cp, meter_stop=1500, stop_timestamp=START - timedelta(hours=1), stop_before_start=True
+    )
+    make_transaction(cp, id_tag="B", meter_stop=1500, stop_timestamp=START + timedelta(hours=1))
+    assert "⚠ stop before start" in operator_client.get(TX_LIST).content.decode()
+    assert listed_transactions(operator_client.get(TX_LIST, {"stop_before_start__exact": "1"})) == [early.pk]
+
+
 def test_transactions_filter_active_and_stopped(operator_client, cp):
     active = make_transaction(cp, id_tag="A")
     stopped = make_transaction(cp, id_tag="B", meter_stop=2000, stop_timestamp=START + timedelta(hours=1))

@@ -44,6 +44,15 @@ async def test_transactions_filter_by_charge_point_and_active(api, connect, cp_i
     assert (detail["meter_start"], detail["meter_stop"], detail["energy_wh"]) == (1000, 5000, 4000)
 
 
+async def test_a_stop_timestamped_before_its_start_is_flagged(api, connect, cp_id):
+    client = await connect(cp_id)
+    started = await client.start_transaction(1, "TAG1", 1000, timestamp="2025-03-01T10:00:00Z")
+    await client.stop_transaction(started.transaction_id, 1500, timestamp="2025-03-01T09:00:00Z")
+    detail = (await api.get(f"/transactions/{started.transaction_id}")).json()
+    assert detail["stop_before_start"] is True
+    assert (detail["stop_timestamp"], detail["energy_wh"]) == ("2025-03-01T09:00:00Z", 500)
+
+
 async def test_transactions_filter_by_id_tag(api, connect, cp_id):
     client = await connect(cp_id)
     await charge(client, 1, "ALICE", 0, 10)

@@ -91,6 +91,21 @@ async def test_a_second_different_stop_from_the_charge_point_does_not_replace_it
     assert not await SupersededStop.objects.filter(transaction_id=tx_id).aexists()
 
 
+async def test_a_server_stop_before_a_start_dated_ahead_is_flagged_and_the_charge_points_stop_clears_it(
+    raw_ws, cp_id
+):
+    async with raw_ws(cp_id) as session:
+        tx_id = await start(session)  # 2025-03-01T10:00:00Z
+        closed_at = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)  # the server's clock behind it
+        assert await TransactionRepository().stop_transaction(
+            tx_id, 3000, reason="Other", timestamp=closed_at
+        )
+        assert (await Transaction.objects.aget(pk=tx_id)).stop_before_start
+        answer = await session.exchange(stop_frame("p-1", tx_id))
+    assert answer == [3, "p-1", {}]
+    assert not (await Transaction.objects.aget(pk=tx_id)).stop_before_start
+
+
 async def test_the_server_does_not_close_a_transaction_the_charge_point_stopped(raw_ws, cp_id):
     async with raw_ws(cp_id) as session:
         tx_id = await start(session)

@@ -53,7 +53,7 @@ async def test_stop_records_meter_stop_energy_reason_and_time(raw_ws, cp_id):
     assert tx.stop_timestamp == utc(11, 30)
     assert tx.duration.total_seconds() == 5400
     assert tx.stop_received_at is not None and not tx.is_active
-    assert not tx.meter_stop_below_start
+    assert not tx.meter_stop_below_start and not tx.stop_before_start
 
 
 async def test_stop_without_reason_is_recorded_as_local(raw_ws, cp_id):
@@ -186,6 +186,21 @@ async def test_meter_stop_below_meter_start_is_flagged_not_stored_as_negative_en
     assert tx.meter_stop == 4000 and tx.meter_stop_below_start
     assert tx.energy_wh is None and not tx.is_active
     assert f"Transaction {tx_id}: meterStop 4000 is below meterStart 5000" in daphne_server.log()
+
+
+async def test_a_stop_timestamped_before_its_start_is_stored_as_reported_and_flagged(
+    raw_ws, cp_id, daphne_server
+):
+    async with raw_ws(cp_id) as session:
+        tx_id = await start(session, meter_start=1000)
+        answer = await session.exchange(stop_frame("p-14", tx_id, timestamp="2025-03-01T09:59:59Z"))
+    assert answer == [3, "p-14", {}]  # acknowledged: its meterStop is billing data
+    tx = await Transaction.objects.aget(pk=tx_id)
+    assert tx.stop_before_start and tx.stop_timestamp == datetime(2025, 3, 1, 9, 59, 59, tzinfo=timezone.utc)
+    assert (tx.meter_stop, tx.energy_wh) == (8500, 7500)
+    await daphne_server.wait_for_log(
+        f"Transaction {tx_id}: stop timestamp 2025-03-01T09:59:59+00:00 is before"
+    )
 
 
 async def test_stop_without_required_transaction_id_is_a_protocol_error(raw_ws, cp_id):

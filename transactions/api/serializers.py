@@ -28,6 +28,7 @@ class TransactionSerializer(ChargePointRowSerializer):
             "stop_id_tag",
             "energy_wh",
             "meter_stop_below_start",
+            "stop_before_start",
             "stopped_by",
             "rebuilt",
             "reported_transaction_id",
