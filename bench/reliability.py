@@ -4,6 +4,8 @@
                                                       # budget, SIGKILL with 500 charge points,
                                                       # a soak of 50 charge points for 2 minutes
     python -m bench.reliability --fuzz-examples 5000 --soak-charge-points 1000 --soak-minutes 30
+    python -m bench.reliability --soak-from bench/results/soak.json   # the soak of an earlier
+                                                      # run (`python -m bench.soak`), not a new one
 
 Each test of tests/reliability (and bench/soak.py) writes a JSON record of its figures
 into the directory named by LEVITY_RELIABILITY_RESULTS; this command sets it, runs
@@ -88,6 +90,9 @@ def survived(r: dict) -> str:
         parts.append(f"RSS {r['rss_start_mb']} → {r['rss_end_mb']} MB")
     if "rss_mb_first" in r:
         parts.append(f"RSS {r['rss_mb_first']} → {r['rss_mb_last']} MB")
+    if r.get("memory"):
+        highest = max(max(sample["rss_mb"], default=0) for sample in r["memory"])
+        parts.append(f"highest RSS of a process {highest} MB ({len(r['memory'])} samples)")
     if "stops_before_start_flagged" in r:
         parts.append(f"{r['stops_before_start_flagged']} stops before start stored flagged (see below)")
     elif "stops_before_start_stored" in r:  # a record from before the flag
@@ -146,6 +151,8 @@ def render(records: dict[str, dict], command: str, commit: str) -> str:
                 + ", ".join(sorted({f["fault"] for f in r.get("faults", [])}))
             )
         )
+        if r.get("commit") and r["commit"] != commit:
+            title += f" (run at commit {r['commit']})"
         lines.append(f"| {title} | {tried} | {survived(r)} | {acknowledged(r)} | {stored(r)} | {lost(r)} |")
     lines += [
         "",
@@ -195,6 +202,12 @@ def main() -> None:
     parser.add_argument("--soak-charge-points", type=int, default=50)
     parser.add_argument("--soak-minutes", type=float, default=2)
     parser.add_argument(
+        "--soak-from",
+        metavar="FILE",
+        type=Path,
+        help="the soak's record from an earlier `python -m bench.soak` run instead of a new soak",
+    )
+    parser.add_argument(
         "--render-only",
         metavar="DIR",
         nargs="?",
@@ -215,8 +228,11 @@ def main() -> None:
         run([sys.executable, "-m", "pytest", "tests/reliability", "-q", "-p", "no:cacheprovider",
              "--timeout", "900"], env)  # fmt: skip
         run([sys.executable, "-m", "bench.soak", "--quick"], env)
-        run([sys.executable, "-m", "bench.soak", "--charge-points", str(args.soak_charge_points),
-             "--minutes", str(args.soak_minutes)], env)  # fmt: skip
+        if args.soak_from:
+            shutil.copy(args.soak_from, results / "soak.json")
+        else:
+            run([sys.executable, "-m", "bench.soak", "--charge-points", str(args.soak_charge_points),
+                 "--minutes", str(args.soak_minutes)], env)  # fmt: skip
     records = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR,
                             capture_output=True, text=True).stdout.strip()  # fmt: skip

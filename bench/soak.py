@@ -300,6 +300,9 @@ def main() -> None:
         report = asyncio.run(
             soak(args.charge_points, args.minutes, args.fault_every, args.interval, Path(workdir))
         )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    report = {"commit": commit, **report}
     out = RESULTS / ("tmp" if args.quick else "") / "soak.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
