@@ -3,7 +3,7 @@ from __future__ import annotations
 import django_filters
 
 from ..models import ChargePoint, ChargePointCommand, CommandStatus, Connector, SecurityEvent
-from .base import ChargePointRowFilter
+from .base import ChargePointRowFilter, DateTimeFilter
 
 
 class ChargePointFilter(django_filters.FilterSet):
@@ -26,8 +26,8 @@ class ConnectorFilter(ChargePointRowFilter):
 
 class CommandFilter(ChargePointRowFilter):
     status = django_filters.ChoiceFilter(choices=CommandStatus.choices)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = ChargePointCommand
@@ -35,7 +35,7 @@ class CommandFilter(ChargePointRowFilter):
 
 
 class SecurityEventFilter(ChargePointRowFilter):
-    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_after = DateTimeFilter(field_name="received_at", lookup_expr="gte")
 
     class Meta:
         model = SecurityEvent

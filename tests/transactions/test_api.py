@@ -81,3 +81,19 @@ async def test_bad_filter_value_is_400(api):
     response = await api.get("/transactions", params={"started_after": "yesterday"})
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/meter-values", {"transaction": "99999999999999999999999"}),
+        ("/meter-values", {"connector_id": "-99999999999999999999999"}),
+        ("/transactions", {"connector_id": "1e400"}),
+        ("/meter-values", {"timestamp_after": "9999-12-31T23:59:59-23:00"}),
+        ("/transactions", {"started_before": "0001-01-01T00:00:00+23:00"}),
+    ],
+)
+async def test_a_filter_value_out_of_the_columns_range_is_400(api, path, params):
+    response = await api.get(path, params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import django_filters
 
-from chargepoints.api.base import ChargePointRowFilter
+from chargepoints.api.base import ChargePointRowFilter, DateTimeFilter, IntegerFilter
 
 from ..models import MeterValue, Transaction
 
@@ -11,8 +11,8 @@ class TransactionFilter(ChargePointRowFilter):
     active = django_filters.BooleanFilter(
         field_name="stop_timestamp", lookup_expr="isnull", label="Still running"
     )
-    started_after = django_filters.IsoDateTimeFilter(field_name="start_timestamp", lookup_expr="gte")
-    started_before = django_filters.IsoDateTimeFilter(field_name="start_timestamp", lookup_expr="lt")
+    started_after = DateTimeFilter(field_name="start_timestamp", lookup_expr="gte")
+    started_before = DateTimeFilter(field_name="start_timestamp", lookup_expr="lt")
 
     class Meta:
         model = Transaction
@@ -20,9 +20,9 @@ class TransactionFilter(ChargePointRowFilter):
 
 
 class MeterValueFilter(ChargePointRowFilter):
-    transaction = django_filters.NumberFilter(field_name="transaction_id")
-    timestamp_after = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    timestamp_before = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+    transaction = IntegerFilter(field_name="transaction_id")
+    timestamp_after = DateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    timestamp_before = DateTimeFilter(field_name="timestamp", lookup_expr="lt")
 
     class Meta:
         model = MeterValue
