@@ -182,12 +182,14 @@ async def send_command(
     requested_by: str = "",
     user_id: int | None = None,
     api_token_id: int | None = None,
+    password_rotation: str = "",
 ) -> ChargePointCommand:
     """Send a CS->CP request and return the stored command with its outcome.
 
     Raises InvalidCommand (bad action, payload or timeout) and UnknownChargePoint;
     every other outcome -- accepted, rejected, CALLERROR, timeout, offline -- is a
-    stored command whose ``status`` says which.
+    stored command whose ``status`` says which. ``password_rotation`` is stored on
+    the command as it is created (chargepoints.session.onboarding.rotate_password).
     """
     timeout = validate_command(action, payload, timeout)
     message_id = str(uuid.uuid4())
@@ -198,6 +200,8 @@ async def send_command(
         message_id=message_id,
         request=stored_request(action, payload),
         timeout=timeout,
+        password_rotation=password_rotation,
+        password_rotation_at=datetime.now(timezone.utc) if password_rotation else None,
         requested_by=requested_by[:150],
         user_id=user_id,
         api_token_id=api_token_id,

@@ -79,6 +79,59 @@ async def test_rotation_keeps_the_old_password_until_the_new_one_is_used(daphne_
     assert await refused_status(daphne_server, cp_id, old) == 401
 
 
+async def test_rotation_records_its_completion_in_the_command_log(daphne_server, api, cp_id):
+    old = await sync_to_async(security.set_security_profile)(cp_id, 1, create=True)
+    client = await connect_with(daphne_server, cp_id, old)
+    try:
+        response = await api.post(f"/charge-points/{cp_id}/password-rotation", json={})
+        assert response.status_code == 201, response.text
+        assert response.json()["password_rotation"] == "pending"
+        new = (await client.wait_for_command("ChangeConfiguration"))["value"]
+    finally:
+        await client.close()
+    command_id = response.json()["id"]
+
+    async def rotation() -> tuple[str, str | None]:
+        command = (await api.get(f"/commands/{command_id}")).json()
+        return command["password_rotation"], command["password_rotation_at"]
+
+    # Accepted, and the old password still works: the rotation stays pending.
+    again = await connect_with(daphne_server, cp_id, old)
+    assert (await again.boot()).status == "Accepted"
+    await again.close()
+    state, pending_since = await rotation()
+    assert state == "pending" and pending_since is not None
+    # The charge point connects with the new password: the command records the completion.
+    rotated = await connect_with(daphne_server, cp_id, new)
+    await rotated.close()
+    state, completed_at = await rotation()
+    assert state == "completed" and completed_at is not None and completed_at >= pending_since
+    await daphne_server.wait_for_log(
+        f"{cp_id}: connected with its new password; the old one is no longer valid"
+    )
+    assert await refused_status(daphne_server, cp_id, old) == 401
+    assert (await rotation())[0] == "completed"
+
+
+async def test_a_second_rotation_supersedes_the_first(daphne_server, api, cp_id):
+    old = await sync_to_async(security.set_security_profile)(cp_id, 1, create=True)
+    client = await connect_with(daphne_server, cp_id, old)
+    try:
+        first = (await api.post(f"/charge-points/{cp_id}/password-rotation", json={})).json()
+        second = (await api.post(f"/charge-points/{cp_id}/password-rotation", json={})).json()
+    finally:
+        await client.close()
+    first_password, second_password = (
+        p["value"] for name, p in client.received if name == "ChangeConfiguration"
+    )
+    assert (await api.get(f"/commands/{first['id']}")).json()["password_rotation"] == "superseded"
+    assert (await api.get(f"/commands/{second['id']}")).json()["password_rotation"] == "pending"
+    assert await refused_status(daphne_server, cp_id, first_password) == 401
+    rotated = await connect_with(daphne_server, cp_id, second_password)
+    await rotated.close()
+    assert (await api.get(f"/commands/{second['id']}")).json()["password_rotation"] == "completed"
+
+
 async def test_rotation_the_charge_point_rejects_keeps_only_the_old_password(daphne_server, api, cp_id):
     old = await sync_to_async(security.set_security_profile)(cp_id, 2, create=True)
     await sync_to_async(security.set_security_profile)(cp_id, 1)  # plain ws in this test
@@ -88,6 +141,7 @@ async def test_rotation_the_charge_point_rejects_keeps_only_the_old_password(dap
     try:
         response = await api.post(f"/charge-points/{cp_id}/password-rotation", json={})
         assert response.status_code == 201 and response.json()["status"] == "rejected"
+        assert response.json()["password_rotation"] == "abandoned"
         new = (await client.wait_for_command("ChangeConfiguration"))["value"]
     finally:
         await client.close()
