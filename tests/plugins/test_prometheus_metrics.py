@@ -177,6 +177,32 @@ async def test_boots_and_status_notifications_are_counted(metrics_server, connec
     assert after.get("ocpp_connector_status", cp_id=cp_id, connector_id="1", **faults) == 1
 
 
+async def test_security_events_are_counted_once_by_type(metrics_server, connect, cp_id):
+    client = await connect(cp_id, server=metrics_server.server)
+    before = await metrics_server.scrape()
+    tamper = call.SecurityEventNotification(
+        type="TamperDetectionActivated", timestamp=now_iso(), tech_info="lid"
+    )
+    await client.call(tamper)
+    await client.call(tamper)  # resent (its answer lost): the same event
+    await client.call(
+        call.SecurityEventNotification(type="VendorDoorOpened", timestamp=now_iso(), tech_info="door")
+    )
+
+    async def counted():
+        after = await metrics_server.scrape()
+        tampering = after.get("ocpp_security_events_total", type="TamperDetectionActivated") - before.get(
+            "ocpp_security_events_total", type="TamperDetectionActivated"
+        )
+        other = after.get("ocpp_security_events_total", type="Other") - before.get(
+            "ocpp_security_events_total", type="Other"
+        )
+        assert (tampering, other) == (1, 1)
+        return True
+
+    await eventually(counted)
+
+
 async def test_a_charging_session_shows_in_transaction_energy_and_current(metrics_server, connect, cp_id):
     client = await connect(cp_id, server=metrics_server.server)
     await client.boot()
