@@ -238,7 +238,15 @@ def handshake_allowed(transport) -> bool:
     if limits.handshake_allowed(host):
         return True
     logger.warning("%s:%s: TLS connection refused, too many failed handshakes from its address", host, port)
+    _refused(host, "throttled", "too many failed handshakes")
     return False
+
+
+def _refused(address: str, kind: str, reason: str) -> None:
+    from plugins.signals import connection_refused
+
+    if connection_refused.receivers:
+        connection_refused.send_robust(None, charge_point_id="", address=address, kind=kind, reason=reason)
 
 
 def handshake_failed(transport, reason: Failure) -> None:
@@ -256,6 +264,7 @@ def handshake_failed(transport, reason: Failure) -> None:
     host, port = _address(transport)
     logger.warning("%s:%s: TLS handshake failed: %s", host, port, detail)
     limits.handshake_failed(host, f"TLS handshake: {detail}")
+    _refused(host, "tls", detail)
 
 
 def describe(error: BaseException) -> str:

@@ -78,6 +78,14 @@ SECURITY_EVENTS = Counter(
     "SecurityEventNotifications received (each event once), by type; non-standard types as Other.",
     ["type"],
 )
+#: The kinds of plugins.signals.connection_refused.
+REFUSAL_KINDS = ("authentication", "policy", "invalid", "throttled", "tls")
+CONNECTIONS_REFUSED = Counter(
+    "ocpp_connections_refused",
+    "Charge point connections refused before a session, by kind (authentication, policy, invalid, "
+    "throttled, tls).",
+    ["kind"],
+)
 CONNECTIONS = Counter("ocpp_connections", "Charge point WebSocket sessions opened.")
 DISCONNECTIONS = Counter("ocpp_disconnections", "Charge point WebSocket sessions closed.")
 
@@ -87,6 +95,8 @@ for _action in CP_ACTIONS:
     MSG_HANDLING_SECONDS.labels(_action)
 for _type in (*SECURITY_EVENT_TYPES, OTHER_SECURITY_EVENT):
     SECURITY_EVENTS.labels(_type)
+for _kind in REFUSAL_KINDS:
+    CONNECTIONS_REFUSED.labels(_kind)
 
 
 def security_event_label(event_type: str) -> str:

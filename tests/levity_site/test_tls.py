@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 
 from chargepoints import security
 from tests.chargepoints.pki import PKI, TLSDaphneServer, wait_until
-from tests.conftest import DaphneServer, server_env
+from tests.conftest import DaphneServer, eventually, server_env
 from tests.ocpp_client import OCPPClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -184,6 +184,36 @@ async def test_failed_handshakes_count_against_the_address_throttle(
         await server.wait_for_log(
             f"127.0.0.1:{port}: TLS connection refused, too many failed handshakes from its address"
         )
+    finally:
+        server.stop()
+
+
+async def test_failed_handshakes_are_counted_in_the_metrics(
+    django_db_setup, test_db_path, tmp_path, certificates
+):
+    from tests.plugins.conftest import plugins_env
+    from tests.plugins.metrics_page import scrape
+
+    server = start_tls_server(
+        test_db_path,
+        tmp_path,
+        certificates,
+        LEVITY_PLUGINS=plugins_env({"class": "plugins.PrometheusMetricsPlugin"}),
+    )
+    try:
+        before = (await scrape(server.http_url + "/metrics")).get(
+            "ocpp_connections_refused_total", kind="tls"
+        )
+        expired = certificates.root.issue("CP-EXPIRED", expired=True)
+        port, _ = await attempt(server, certificates.root.client_context(expired))
+        await server.wait_for_log(f"127.0.0.1:{port}: TLS handshake failed")
+
+        async def counted():
+            page = await scrape(server.http_url + "/metrics")
+            assert page.get("ocpp_connections_refused_total", kind="tls") - before == 1
+            return True
+
+        await eventually(counted)
     finally:
         server.stop()
 
