@@ -191,6 +191,19 @@ async def send_command(
     stored command whose ``status`` says which. ``password_rotation`` is stored on
     the command as it is created (chargepoints.session.onboarding.rotate_password).
     """
+    if (
+        not password_rotation
+        and action == "ChangeConfiguration"
+        and isinstance(payload, dict)
+        and payload.get("key") in SECRET_CONFIGURATION_KEYS
+    ):
+        # A password Levity does not know would lock the charge point out at its next connect.
+        raise InvalidCommand(
+            f"{payload['key']} is the charge point's password: rotate it instead "
+            "(POST /api/v1/charge-points/{id}/password-rotation, or the admin's action), "
+            "so that Levity knows the new one and the old one stays valid until it is used",
+            field="payload",
+        )
     timeout = validate_command(action, payload, timeout)
     message_id = str(uuid.uuid4())
     command = await writer.run(

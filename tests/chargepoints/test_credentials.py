@@ -150,6 +150,22 @@ async def test_rotation_the_charge_point_rejects_keeps_only_the_old_password(dap
     assert await refused_status(daphne_server, cp_id, new) == 401
 
 
+async def test_authorization_key_is_refused_as_a_plain_command(daphne_server, api, cp_id):
+    old = await sync_to_async(security.set_security_profile)(cp_id, 1, create=True)
+    client = await connect_with(daphne_server, cp_id, old)
+    try:
+        response = await api.post(
+            f"/charge-points/{cp_id}/commands",
+            json={"action": "ChangeConfiguration", "payload": {"key": "AuthorizationKey", "value": "0" * 40}},
+        )
+    finally:
+        await client.close()
+    assert response.status_code == 422, response.text
+    assert "password-rotation" in response.json()["detail"]
+    assert not await ChargePointCommand.objects.filter(charge_point__charge_point_id=cp_id).aexists()
+    assert not [name for name, _ in client.received if name == "ChangeConfiguration"]
+
+
 async def test_rotation_of_a_charge_point_without_a_password_profile_is_refused(daphne_server, api, cp_id):
     await sync_to_async(security.set_security_profile)(cp_id, 0, create=True)
     response = await api.post(f"/charge-points/{cp_id}/password-rotation", json={})
