@@ -306,3 +306,27 @@ async def test_admin_accept_triggers_a_boot_that_is_accepted(browser, daphne_ser
         assert (await client.boot()).status == "Accepted"
     finally:
         await client.close()
+
+
+async def test_admin_rotation_shows_each_step_on_its_command(browser, daphne_server, cp_id):
+    old = await sync_to_async(security.set_security_profile)(cp_id, 1, create=True)
+    row = await ChargePoint.objects.aget(charge_point_id=cp_id)
+    client = await connect_with(daphne_server, cp_id, old)
+    try:
+        page = await asyncio.to_thread(browser.get, CHANGELIST)
+        fields = form_fields(page.text, "changelist-form")
+        fields.update(action="rotate_password", _selected_action=str(row.pk), index="0")
+        response = await asyncio.to_thread(browser.post, CHANGELIST, data=fields, follow_redirects=True)
+        assert response.status_code == 200
+        new = (await client.wait_for_command("ChangeConfiguration"))["value"]
+    finally:
+        await client.close()
+    command = await ChargePointCommand.objects.aget(charge_point=row, action="ChangeConfiguration")
+    url = f"/admin/chargepoints/chargepointcommand/{command.pk}/change/"
+    page = await asyncio.to_thread(browser.get, url)
+    assert "pending (old and new password valid)" in page.text
+    rotated = await connect_with(daphne_server, cp_id, new)
+    await rotated.close()
+    page = await asyncio.to_thread(browser.get, url)
+    assert "completed (connected with the new password; the old one is refused)" in page.text
+    assert new not in page.text
