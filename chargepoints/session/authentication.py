@@ -32,7 +32,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -325,9 +325,8 @@ def verification_problem(certificate: x509.Certificate, intermediates: tuple[x50
     client; with LEVITY_TLS_CRL, no certificate on it may be revoked. OpenSSL's own
     verification (pyOpenSSL's X509StoreContext), as in the TLS handshake.
     """
-    store = _verification_store(settings.LEVITY_CLIENT_CA_FILE, settings.LEVITY_TLS_CRL, _crl_stamp())
     context = crypto.X509StoreContext(
-        store,
+        verification_store(),
         crypto.X509.from_cryptography(certificate),
         [crypto.X509.from_cryptography(c) for c in intermediates],
     )
@@ -356,21 +355,38 @@ def _crl_stamp() -> tuple[int, int] | None:
     return (status.st_mtime_ns, status.st_size)
 
 
-@lru_cache(maxsize=4)
-def _verification_store(ca_file: str, crl_file: str, crl_stamp: tuple[int, int] | None) -> crypto.X509Store:
+#: The store of the last verification, with the files (and the CRL file's stamp) it was made from.
+_store: tuple[tuple, crypto.X509Store] | None = None
+
+
+def verification_store() -> crypto.X509Store:
+    """LEVITY_CLIENT_CA_FILE's CAs and LEVITY_TLS_CRL's CRLs, read again when the CRL file
+    changes; a CRL file that no longer loads keeps the previous CRLs (as the TLS endpoint)."""
+    global _store
+    files = (settings.LEVITY_CLIENT_CA_FILE, settings.LEVITY_TLS_CRL)
+    key = (*files, _crl_stamp())
+    if _store is not None and _store[0] == key:
+        return _store[1]
     store = crypto.X509Store()
-    for authority in _load_authorities(ca_file):
+    for authority in _load_authorities(files[0]):
         store.add_cert(crypto.X509.from_cryptography(authority))
-    if crl_file:
+    if files[1]:
         try:
-            revocation_lists = tls.load_crls(crl_file)
+            revocation_lists = tls.load_crls(files[1])
         except (OSError, ValueError) as exc:
-            # Fail closed: without its CRLs no certificate verifies ("unable to get certificate CRL").
-            logger.error("LEVITY_TLS_CRL %s cannot be read: %s", crl_file, exc)
+            if _store is not None and _store[0][:2] == files:
+                logger.error(
+                    "LEVITY_TLS_CRL %s could not be reloaded, the previous CRLs stay: %s", files[1], exc
+                )
+                _store = (key, _store[1])
+                return _store[1]
+            # No CRLs at all: with the CRL check on, nothing verifies (fail closed).
+            logger.error("LEVITY_TLS_CRL %s cannot be read: %s", files[1], exc)
             revocation_lists = []
         for revocation_list in revocation_lists:
             store.add_crl(revocation_list)
         store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
+    _store = (key, store)
     return store
 
 

@@ -364,3 +364,38 @@ async def test_forwarded_revoked_certificate_is_refused_with_401(proxied_server,
     assert refusal.value.response.status_code == 401
     await proxied_server.wait_for_log("CP-REVOKED: refused from")
     assert "the client certificate is revoked (LEVITY_TLS_CRL" in proxied_server.log()
+
+
+async def test_behind_a_proxy_a_changed_crl_file_is_read_again(
+    django_db_setup, test_db_path, tmp_path, certificates, cp_id
+):
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(certificates.crl.read_bytes())
+    server = DaphneServer(
+        server_env(
+            test_db_path,
+            LEVITY_CLIENT_CA_FILE=str(certificates.bundle),
+            LEVITY_TLS_CRL=str(crl),
+            LEVITY_TRUSTED_PROXIES="127.0.0.1/32",
+        ),
+        tmp_path / "daphne-proxied.log",
+    ).start()
+    try:
+        await profile_3(cp_id)
+        issued = certificates.root.issue(cp_id)
+        client = await OCPPClient.open(server.ws_url(cp_id), additional_headers=forwarded(issued.pem()))
+        await client.close()
+        crl.write_bytes(b"garbage")  # a replacement that does not load: the previous CRLs stay
+        client = await OCPPClient.open(server.ws_url(cp_id), additional_headers=forwarded(issued.pem()))
+        await client.close()
+        await server.wait_for_log("could not be reloaded, the previous CRLs stay")
+        crl.write_bytes(
+            certificates.root.revocation_list([certificates.revoked, issued])
+            + certificates.intermediate.revocation_list()
+        )
+        with pytest.raises(websockets.InvalidStatus) as refusal:
+            await OCPPClient.open(server.ws_url(cp_id), additional_headers=forwarded(issued.pem()))
+        assert refusal.value.response.status_code == 401
+        await server.wait_for_log("the client certificate is revoked (LEVITY_TLS_CRL")
+    finally:
+        server.stop()
