@@ -39,7 +39,9 @@ unnecessary, and guarded by a test that fails when an upgrade breaks it.
   certificate) on a TLS endpoint and the TCP peer's address; and the protocol
   implements ASGI's ``websocket.http.response`` extension, so that a refused
   upgrade is answered 401 with ``WWW-Authenticate`` instead of daphne's bare 403.
-  TLS endpoints with client certificates: ``levity-tls:`` (levity_site.tls).
+  TLS endpoints with client certificates: ``levity-tls:`` (levity_site.tls); a TLS
+  connection reaches daphne once its handshake is done, and one whose handshake
+  fails is logged and counted there (``UpgradeFirst``, an ``IHandshakeListener``).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
   connect and disconnect itself (chargepoints.session.consumer), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
