@@ -550,7 +550,7 @@ class ChargePointCommandAdmin(admin.ModelAdmin):
         "duration_ms",
         "requested_by",
     ]
-    list_filter = ["status", "action", "created_at", "charge_point"]
+    list_filter = ["status", "action", "password_rotation", "created_at", "charge_point"]
     list_select_related = ["charge_point"]
     search_fields = ["charge_point__charge_point_id", "message_id", "requested_by"]
     date_hierarchy = "created_at"
@@ -571,6 +571,8 @@ class ChargePointCommandAdmin(admin.ModelAdmin):
         "sent_at",
         "answered_at",
         "duration_ms",
+        "password_rotation",
+        "password_rotation_at",
     ]
     readonly_fields = fields  # type: ignore[assignment]  # fields are plain names here
 

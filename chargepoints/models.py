@@ -224,6 +224,15 @@ class CommandStatus(models.TextChoices):
     FAILED = "failed"
 
 
+class PasswordRotation(models.TextChoices):
+    """Where a password rotation (ChangeConfiguration AuthorizationKey) stands."""
+
+    PENDING = "pending", "pending (old and new password valid)"
+    COMPLETED = "completed", "completed (connected with the new password; the old one is refused)"
+    ABANDONED = "abandoned", "abandoned (not taken; only the old password is valid)"
+    SUPERSEDED = "superseded", "superseded (a newer password replaced it)"
+
+
 class ChargePointCommand(models.Model):
     """One CS->CP request sent (or attempted) through the command service, and its answer."""
 
@@ -254,6 +263,16 @@ class ChargePointCommand(models.Model):
     answered_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(
         null=True, blank=True, help_text="From sending the CALL to the answer."
+    )
+    #: Set on the ChangeConfiguration AuthorizationKey of a password rotation only.
+    password_rotation = models.CharField(
+        max_length=16,
+        choices=PasswordRotation.choices,
+        blank=True,
+        help_text="For a password rotation: what became of the new password.",
+    )
+    password_rotation_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the password rotation reached that state."
     )
 
     class Meta:

@@ -4,7 +4,8 @@ A charge point's HTTP Basic password (security profiles 1 and 2) is generated
 here, shown once to whoever asked for it, and stored only as a salted hash made by
 Django's password hashers. A rotated password (ChangeConfiguration
 AuthorizationKey) is kept beside the old one until the charge point connects with
-it. Nothing here knows sockets: the session layer asks and decides.
+it; each step of a rotation is recorded on its command (``password_rotation``).
+Nothing here knows sockets: the session layer asks and decides.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, check_password, make_password
 from django.db import transaction
 
-from .models import ChargePoint, RegistrationStatus, SecurityProfile
+from .models import ChargePoint, ChargePointCommand, PasswordRotation, RegistrationStatus, SecurityProfile
 
 #: Length of a generated password: 40 hexadecimal characters (160 bits), within the
 #: 16-40 characters OCPP 1.6's AuthorizationKey allows, and free of characters that
@@ -121,7 +122,18 @@ def set_password(charge_point_id: str) -> str:
         charge_point.new_password_hash = ""
         charge_point.password_changed_at = datetime.now(timezone.utc)
         charge_point.save(update_fields=["password_hash", "new_password_hash", "password_changed_at"])
+        _end_rotations(charge_point.pk, PasswordRotation.SUPERSEDED)
     return password
+
+
+def _end_rotations(charge_point_pk: int, state: str, command_pk: int | None = None) -> int:
+    """Record that the charge point's pending rotation(s) (or only ``command_pk``) ended so."""
+    pending = ChargePointCommand.objects.filter(
+        charge_point_id=charge_point_pk, password_rotation=PasswordRotation.PENDING
+    )
+    if command_pk is not None:
+        pending = pending.filter(pk=command_pk)
+    return pending.update(password_rotation=state, password_rotation_at=datetime.now(timezone.utc))
 
 
 def set_security_profile(charge_point_id: str, profile: int, *, create: bool = False) -> str | None:
@@ -147,36 +159,47 @@ def set_security_profile(charge_point_id: str, profile: int, *, create: bool = F
 
 
 def begin_password_rotation(charge_point_id: str) -> str:
-    """A new password for ChangeConfiguration AuthorizationKey, valid beside the old one."""
+    """A new password for ChangeConfiguration AuthorizationKey, valid beside the old one.
+
+    An earlier rotation still pending is superseded: its password is no longer valid.
+    The caller sends the password in a command marked ``password_rotation`` pending.
+    """
     password = generate_password()
     with transaction.atomic():
         charge_point = _charge_point(charge_point_id)
         charge_point.new_password_hash = make_password(password, hasher=HASHER)
         charge_point.save(update_fields=["new_password_hash"])
+        _end_rotations(charge_point.pk, PasswordRotation.SUPERSEDED)
     return password
 
 
-def abandon_password_rotation(charge_point_id: str, password: str) -> None:
+def abandon_password_rotation(charge_point_id: str, password: str, command_pk: int) -> None:
     """The charge point did not take the new password: only the old one stays valid."""
     with transaction.atomic():
         charge_point = _charge_point(charge_point_id)
         if password_matches(password, charge_point.new_password_hash):
             charge_point.new_password_hash = ""
             charge_point.save(update_fields=["new_password_hash"])
+        _end_rotations(charge_point.pk, PasswordRotation.ABANDONED, command_pk)
 
 
 def complete_password_rotation(charge_point_pk: int, new_password_hash: str) -> bool:
     """The charge point connected with its new password: the old one stops being valid.
 
-    False when the rotation changed meanwhile (another rotation, or a new password set).
+    Its rotation's command is marked completed. False when the rotation changed
+    meanwhile (another rotation, or a new password set).
     """
-    return bool(
-        ChargePoint.objects.filter(pk=charge_point_pk, new_password_hash=new_password_hash).update(
+    with transaction.atomic():
+        completed = ChargePoint.objects.filter(
+            pk=charge_point_pk, new_password_hash=new_password_hash
+        ).update(
             password_hash=new_password_hash,
             new_password_hash="",
             password_changed_at=datetime.now(timezone.utc),
         )
-    )
+        if completed:
+            _end_rotations(charge_point_pk, PasswordRotation.COMPLETED)
+    return bool(completed)
 
 
 def accept_charge_points(charge_point_ids: list[str]) -> list[str]:

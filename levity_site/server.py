@@ -39,7 +39,9 @@ unnecessary, and guarded by a test that fails when an upgrade breaks it.
   certificate) on a TLS endpoint and the TCP peer's address; and the protocol
   implements ASGI's ``websocket.http.response`` extension, so that a refused
   upgrade is answered 401 with ``WWW-Authenticate`` instead of daphne's bare 403.
-  TLS endpoints with client certificates: ``levity-tls:`` (levity_site.tls).
+  TLS endpoints with client certificates: ``levity-tls:`` (levity_site.tls); a TLS
+  connection reaches daphne once its handshake is done, and one whose handshake
+  fails is logged and counted there (``UpgradeFirst``, an ``IHandshakeListener``).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
   connect and disconnect itself (chargepoints.session.consumer), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
@@ -58,16 +60,17 @@ from http import HTTPStatus
 
 import uvloop
 from autobahn.websocket.types import ConnectionDeny
-from cryptography.hazmat.primitives.serialization import Encoding
 from daphne import ws_protocol
 from daphne.access import AccessLogGenerator
 from daphne.http_protocol import HTTPFactory
 from daphne.utils import HEADER_NAME_RE, INVALID_HEADER_VALUE_BYTES
 from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
+from zope.interface import implementer
 
-from . import protocol_limits
+from . import protocol_limits, tls
 
 logger = logging.getLogger("daphne.server")
 
@@ -125,14 +128,17 @@ def websocket_upgrade_query(data: bytes) -> bytes | None:
     return uri.partition(b"?")[2]
 
 
+@implementer(IHandshakeListener)
 class UpgradeFirst(protocol.Protocol):
     """A connection's first protocol: a WebSocket upgrade goes straight to autobahn.
 
     Daphne parses every request with Twisted's HTTP server, then re-assembles an
     upgrade request for autobahn to parse again. A charge point's upgrade arrives
     in one read; from it this hands the connection to daphne's WebSocket protocol
-    at once. Anything else (HTTP, TLS, a request split across reads) goes to
-    daphne's HTTP protocol, with the bytes read so far.
+    at once. Anything else (HTTP, a request split across reads) goes to daphne's
+    HTTP protocol, with the bytes read so far; so does TLS, once its handshake is
+    done. A TLS connection lost before that failed its handshake: levity_site.tls
+    logs it with OpenSSL's reason.
     """
 
     timeout = None
@@ -143,12 +149,22 @@ class UpgradeFirst(protocol.Protocol):
 
     def connectionMade(self) -> None:
         protocol_limits.start_handshake_deadline(self.transport, self.factory.reactor)
-        if isinstance(self.transport, ProtocolWrapper):
-            # TLS and other wrappers (ALPN, PROXY protocol) take daphne's way.
+        if isinstance(self.transport, TLSMemoryBIOProtocol):
+            # TLS takes daphne's way once its handshake is done (handshakeCompleted);
+            # an address past the failed-handshake throttle costs no handshake.
+            if not tls.handshake_allowed(self.transport):
+                self.transport.abortConnection()
+                return
+        elif isinstance(self.transport, ProtocolWrapper):
+            # Other wrappers (ALPN, PROXY protocol) take daphne's way.
             self._hand_over(self.factory.build_http_protocol(self.addr))
             return
         if self.factory.timeOut is not None:  # as Twisted's HTTP protocol times out a silent client
             self.timeout = self.factory.reactor.callLater(self.factory.timeOut, self.transport.loseConnection)  # type: ignore[misc, union-attr]  # made: a transport
+
+    def handshakeCompleted(self) -> None:
+        """IHandshakeListener: the TLS handshake is done; the connection takes daphne's way."""
+        self._hand_over(self.factory.build_http_protocol(self.addr))
 
     def dataReceived(self, data: bytes) -> None:
         query_string = websocket_upgrade_query(data)
@@ -163,6 +179,9 @@ class UpgradeFirst(protocol.Protocol):
     def connectionLost(self, reason) -> None:  # type: ignore[override]  # Twisted always passes the reason
         self._stop_timeout()
         protocol_limits.handshake_done(self.transport)
+        if isinstance(self.transport, TLSMemoryBIOProtocol):
+            # Still here: the TLS handshake did not complete (its OpenSSL error is the reason).
+            tls.handshake_failed(self.transport, reason)
 
     def _hand_over(self, successor: protocol.Protocol) -> None:
         self._stop_timeout()
@@ -205,22 +224,19 @@ class WebSocketProtocol(protocol_limits.LimitedWebSocketProtocol, ws_protocol.We
         """The scope's ``extensions``: what daphne leaves out and Levity's check needs.
 
         ``tls`` (the ASGI TLS extension) when the connection came through a TLS
-        endpoint, with the client certificate it presented; ``levity.connection``
+        endpoint, with the client certificate it presented and the intermediate CA
+        certificates it sent along; ``levity.connection``
         with the TCP peer's address (daphne's ``client`` may be a forwarded one);
         and ``websocket.http.response``, which this protocol implements, so that a
         refused upgrade gets an HTTP status (401) rather than daphne's 403.
         """
         peer = self.transport.getPeer()
-        extensions = {
+        extensions: dict[str, dict] = {
             "websocket.http.response": {},
             "levity.connection": {"peer": [str(getattr(peer, "host", "")), getattr(peer, "port", 0)]},
         }
         if isinstance(self.transport, TLSMemoryBIOProtocol):
-            certificate = self.transport.getPeerCertificate()
-            chain = []
-            if certificate is not None:
-                chain.append(certificate.to_cryptography().public_bytes(Encoding.PEM).decode())
-            extensions["tls"] = {"client_cert_chain": chain}
+            extensions["tls"] = {"client_cert_chain": tls.client_certificate_chain(self.transport)}
         return extensions
 
     def handle_reply(self, message: dict) -> None:

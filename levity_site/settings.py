@@ -409,6 +409,25 @@ if LEVITY_CLIENT_CERT_ID_FIELD not in ("CN", "serialNumber", "UID"):
     raise ImproperlyConfigured(
         f"LEVITY_CLIENT_CERT_ID_FIELD={LEVITY_CLIENT_CERT_ID_FIELD!r}: use CN, serialNumber or UID."
     )
+#: Certificate revocation lists (PEM, one or more) for client certificates: the TLS
+#: endpoint (levity-tls:) and the profile 3 check refuse a revoked certificate, and
+#: every CA of the chain needs its CRL here. Re-read when the file changes.
+LEVITY_TLS_CRL = envstr("LEVITY_TLS_CRL", "")
+if LEVITY_TLS_CRL:
+    from cryptography import x509 as _x509
+
+    try:
+        _crl_pem = Path(LEVITY_TLS_CRL).read_bytes()
+        if b"-----BEGIN X509 CRL-----" not in _crl_pem:
+            raise ValueError("no PEM CRL (-----BEGIN X509 CRL-----) in it")
+        for _block in _crl_pem.split(b"-----BEGIN X509 CRL-----")[1:]:
+            _x509.load_pem_x509_crl(b"-----BEGIN X509 CRL-----" + _block)
+    except OSError as _exc:
+        raise ImproperlyConfigured(
+            f"LEVITY_TLS_CRL={LEVITY_TLS_CRL!r} cannot be read: {_exc.strerror}."
+        ) from None
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"LEVITY_TLS_CRL={LEVITY_TLS_CRL!r}: {_exc}.") from None
 #: A verified Basic password is remembered (as a keyed hash) this long, so that a
 #: reconnect storm does not run the slow password hasher for every charge point.
 LEVITY_PASSWORD_CACHE_SECONDS = envfloat("LEVITY_PASSWORD_CACHE_SECONDS", 600.0, minimum=0)

@@ -166,6 +166,21 @@ It is sent with ``send_robust`` on the event loop, and only when it has receiver
 receivers must be synchronous and fast (count, don't do I/O).
 """
 
+connection_refused = Signal()
+"""A charge point's connection was refused before any session existed.
+
+Sent with ``charge_point_id`` (the id it asked for; "" when refused before its
+request was read: TLS), ``address`` (the client's), ``kind`` -- ``authentication``
+(HTTP 401: wrong or missing password, a certificate that does not name it),
+``policy`` (HTTP 403: TLS required, unknown id refused), ``invalid`` (no ``ocpp1.6``
+subprotocol, an id that is not valid), ``throttled`` (too many failed handshakes or
+connections from its address) or ``tls`` (a failed TLS handshake) -- and ``reason``
+(the text that is logged). ``sender`` is None.
+
+Sent with ``send_robust`` on the event loop, and only when it has receivers:
+receivers must be synchronous and fast (count, don't do I/O).
+"""
+
 server_started = Signal()
 """Sent once per server process by ``levity_site/asgi.py`` when the ASGI application
 has been built, i.e. in daphne (or another ASGI server), never in ``manage.py``

@@ -81,6 +81,8 @@ class CommandSerializer(ChargePointRowSerializer):
             "sent_at",
             "answered_at",
             "duration_ms",
+            "password_rotation",
+            "password_rotation_at",
         ]
 
 

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,9 +37,11 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 from django.conf import settings
+from OpenSSL import crypto
+
+from levity_site import tls
 
 from .. import security
 from ..models import RegistrationStatus, SecurityProfile
@@ -85,6 +88,8 @@ class ConnectionSecurity:
     certificate_source: str = ""
     #: Why a certificate that was offered is not usable.
     certificate_problem: str = ""
+    #: The certificates the client sent along with its own (intermediate CAs).
+    intermediates: tuple[x509.Certificate, ...] = ()
 
 
 # --- the decision ---------------------------------------------------------------------
@@ -237,7 +242,7 @@ def connection_security(scope: dict) -> ConnectionSecurity:
         chain = tls.get("client_cert_chain") or ()
         if not chain:
             return ConnectionSecurity(True, None)
-        return _with_certificate(True, chain[0].encode(), "tls")
+        return _with_certificate(True, "".join(chain).encode(), "tls")
     if not from_trusted_proxy(scope):
         return ConnectionSecurity(False, None)
     secure = (_header(scope, b"x-forwarded-proto") or "").lower() in ("https", "wss")
@@ -253,11 +258,12 @@ def connection_security(scope: dict) -> ConnectionSecurity:
 
 
 def _with_certificate(tls: bool, pem: bytes, source: str) -> ConnectionSecurity:
+    """The client certificate of ``pem``, and the intermediate CA certificates after it."""
     try:
-        certificate = x509.load_pem_x509_certificate(pem)
+        certificate, *intermediates = x509.load_pem_x509_certificates(pem)
     except ValueError:
         return ConnectionSecurity(tls, None, source, "the client certificate is not valid PEM")
-    return ConnectionSecurity(tls, certificate, source)
+    return ConnectionSecurity(tls, certificate, source, intermediates=tuple(intermediates))
 
 
 @cache
@@ -282,7 +288,8 @@ def certificate_problem(connection: ConnectionSecurity, charge_point_id: str) ->
     """Why the connection's client certificate does not prove ``charge_point_id`` ("" if it does).
 
     Verified by the TLS endpoint or the trusted proxy, and again here against
-    LEVITY_CLIENT_CA_FILE: issued and signed by one of its CAs, within its validity.
+    LEVITY_CLIENT_CA_FILE (and LEVITY_TLS_CRL): within its validity, and a path
+    from it to one of the file's CAs that OpenSSL verifies.
     """
     if connection.certificate_problem:
         return connection.certificate_problem
@@ -295,8 +302,9 @@ def certificate_problem(connection: ConnectionSecurity, charge_point_id: str) ->
     now = datetime.now(timezone.utc)
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         return f"the client certificate is not valid now (valid until {certificate.not_valid_after_utc:%Y-%m-%d %H:%M}Z)"
-    if not any(_issued_by(certificate, authority) for authority in authorities):
-        return "the client certificate is not issued by a CA of LEVITY_CLIENT_CA_FILE"
+    problem = verification_problem(certificate, connection.intermediates)
+    if problem:
+        return problem
     identity = certificate_identity(certificate)
     if identity != charge_point_id:
         field = settings.LEVITY_CLIENT_CERT_ID_FIELD
@@ -304,12 +312,82 @@ def certificate_problem(connection: ConnectionSecurity, charge_point_id: str) ->
     return ""
 
 
-def _issued_by(certificate: x509.Certificate, authority: x509.Certificate) -> bool:
+#: OpenSSL's X509_V_ERR_* codes that mean "no path to a CA of the file".
+UNKNOWN_ISSUER_ERRORS = {2, 18, 19, 20, 21}
+#: X509_V_ERR_CERT_REVOKED.
+REVOKED = 23
+
+
+def verification_problem(certificate: x509.Certificate, intermediates: tuple[x509.Certificate, ...]) -> str:
+    """Why OpenSSL does not verify ``certificate`` ("" if it does).
+
+    The path may go through intermediate CAs in LEVITY_CLIENT_CA_FILE or sent by the
+    client; with LEVITY_TLS_CRL, no certificate on it may be revoked. OpenSSL's own
+    verification (pyOpenSSL's X509StoreContext), as in the TLS handshake.
+    """
+    context = crypto.X509StoreContext(
+        verification_store(),
+        crypto.X509.from_cryptography(certificate),
+        [crypto.X509.from_cryptography(c) for c in intermediates],
+    )
     try:
-        certificate.verify_directly_issued_by(authority)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
+        context.verify_certificate()
+    except crypto.X509StoreContextError as exc:
+        # pyOpenSSL's errors: [X509_V_ERR code, depth in the chain, OpenSSL's message].
+        errors: list = [*exc.errors, None, None, str(exc)] if exc.errors else [None, None, str(exc)]
+        code, depth, message = errors[0], errors[1], errors[2]
+        if code in UNKNOWN_ISSUER_ERRORS:
+            return "the client certificate is not issued by a CA of LEVITY_CLIENT_CA_FILE"
+        if code == REVOKED:
+            return f"the client certificate is revoked (LEVITY_TLS_CRL; certificate at depth {depth})"
+        return f"the client certificate does not verify: {message} (certificate at depth {depth})"
+    return ""
+
+
+def _crl_stamp() -> tuple[int, int] | None:
+    """The CRL file's modification time and size: a changed file is read again."""
+    if not settings.LEVITY_TLS_CRL:
+        return None
+    try:
+        status = os.stat(settings.LEVITY_TLS_CRL)
+    except OSError:
+        return None
+    return (status.st_mtime_ns, status.st_size)
+
+
+#: The store of the last verification, with the files (and the CRL file's stamp) it was made from.
+_store: tuple[tuple, crypto.X509Store] | None = None
+
+
+def verification_store() -> crypto.X509Store:
+    """LEVITY_CLIENT_CA_FILE's CAs and LEVITY_TLS_CRL's CRLs, read again when the CRL file
+    changes; a CRL file that no longer loads keeps the previous CRLs (as the TLS endpoint)."""
+    global _store
+    files = (settings.LEVITY_CLIENT_CA_FILE, settings.LEVITY_TLS_CRL)
+    key = (*files, _crl_stamp())
+    if _store is not None and _store[0] == key:
+        return _store[1]
+    store = crypto.X509Store()
+    for authority in _load_authorities(files[0]):
+        store.add_cert(crypto.X509.from_cryptography(authority))
+    if files[1]:
+        try:
+            revocation_lists = tls.load_crls(files[1])
+        except (OSError, ValueError) as exc:
+            if _store is not None and _store[0][:2] == files:
+                logger.error(
+                    "LEVITY_TLS_CRL %s could not be reloaded, the previous CRLs stay: %s", files[1], exc
+                )
+                _store = (key, _store[1])
+                return _store[1]
+            # No CRLs at all: with the CRL check on, nothing verifies (fail closed).
+            logger.error("LEVITY_TLS_CRL %s cannot be read: %s", files[1], exc)
+            revocation_lists = []
+        for revocation_list in revocation_lists:
+            store.add_crl(revocation_list)
+        store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
+    _store = (key, store)
+    return store
 
 
 async def complete_password_rotation(

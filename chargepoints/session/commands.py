@@ -182,13 +182,28 @@ async def send_command(
     requested_by: str = "",
     user_id: int | None = None,
     api_token_id: int | None = None,
+    password_rotation: str = "",
 ) -> ChargePointCommand:
     """Send a CS->CP request and return the stored command with its outcome.
 
     Raises InvalidCommand (bad action, payload or timeout) and UnknownChargePoint;
     every other outcome -- accepted, rejected, CALLERROR, timeout, offline -- is a
-    stored command whose ``status`` says which.
+    stored command whose ``status`` says which. ``password_rotation`` is stored on
+    the command as it is created (chargepoints.session.onboarding.rotate_password).
     """
+    if (
+        not password_rotation
+        and action == "ChangeConfiguration"
+        and isinstance(payload, dict)
+        and payload.get("key") in SECRET_CONFIGURATION_KEYS
+    ):
+        # A password Levity does not know would lock the charge point out at its next connect.
+        raise InvalidCommand(
+            f"{payload['key']} is the charge point's password: rotate it instead "
+            "(POST /api/v1/charge-points/{id}/password-rotation, or the admin's action), "
+            "so that Levity knows the new one and the old one stays valid until it is used",
+            field="payload",
+        )
     timeout = validate_command(action, payload, timeout)
     message_id = str(uuid.uuid4())
     command = await writer.run(
@@ -198,6 +213,8 @@ async def send_command(
         message_id=message_id,
         request=stored_request(action, payload),
         timeout=timeout,
+        password_rotation=password_rotation,
+        password_rotation_at=datetime.now(timezone.utc) if password_rotation else None,
         requested_by=requested_by[:150],
         user_id=user_id,
         api_token_id=api_token_id,

@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timezone
 
 from plugins import loading
-from plugins.signals import charge_point_disconnected
+from plugins.signals import charge_point_disconnected, connection_refused
 
 from .. import services
 from ..ocpp16.session import LevityChargePoint
@@ -33,6 +33,14 @@ CLOSE_SUBPROTOCOL_REQUIRED = 4001
 CLOSE_GOING_AWAY = 1001
 #: How long, at shutdown, the sessions get to end (plugins' cleanup, the rows offline).
 SHUTDOWN_GRACE_SECONDS = 10
+
+
+def refused(charge_point_id: str, address: str, kind: str, reason: str) -> None:
+    """Tell plugins.signals.connection_refused's receivers (metrics) of a refused connection."""
+    if connection_refused.receivers:
+        connection_refused.send_robust(
+            None, charge_point_id=charge_point_id, address=address, kind=kind, reason=reason
+        )
 
 
 class OCPPConsumer(LeanWebsocketConsumer):
@@ -82,21 +90,29 @@ class OCPPConsumer(LeanWebsocketConsumer):
             logger.warning(
                 "%s: refused %r, too many failed handshakes from its address", address, charge_point_id
             )
+            refused(charge_point_id, address, "throttled", "too many failed handshakes")
             await self.close()
             return
         if not limits.connection_allowed(address):
             logger.warning("%s: refused %r, too many connections from its address", address, charge_point_id)
+            refused(charge_point_id, address, "throttled", "too many connections")
             await self.close()
             return
         if SUBPROTOCOL not in self.scope.get("subprotocols", ()):
-            logger.warning("%s: refused, no %s subprotocol offered", charge_point_id, SUBPROTOCOL)
+            logger.warning(
+                "%s: refused from %s, no %s subprotocol offered", charge_point_id, address, SUBPROTOCOL
+            )
             limits.handshake_failed(address, "no subprotocol")
+            refused(charge_point_id, address, "invalid", "no subprotocol")
             await self.accept()
             await self.close(code=CLOSE_SUBPROTOCOL_REQUIRED)
             return
         if not CHARGE_POINT_ID.match(charge_point_id) or charge_point_id in UNADDRESSABLE_IDS:
-            logger.warning("Refused charge point id %r: not 1-48 URL-safe characters", charge_point_id)
+            logger.warning(
+                "Refused charge point id %r from %s: not 1-48 URL-safe characters", charge_point_id, address
+            )
             limits.handshake_failed(address, "invalid id")
+            refused(charge_point_id, address, "invalid", "invalid id")
             await self.close()
             return
         remote_address = f"{client[0]}:{client[1]}" if client[0] else ""
@@ -106,6 +122,8 @@ class OCPPConsumer(LeanWebsocketConsumer):
         if isinstance(admission, authentication.Refusal):
             logger.warning("%s: refused from %s: %s", charge_point_id, remote_address, admission.reason)
             limits.handshake_failed(address, admission.reason)
+            kind = "authentication" if admission.status == 401 else "policy"
+            refused(charge_point_id, address, kind, admission.reason)
             await self.refuse(admission.status)
             return
         charge_point_pk = await connections_writer.submit(

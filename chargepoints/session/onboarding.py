@@ -5,8 +5,10 @@
   answered Accepted at once.
 - **Rotate the password** (profiles 1 and 2): a new password goes out in
   ChangeConfiguration AuthorizationKey; the old one stays valid until the charge
-  point has connected with the new one (chargepoints.session.authentication). Each
-  step is a row of the command log, with the key masked.
+  point has connected with the new one (chargepoints.session.authentication). The
+  command is in the command log with the key masked, and its ``password_rotation``
+  records each later step: pending (both valid), then completed (the charge point
+  connected with the new one, the old one is refused), abandoned or superseded.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 
 from .. import security
-from ..models import ChargePoint, ChargePointCommand, CommandStatus, SecurityProfile
+from ..models import ChargePoint, ChargePointCommand, CommandStatus, PasswordRotation, SecurityProfile
 from . import commands
 
 logger = logging.getLogger(__name__)
@@ -102,9 +104,12 @@ async def rotate_password(
         requested_by=requested_by,
         user_id=user_id,
         api_token_id=api_token_id,
+        password_rotation=PasswordRotation.PENDING,
     )
     if command.status in NOT_TAKEN:
-        await database_sync_to_async(security.abandon_password_rotation)(charge_point_id, password)
+        await database_sync_to_async(security.abandon_password_rotation)(
+            charge_point_id, password, command.pk
+        )
         logger.warning(
             "%s: password rotation abandoned (%s); the old password stays", charge_point_id, command.status
         )
@@ -114,6 +119,8 @@ async def rotate_password(
             charge_point_id,
             command.status,
         )
+    # The charge point may have reconnected with it already (completed).
+    await command.arefresh_from_db(fields=["password_rotation", "password_rotation_at"])
     return command
 
 

@@ -20,7 +20,7 @@ class PrometheusMetricsConfig(PluginAppConfig):
             return
         from prometheus_client import disable_created_metrics
 
-        from . import receivers  # noqa: F401  connects message_handled, server_started
+        from . import receivers  # noqa: F401  connects message_handled, connection_refused, server_started
         from .collectors import register_state_collector
 
         # No *_created series: they double the series count and no query here uses them.

@@ -50,6 +50,42 @@ STATUS_NOTIFICATIONS = Counter(
     "StatusNotifications received, by status and errorCode (faults: error_code!=NoError).",
     ["status", "error_code"],
 )
+#: The security events of the OCPP 1.6 security whitepaper (its appendix 1); a charge
+#: point's own types are counted as "Other", so that the label stays bounded.
+SECURITY_EVENT_TYPES = (
+    "FirmwareUpdated",
+    "FailedToAuthenticateAtCentralSystem",
+    "CentralSystemFailedToAuthenticate",
+    "SettingSystemTime",
+    "StartupOfTheDevice",
+    "ResetOrReboot",
+    "SecurityLogWasCleared",
+    "ReconfigurationOfSecurityParameters",
+    "MemoryExhaustion",
+    "InvalidMessages",
+    "AttemptedReplayAttacks",
+    "TamperDetectionActivated",
+    "InvalidFirmwareSignature",
+    "InvalidFirmwareSigningCertificate",
+    "InvalidCentralSystemCertificate",
+    "InvalidChargePointCertificate",
+    "InvalidTLSVersion",
+    "InvalidTLSCipherSuite",
+)
+OTHER_SECURITY_EVENT = "Other"
+SECURITY_EVENTS = Counter(
+    "ocpp_security_events",
+    "SecurityEventNotifications received (each event once), by type; non-standard types as Other.",
+    ["type"],
+)
+#: The kinds of plugins.signals.connection_refused.
+REFUSAL_KINDS = ("authentication", "policy", "invalid", "throttled", "tls")
+CONNECTIONS_REFUSED = Counter(
+    "ocpp_connections_refused",
+    "Charge point connections refused before a session, by kind (authentication, policy, invalid, "
+    "throttled, tls).",
+    ["kind"],
+)
 CONNECTIONS = Counter("ocpp_connections", "Charge point WebSocket sessions opened.")
 DISCONNECTIONS = Counter("ocpp_disconnections", "Charge point WebSocket sessions closed.")
 
@@ -57,6 +93,14 @@ DISCONNECTIONS = Counter("ocpp_disconnections", "Charge point WebSocket sessions
 for _action in CP_ACTIONS:
     MESSAGES.labels(_action)
     MSG_HANDLING_SECONDS.labels(_action)
+for _type in (*SECURITY_EVENT_TYPES, OTHER_SECURITY_EVENT):
+    SECURITY_EVENTS.labels(_type)
+for _kind in REFUSAL_KINDS:
+    CONNECTIONS_REFUSED.labels(_kind)
+
+
+def security_event_label(event_type: str) -> str:
+    return event_type if event_type in SECURITY_EVENT_TYPES else OTHER_SECURITY_EVENT
 
 
 def action_label(action: str | None) -> str:

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 
 class PrometheusMetricsPlugin(ChargePointPlugin):
-    """Counts a session's messages, their handling time and errors, boots and statuses.
+    """Counts a session's messages, their handling time and errors, boots, statuses and
+    security events.
 
     Per-charge-point state (connected, transactions, energy, current, connector
     status) is read from the database when Prometheus scrapes, for every charge
@@ -25,6 +26,7 @@ class PrometheusMetricsPlugin(ChargePointPlugin):
         return {
             PluginHook.AFTER_BOOT_NOTIFICATION: "count_boot",
             PluginHook.AFTER_STATUS_NOTIFICATION: "count_status",
+            PluginHook.AFTER_SECURITY_EVENT_NOTIFICATION: "count_security_event",
         }
 
     async def initialize(self, charge_point: LevityChargePoint) -> None:
@@ -39,3 +41,7 @@ class PrometheusMetricsPlugin(ChargePointPlugin):
     async def count_status(self, context: PluginContext) -> None:
         data = context.message_data
         metrics.STATUS_NOTIFICATIONS.labels(data["status"], data["error_code"]).inc()
+
+    async def count_security_event(self, context: PluginContext) -> None:
+        if not getattr(context, "repeated", False):  # a resent event is stored, and counted, once
+            metrics.SECURITY_EVENTS.labels(metrics.security_event_label(context.message_data["type"])).inc()

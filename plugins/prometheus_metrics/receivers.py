@@ -1,4 +1,5 @@
-"""Receivers of the message timing and server start signals (connected when metrics are on)."""
+"""Receivers of the message timing, connection refusal and server start signals
+(connected when metrics are on)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from plugins.signals import message_handled, server_started
+from plugins.signals import connection_refused, message_handled, server_started
 
 from . import exports, metrics
 from .plugin import PrometheusMetricsPlugin
@@ -27,6 +28,13 @@ def observe_message(
     """Time and count the message, for sessions that have the plugin."""
     if any(isinstance(plugin, PrometheusMetricsPlugin) for plugin in charge_point.plugins):
         metrics.observe_message(action, duration, error_code)
+
+
+@receiver(connection_refused, dispatch_uid="levity.prometheus_metrics.connection_refused")
+def count_refusal(sender: Any, kind: str, **kwargs: Any) -> None:
+    """Count a refused connection (it has no session, so no plugins: counted for the server)."""
+    if kind in metrics.REFUSAL_KINDS:
+        metrics.CONNECTIONS_REFUSED.labels(kind).inc()
 
 
 @receiver(server_started, dispatch_uid="levity.prometheus_metrics.server_started")

@@ -31,19 +31,25 @@ class Issued:
     def pem(self) -> str:
         return self.certificate.read_text()
 
+    def serial_number(self) -> int:
+        return x509.load_pem_x509_certificate(self.certificate.read_bytes()).serial_number
+
 
 class PKI:
     """A CA in ``directory``, issuing server and client certificates as files."""
 
-    def __init__(self, directory: Path, name: str = "Levity test CA"):
+    def __init__(self, directory: Path, name: str = "Levity test CA", *, issuer: PKI | None = None):
+        """A root CA, or with ``issuer`` an intermediate CA that ``issuer`` signs."""
         self.directory = directory
+        self.issuer = issuer
         self.key = ec.generate_private_key(ec.SECP256R1())
+        self.certificate: x509.Certificate
         now = datetime.now(timezone.utc)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.certificate = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
-            .issuer_name(subject)
+            .issuer_name(issuer.certificate.subject if issuer else subject)
             .public_key(self.key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(days=1))
@@ -53,12 +59,41 @@ class PKI:
                 x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
-            .sign(self.key, hashes.SHA256())
         )
+        if issuer is not None:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
+            )
+        self.certificate = builder.sign(issuer.key if issuer else self.key, hashes.SHA256())
         self.ca_file = directory / f"{name.replace(' ', '-')}.pem"
         self.ca_file.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, common_name: str, *, server: bool = False, expired: bool = False) -> Issued:
+    def revocation_list(self, revoked: list[Issued] = (), *, expired: bool = False) -> bytes:  # type: ignore[assignment]  # a tuple default
+        """This CA's CRL (PEM), revoking ``revoked``; with ``expired``, past its next update."""
+        now = datetime.now(timezone.utc)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.certificate.subject)
+            .last_update(now - timedelta(days=2))
+            .next_update(now - timedelta(days=1) if expired else now + timedelta(days=7))
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
+            )
+        )
+        for issued in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(issued.serial_number())
+                .revocation_date(now - timedelta(hours=1))
+                .build()
+            )
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    def issue(
+        self, common_name: str, *, server: bool = False, expired: bool = False, send_chain: bool = True
+    ) -> Issued:
+        """A certificate (its file: the certificate, then an intermediate CA's own unless
+        not ``send_chain``) and its key."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(timezone.utc)
         not_after = now - timedelta(hours=1) if expired else now + timedelta(days=7)
@@ -92,7 +127,10 @@ class PKI:
         stem = f"{common_name}{'-expired' if expired else ''}-{time.monotonic_ns()}"
         certificate_path = self.directory / f"{stem}.crt"
         key_path = self.directory / f"{stem}.key"
-        certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        chain = b""
+        if self.issuer is not None and send_chain:  # the client sends its intermediate CA too
+            chain = self.certificate.public_bytes(serialization.Encoding.PEM)
+        certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM) + chain)
         key_path.write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -101,8 +139,11 @@ class PKI:
         return Issued(certificate_path, key_path)
 
     def client_context(self, client: Issued | None = None) -> ssl.SSLContext:
-        """A charge point's TLS context: trusts this CA, presents ``client`` if given."""
-        context = ssl.create_default_context(cafile=str(self.ca_file))
+        """A charge point's TLS context: trusts this (root) CA, presents ``client`` if given."""
+        root = self
+        while root.issuer is not None:
+            root = root.issuer
+        context = ssl.create_default_context(cafile=str(root.ca_file))
         if client is not None:
             context.load_cert_chain(str(client.certificate), str(client.key))
         return context
@@ -111,7 +152,9 @@ class PKI:
 class TLSDaphneServer(DaphneServer):
     """Daphne on ws://127.0.0.1:<port> and wss://127.0.0.1:<tls_port> (``levity-tls:``)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, server_certificate: Issued, client_ca: Path):
+    def __init__(
+        self, env: dict[str, str], log_path: Path, server_certificate: Issued, client_ca: Path | str
+    ):
         super().__init__(env, log_path)
         self.tls_port = free_port()
         endpoint = (

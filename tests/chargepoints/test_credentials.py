@@ -79,6 +79,59 @@ async def test_rotation_keeps_the_old_password_until_the_new_one_is_used(daphne_
     assert await refused_status(daphne_server, cp_id, old) == 401
 
 
+async def test_rotation_records_its_completion_in_the_command_log(daphne_server, api, cp_id):
+    old = await sync_to_async(security.set_security_profile)(cp_id, 1, create=True)
+    client = await connect_with(daphne_server, cp_id, old)
+    try:
+        response = await api.post(f"/charge-points/{cp_id}/password-rotation", json={})
+        assert response.status_code == 201, response.text
+        assert response.json()["password_rotation"] == "pending"
+        new = (await client.wait_for_command("ChangeConfiguration"))["value"]
+    finally:
+        await client.close()
+    command_id = response.json()["id"]
+
+    async def rotation() -> tuple[str, str | None]:
+        command = (await api.get(f"/commands/{command_id}")).json()
+        return command["password_rotation"], command["password_rotation_at"]
+
+    # Accepted, and the old password still works: the rotation stays pending.
+    again = await connect_with(daphne_server, cp_id, old)
+    assert (await again.boot()).status == "Accepted"
+    await again.close()
+    state, pending_since = await rotation()
+    assert state == "pending" and pending_since is not None
+    # The charge point connects with the new password: the command records the completion.
+    rotated = await connect_with(daphne_server, cp_id, new)
+    await rotated.close()
+    state, completed_at = await rotation()
+    assert state == "completed" and completed_at is not None and completed_at >= pending_since
+    await daphne_server.wait_for_log(
+        f"{cp_id}: connected with its new password; the old one is no longer valid"
+    )
+    assert await refused_status(daphne_server, cp_id, old) == 401
+    assert (await rotation())[0] == "completed"
+
+
+async def test_a_second_rotation_supersedes_the_first(daphne_server, api, cp_id):
+    old = await sync_to_async(security.set_security_profile)(cp_id, 1, create=True)
+    client = await connect_with(daphne_server, cp_id, old)
+    try:
+        first = (await api.post(f"/charge-points/{cp_id}/password-rotation", json={})).json()
+        second = (await api.post(f"/charge-points/{cp_id}/password-rotation", json={})).json()
+    finally:
+        await client.close()
+    first_password, second_password = (
+        p["value"] for name, p in client.received if name == "ChangeConfiguration"
+    )
+    assert (await api.get(f"/commands/{first['id']}")).json()["password_rotation"] == "superseded"
+    assert (await api.get(f"/commands/{second['id']}")).json()["password_rotation"] == "pending"
+    assert await refused_status(daphne_server, cp_id, first_password) == 401
+    rotated = await connect_with(daphne_server, cp_id, second_password)
+    await rotated.close()
+    assert (await api.get(f"/commands/{second['id']}")).json()["password_rotation"] == "completed"
+
+
 async def test_rotation_the_charge_point_rejects_keeps_only_the_old_password(daphne_server, api, cp_id):
     old = await sync_to_async(security.set_security_profile)(cp_id, 2, create=True)
     await sync_to_async(security.set_security_profile)(cp_id, 1)  # plain ws in this test
@@ -88,12 +141,29 @@ async def test_rotation_the_charge_point_rejects_keeps_only_the_old_password(dap
     try:
         response = await api.post(f"/charge-points/{cp_id}/password-rotation", json={})
         assert response.status_code == 201 and response.json()["status"] == "rejected"
+        assert response.json()["password_rotation"] == "abandoned"
         new = (await client.wait_for_command("ChangeConfiguration"))["value"]
     finally:
         await client.close()
     row = await ChargePoint.objects.aget(charge_point_id=cp_id)
     assert row.new_password_hash == ""
     assert await refused_status(daphne_server, cp_id, new) == 401
+
+
+async def test_authorization_key_is_refused_as_a_plain_command(daphne_server, api, cp_id):
+    old = await sync_to_async(security.set_security_profile)(cp_id, 1, create=True)
+    client = await connect_with(daphne_server, cp_id, old)
+    try:
+        response = await api.post(
+            f"/charge-points/{cp_id}/commands",
+            json={"action": "ChangeConfiguration", "payload": {"key": "AuthorizationKey", "value": "0" * 40}},
+        )
+    finally:
+        await client.close()
+    assert response.status_code == 422, response.text
+    assert "password-rotation" in response.json()["detail"]
+    assert not await ChargePointCommand.objects.filter(charge_point__charge_point_id=cp_id).aexists()
+    assert not [name for name, _ in client.received if name == "ChangeConfiguration"]
 
 
 async def test_rotation_of_a_charge_point_without_a_password_profile_is_refused(daphne_server, api, cp_id):
@@ -236,3 +306,27 @@ async def test_admin_accept_triggers_a_boot_that_is_accepted(browser, daphne_ser
         assert (await client.boot()).status == "Accepted"
     finally:
         await client.close()
+
+
+async def test_admin_rotation_shows_each_step_on_its_command(browser, daphne_server, cp_id):
+    old = await sync_to_async(security.set_security_profile)(cp_id, 1, create=True)
+    row = await ChargePoint.objects.aget(charge_point_id=cp_id)
+    client = await connect_with(daphne_server, cp_id, old)
+    try:
+        page = await asyncio.to_thread(browser.get, CHANGELIST)
+        fields = form_fields(page.text, "changelist-form")
+        fields.update(action="rotate_password", _selected_action=str(row.pk), index="0")
+        response = await asyncio.to_thread(browser.post, CHANGELIST, data=fields, follow_redirects=True)
+        assert response.status_code == 200
+        new = (await client.wait_for_command("ChangeConfiguration"))["value"]
+    finally:
+        await client.close()
+    command = await ChargePointCommand.objects.aget(charge_point=row, action="ChangeConfiguration")
+    url = f"/admin/chargepoints/chargepointcommand/{command.pk}/change/"
+    page = await asyncio.to_thread(browser.get, url)
+    assert "pending (old and new password valid)" in page.text
+    rotated = await connect_with(daphne_server, cp_id, new)
+    await rotated.close()
+    page = await asyncio.to_thread(browser.get, url)
+    assert "completed (connected with the new password; the old one is refused)" in page.text
+    assert new not in page.text

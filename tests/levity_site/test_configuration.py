@@ -32,6 +32,8 @@ BAD_VALUES = [
     ("LEVITY_TRUSTED_PROXIES", "10.0.0.1,proxy", "'proxy' is not an IP address or network"),
     ("LEVITY_CLIENT_CA_FILE", "/nonexistent/ca.pem", "is not a file"),
     ("LEVITY_CLIENT_CERT_ID_FIELD", "OU", "use CN, serialNumber or UID"),
+    ("LEVITY_TLS_CRL", "/nonexistent/crl.pem", "cannot be read: No such file or directory"),
+    ("LEVITY_TLS_CRL", "README.md", "no PEM CRL"),
     ("LEVITY_PASSWORD_CACHE_SECONDS", "-1", "must be at least 0"),
     ("LEVITY_WEBHOOK_POLL_SECONDS", "0", "must be at least 0.05"),
 ]

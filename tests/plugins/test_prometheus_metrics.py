@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import websockets
 from ocpp.v16 import call
 
 from chargepoints.models import ChargePoint
 from tests.conftest import eventually, free_port
-from tests.ocpp_client import now_iso
+from tests.ocpp_client import OCPPClient, now_iso
 from tests.plugins.conftest import plugins_env
 from tests.plugins.metrics_page import promtool_check_metrics, scrape
 
@@ -175,6 +176,61 @@ async def test_boots_and_status_notifications_are_counted(metrics_server, connec
         == 1
     )
     assert after.get("ocpp_connector_status", cp_id=cp_id, connector_id="1", **faults) == 1
+
+
+async def test_security_events_are_counted_once_by_type(metrics_server, connect, cp_id):
+    client = await connect(cp_id, server=metrics_server.server)
+    before = await metrics_server.scrape()
+    tamper = call.SecurityEventNotification(
+        type="TamperDetectionActivated", timestamp=now_iso(), tech_info="lid"
+    )
+    await client.call(tamper)
+    await client.call(tamper)  # resent (its answer lost): the same event
+    await client.call(
+        call.SecurityEventNotification(type="VendorDoorOpened", timestamp=now_iso(), tech_info="door")
+    )
+
+    async def counted():
+        after = await metrics_server.scrape()
+        tampering = after.get("ocpp_security_events_total", type="TamperDetectionActivated") - before.get(
+            "ocpp_security_events_total", type="TamperDetectionActivated"
+        )
+        other = after.get("ocpp_security_events_total", type="Other") - before.get(
+            "ocpp_security_events_total", type="Other"
+        )
+        assert (tampering, other) == (1, 1)
+        return True
+
+    await eventually(counted)
+
+
+async def test_refused_connections_are_counted_by_kind(metrics_server, cp_id):
+    from asgiref.sync import sync_to_async
+
+    from chargepoints import security
+    from tests.chargepoints.pki import basic_auth
+
+    await sync_to_async(security.set_security_profile)(cp_id, 1, create=True)
+    before = await metrics_server.scrape()
+    server = metrics_server.server
+    with pytest.raises(websockets.InvalidStatus):
+        await OCPPClient.open(
+            server.ws_url(cp_id), additional_headers=basic_auth(cp_id, "wrong"), open_timeout=60
+        )
+    with pytest.raises(websockets.InvalidStatus):
+        await OCPPClient.open(server.ws_url("not%20valid"))
+
+    async def counted():
+        after = await metrics_server.scrape()
+        counts = {
+            kind: after.get("ocpp_connections_refused_total", kind=kind)
+            - before.get("ocpp_connections_refused_total", kind=kind)
+            for kind in ("authentication", "invalid", "policy")
+        }
+        assert counts == {"authentication": 1, "invalid": 1, "policy": 0}
+        return True
+
+    await eventually(counted)
 
 
 async def test_a_charging_session_shows_in_transaction_energy_and_current(metrics_server, connect, cp_id):
