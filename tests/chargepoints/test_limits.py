@@ -11,7 +11,7 @@ import websockets
 
 from chargepoints.models import ChargePoint
 from chargepoints.session import limits
-from tests.conftest import DaphneServer, server_env
+from tests.conftest import DaphneServer, eventually, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -142,12 +142,11 @@ async def test_failed_handshakes_are_forgotten_after_the_window(start_daphne):
     )
     assert await refused_status(server, "bad%20id") == 403
     assert await refused_status(server, new_id()) == 403
-    for _ in range(100):  # the window is 1 s; wait for it to pass
-        await asyncio.sleep(0.1)
-        if await refused_status(server, new_id()) is None:
-            break
-    else:
-        raise AssertionError("the address stayed refused after the window")
+
+    async def accepted_again() -> bool:  # the window is 1 s
+        return await refused_status(server, new_id()) is None
+
+    await eventually(accepted_again, interval=0.1, what="the address accepted after the window")
 
 
 async def test_connections_per_address_are_limited(start_daphne):
@@ -158,12 +157,11 @@ async def test_connections_per_address_are_limited(start_daphne):
         assert await refused_status(server, new_id()) == 403
         await server.wait_for_log("refused")
         await first.close()
-        for _ in range(100):  # the server counts the close once it has seen it
-            if await refused_status(server, new_id()) is None:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("no connection accepted after one closed")
+
+        async def accepted_again() -> bool:  # the server counts the close once it has seen it
+            return await refused_status(server, new_id()) is None
+
+        await eventually(accepted_again, interval=0.1, what="a connection accepted after one closed")
     finally:
         await first.close()
         await second.close()

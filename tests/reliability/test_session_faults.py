@@ -15,6 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from chargepoints.models import ChargePointCommand, Connector
+from tests.conftest import eventually
 from tests.plugins.conftest import fluentd_plugins
 from tests.plugins.fluentd_receiver import FluentdReceiver
 from tests.reliability.conftest import (
@@ -22,7 +23,6 @@ from tests.reliability.conftest import (
     Persistence,
     assert_nothing_lost,
     charge,
-    eventually,
     stored_against_acknowledged,
 )
 from transactions.models import MeterValue, Transaction
