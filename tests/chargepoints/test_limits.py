@@ -48,6 +48,7 @@ def limited_server(django_db_setup, test_db_path, tmp_path_factory):
     server.stop()
 
 
+@pytest.mark.once
 async def test_calls_past_the_burst_are_answered_with_a_callerror(limited_server):
     async with websockets.connect(limited_server.ws_url(new_id()), subprotocols=["ocpp1.6"]) as ws:
         for n in range(4):
@@ -59,6 +60,7 @@ async def test_calls_past_the_burst_are_answered_with_a_callerror(limited_server
     assert "More than 1 messages a second" in by_id["hb-3"][3]
 
 
+@pytest.mark.once
 async def test_a_charge_point_staying_past_the_rate_is_closed_with_1008(limited_server):
     charge_point_id = new_id()
     async with websockets.connect(limited_server.ws_url(charge_point_id), subprotocols=["ocpp1.6"]) as ws:
@@ -80,6 +82,7 @@ async def test_a_charge_point_staying_past_the_rate_is_closed_with_1008(limited_
     await limited_server.wait_for_log(f"{charge_point_id}: closed (1008): more than 1 messages a second")
 
 
+@pytest.mark.once
 async def test_meter_values_with_more_sampled_values_than_the_limit_are_refused(limited_server):
     async with websockets.connect(limited_server.ws_url(new_id()), subprotocols=["ocpp1.6"]) as ws:
         await ws.send(meter_values("too-many", 6))
@@ -136,6 +139,7 @@ async def test_unknown_ids_count_as_failed_handshakes(start_daphne):
     )
 
 
+@pytest.mark.once
 async def test_failed_handshakes_are_forgotten_after_the_window(start_daphne):
     server = start_daphne(
         LEVITY_HANDSHAKE_FAILURES_PER_ADDRESS="1", LEVITY_HANDSHAKE_FAILURE_WINDOW_SECONDS="1"
@@ -149,6 +153,7 @@ async def test_failed_handshakes_are_forgotten_after_the_window(start_daphne):
     await eventually(accepted_again, interval=0.1, what="the address accepted after the window")
 
 
+@pytest.mark.once
 async def test_connections_per_address_are_limited(start_daphne):
     server = start_daphne(LEVITY_MAX_CONNECTIONS_PER_ADDRESS="2")
     first = await websockets.connect(server.ws_url(new_id()), subprotocols=["ocpp1.6"])
@@ -167,6 +172,7 @@ async def test_connections_per_address_are_limited(start_daphne):
         await second.close()
 
 
+@pytest.mark.once
 def test_token_bucket_refills_at_its_rate():
     rate = limits.CallRate(rate=2, burst=2, close_after=1)
     assert rate.admit(now=rate.updated) and rate.admit(now=rate.updated)
@@ -175,6 +181,7 @@ def test_token_bucket_refills_at_its_rate():
     assert rate.admit(now=rate.updated + 0.5)
 
 
+@pytest.mark.once
 def test_excess_is_sustained_only_while_the_charge_point_stays_past_the_rate():
     rate = limits.CallRate(rate=1, burst=2, close_after=5)
     start = rate.updated
