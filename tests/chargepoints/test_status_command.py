@@ -71,6 +71,7 @@ async def test_status_table_names_each_process_and_its_charge_point_count(start_
     assert any(line.strip().startswith(cp_id) and "heartbeat never" in line for line in text.splitlines())
 
 
+@pytest.mark.once  # its own unreachable database, not the test database
 def test_status_with_an_unreachable_database_ends_with_one_line_and_exit_1(tmp_path):
     import subprocess
     import sys
