@@ -73,15 +73,22 @@ def pytest_collection_modifyitems(config, items) -> None:
         items[:] = [item for item in items if not elsewhere(item)]
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+async def eventually(
+    check: Callable[[], Any],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str | None = None,
+) -> Any:
     """Wait until ``check()`` holds, and return what it returned.
 
     ``check`` takes no arguments and may be sync or async. It holds when it returns
     something truthy without raising AssertionError; it is tried every ``interval``
     seconds until ``timeout``, then the test fails with its last AssertionError or
-    with its last value. This is how a test waits for what the server does after it
-    has answered (a row written at disconnect, a log line, a metric): on the
-    condition, with a generous bound, never on a fixed sleep.
+    with its last value (named ``what``, if given). This is how a test waits for what
+    the server does after it has answered (a row written at disconnect, a log line, a
+    metric): on the condition, with a generous bound, never on a fixed sleep. It is
+    the suite's one polling helper: a test that waits for anything uses it.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -98,7 +105,7 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interva
         if loop.time() >= deadline:
             if failure is not None:
                 raise failure
-            name = getattr(check, "__qualname__", repr(check))
+            name = what or getattr(check, "__qualname__", repr(check))
             raise AssertionError(f"{name} did not hold within {timeout} s (last value: {result!r})")
         await asyncio.sleep(interval)
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.once  # the source tree only
+
 PROJECT = Path(__file__).resolve().parent.parent
 #: The data layer: models, services, repositories and the database helpers they use.
 DATA_LAYER = [

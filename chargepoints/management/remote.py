@@ -90,26 +90,9 @@ class RemoteCommand(BaseCommand):
     def send(
         self, api_url: str, charge_point_id: str, action: str, payload: dict, timeout: float | None
     ) -> dict:
-        url = f"{api_url.rstrip('/')}/api/v1/charge-points/{quote(charge_point_id, safe='')}/commands"
         body = {"action": action, "payload": payload, "timeout": timeout}
         wait = (timeout or settings.LEVITY_CALL_TIMEOUT) + 15
-        with cli_token(wait) as token:
-            try:
-                response = httpx.post(
-                    url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=wait
-                )
-            except httpx.HTTPError as exc:
-                raise CommandError(
-                    f"Cannot reach the Levity server at {api_url}: {exc or type(exc).__name__}",
-                    returncode=EXIT_UNREACHABLE,
-                ) from None
-        try:
-            data = response.json()
-        except ValueError:
-            raise CommandError(
-                f"{api_url} answered HTTP {response.status_code}, not the Levity API",
-                returncode=EXIT_UNREACHABLE,
-            ) from None
+        response, data = post_to_api(api_url, charge_point_id, "commands", body, wait)
         if response.status_code == 201:
             return data
         if "command" in data and response.status_code == 502:
@@ -128,6 +111,33 @@ class RemoteCommand(BaseCommand):
     def show_error(self, command: dict) -> None:
         if command.get("error_details"):
             self.stdout.write(json.dumps(command["error_details"], indent=2, sort_keys=True))
+
+
+def post_to_api(
+    api_url: str, charge_point_id: str, what: str, body: dict | None, wait: float
+) -> tuple[httpx.Response, dict]:
+    """POST ``body`` to the charge point's ``what`` in the running server's API.
+
+    Returns the response and its JSON. A server that cannot be reached, or answers
+    something that is not the Levity API, is a CommandError (exit status 5).
+    """
+    url = f"{api_url.rstrip('/')}/api/v1/charge-points/{quote(charge_point_id, safe='')}/{what}"
+    with cli_token(wait) as token:
+        try:
+            response = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=wait)
+        except httpx.HTTPError as exc:
+            raise CommandError(
+                f"Cannot reach the Levity server at {api_url}: {exc or type(exc).__name__}",
+                returncode=EXIT_UNREACHABLE,
+            ) from None
+    try:
+        data = response.json()
+    except ValueError:
+        raise CommandError(
+            f"{api_url} answered HTTP {response.status_code}, not the Levity API",
+            returncode=EXIT_UNREACHABLE,
+        ) from None
+    return response, data
 
 
 @contextlib.contextmanager

@@ -14,6 +14,8 @@ import pytest
 from bench.data_growth import QUERIES
 from tests.conftest import PROJECT_DIR
 
+pytestmark = pytest.mark.once  # the benchmark's own database, not the test database
+
 
 @pytest.mark.timeout(300)
 def test_data_growth_reports_insert_and_query_times_as_the_table_grows(postgres_server, tmp_path):

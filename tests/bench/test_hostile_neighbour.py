@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.once  # the benchmark's own servers, not the test database
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 

@@ -13,6 +13,8 @@ from cryptography.x509.oid import NameOID
 from chargepoints.forms import OPERATIONS
 from chargepoints.session.commands import validate_command
 
+pytestmark = pytest.mark.once  # no database at all
+
 
 def pem_certificate() -> str:
     key = ec.generate_private_key(ec.SECP256R1())

@@ -36,6 +36,7 @@ def manage(daphne_server, test_db_path):
     return run
 
 
+@pytest.mark.once  # no database: the command list only
 def test_manage_py_help_lists_the_remote_commands():
     out = subprocess.run(
         [sys.executable, "manage.py", "help"], cwd=PROJECT_DIR, capture_output=True, text=True, check=True

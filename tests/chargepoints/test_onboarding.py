@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 
 from chargepoints import security
 from chargepoints.models import ChargePoint, ChargePointCommand, Connector, StatusNotification
-from tests.conftest import PROJECT_DIR, DaphneServer, server_env
+from tests.conftest import PROJECT_DIR, DaphneServer, eventually, server_env
 from tests.ocpp_client import OCPPClient, now_iso
 
 from .pki import HASHER_WAIT, PKI, TLSDaphneServer, basic_auth
@@ -209,8 +209,6 @@ async def test_simulator_waits_pending_until_accepted_then_charges(
     """The README's quick start: the simulator boots Pending; once accepted it runs its session."""
     from transactions.models import IdTag
 
-    from .pki import wait_until
-
     await IdTag.objects.acreate(id_tag="SIMTAG")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -231,7 +229,7 @@ async def test_simulator_waits_pending_until_accepted_then_charges(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        await wait_until(
+        await eventually(
             lambda: ChargePoint.objects.filter(
                 charge_point_id=cp_id, registration_status="Pending", last_boot_at__isnull=False
             ).aexists(),

@@ -13,21 +13,10 @@ import pytest
 import websockets
 
 from chargepoints.models import ChargePoint
+from tests.conftest import eventually
 from transactions.models import MeterValue
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def until(check, timeout: float = 20.0, interval: float = 0.05):
-    """Wait until the async ``check()`` returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still {result!r} after {timeout} s")
-        await asyncio.sleep(interval)
 
 
 class RawClient:
@@ -102,7 +91,9 @@ async def test_a_session_closed_with_calls_still_queued_ends_cleanly(daphne_serv
         assert json.loads(await asyncio.wait_for(newer.recv(), 10))[:2] == [3, "hb"]
         await daphne_server.wait_for_log(f"{cp_id} disconnected (code", timeout=20)
     client.drop()
-    await until(lambda: ChargePoint.objects.filter(charge_point_id=cp_id, is_connected=False).aexists())
+    await eventually(
+        lambda: ChargePoint.objects.filter(charge_point_id=cp_id, is_connected=False).aexists(), timeout=20
+    )
     await asyncio.sleep(0.5)  # a task's exception is logged when the task is collected
     log = daphne_server.log()
     assert "Task exception was never retrieved" not in log
@@ -136,13 +127,13 @@ async def test_a_disconnect_never_overwrites_a_newer_connect(daphne_server, cp_i
             await second.send(json.dumps([2, "b", "Heartbeat", {}]))
             assert json.loads(await asyncio.wait_for(second.recv(), 10))[:2] == [3, "b"]
             # The first session has ended (its disconnect is written before it logs so).
-            await until(lambda attempt=attempt: sessions_ended(2 * attempt + 1))
+            await eventually(lambda attempt=attempt: sessions_ended(2 * attempt + 1), timeout=20)
             row = await ChargePoint.objects.aget(charge_point_id=cp_id)
             if not row.is_connected:
                 offline_tries.append(attempt)
         finally:
             await second.close()
-        await until(lambda attempt=attempt: sessions_ended(2 * attempt + 2))
+        await eventually(lambda attempt=attempt: sessions_ended(2 * attempt + 2), timeout=20)
     assert offline_tries == []
 
 
@@ -153,7 +144,7 @@ async def test_a_blocking_sync_receiver_does_not_delay_another_charge_points_ans
         websockets.connect(server.ws_url(cp_id), subprotocols=["ocpp1.6"]) as other,
     ):
         await slow.send(json.dumps([2, "hb", "Heartbeat", {}]))
-        await asyncio.sleep(0.3)  # the receiver is asleep in its thread by now
+        await server.wait_for_log(f"holding up the Heartbeat of SLOW-{cp_id}")  # asleep in its thread
         started = time.monotonic()
         await other.send(
             json.dumps([2, "boot", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}])

@@ -146,6 +146,7 @@ def test_simulator_with_a_tag_the_server_refuses_starts_no_transaction(daphne_se
     assert list(history.values_list("status", flat=True)) == ["Available", "Preparing", "Available"]
 
 
+@pytest.mark.once  # no server, no database
 def test_simulator_exits_non_zero_with_one_line_when_server_is_unreachable(test_db_path):
     url = f"ws://127.0.0.1:{free_port()}/ocpp"
     result = simulate(test_db_path, "CP-NOWHERE", "--url", url)
@@ -162,6 +163,7 @@ def test_simulator_exits_non_zero_when_the_server_refuses_the_id(daphne_server, 
     assert "refused the connection (HTTP 403)" in line
 
 
+@pytest.mark.once  # refused before it connects
 def test_simulator_refuses_bad_arguments_with_one_line(test_db_path):
     result = simulate(test_db_path, "CP-1", "--id-tag", "X" * 21)
     assert result.returncode != 0

@@ -23,6 +23,8 @@ from chargepoints.session.transport import (
     defer_autobahn_debug_formatting,
 )
 
+pytestmark = pytest.mark.once  # no database at all
+
 PATCHED = [
     (autobahn.websocket.protocol, "pformat"),
     (autobahn.websocket.protocol, "hltype"),

@@ -22,6 +22,8 @@ from tests.conftest import PROJECT_DIR, server_env
 from tests.deploy.topology import proxied_daphne, rows
 from tests.ocpp_client import OCPPClient
 
+pytestmark = pytest.mark.once  # the deploy topology's own PostgreSQL, not the test database
+
 #: Columns the running processes keep rewriting (last-seen flush, liveness): a dump
 #: is one snapshot, a later read of these is not.
 LIVE_TABLES = {

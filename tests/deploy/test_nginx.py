@@ -17,6 +17,8 @@ from tests.deploy.conftest import STATIC_PROBE
 from tests.deploy.topology import NGINX_CONF, rows
 from tests.ocpp_client import OCPPClient
 
+pytestmark = pytest.mark.once  # the deploy topology's own PostgreSQL, not the test database
+
 #: Charge points connect from another loopback address than nginx's, so that the
 #: address Levity records can only be the charge point's.
 CHARGE_POINT_ADDRESS = "127.0.0.3"

@@ -26,6 +26,8 @@ import yaml
 from tests.conftest import PROJECT_DIR
 from tests.deploy.topology import INSTALL_DIR, INSTALL_PYTHON, NGINX_CONF, SYSTEMD_DIR, require_program
 
+pytestmark = pytest.mark.once  # files and the deploy topology, not the test database
+
 DOCKERFILE = PROJECT_DIR / "Dockerfile"
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
 KUBERNETES_DIR = PROJECT_DIR / "deploy" / "kubernetes"

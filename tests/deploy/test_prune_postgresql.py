@@ -7,10 +7,13 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import psycopg
+import pytest
 
 from tests.conftest import PROJECT_DIR, server_env
 from tests.deploy.topology import rows
 from transactions.partitions import MONTHS_AHEAD, month_start
+
+pytestmark = pytest.mark.once  # the deploy topology's own PostgreSQL, not the test database
 
 BRIN_INDEXES = {
     "transactions_metervalue_received_at_brin": "transactions_metervalue",

@@ -17,9 +17,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import pytest
 import websockets
 
+from tests.conftest import eventually
 from tests.deploy.topology import rows
+
+pytestmark = pytest.mark.once  # the deploy topology's own PostgreSQL, not the test database
 
 CHARGE_POINTS = 6
 #: Pause between one answer and the next MeterValues of a charge point.
@@ -120,14 +124,6 @@ def meter_values(seq: int) -> dict:
     }
 
 
-async def eventually(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_rolling_restart_loses_and_duplicates_no_acknowledged_meter_value(topology):
     prefix = f"ROLL-{uuid.uuid4().hex[:6]}"
     charge_points = [MeteringChargePoint(topology, f"{prefix}-{n}") for n in range(CHARGE_POINTS)]
@@ -139,12 +135,16 @@ async def test_rolling_restart_loses_and_duplicates_no_acknowledged_meter_value(
         )
 
     try:
-        await eventually(each_acknowledged_more_than([3] * CHARGE_POINTS), 30, "every charge point sending")
+        await eventually(
+            each_acknowledged_more_than([3] * CHARGE_POINTS), timeout=30, what="every charge point sending"
+        )
         for server in topology.levity:
             connections = [cp.ledger.connections for cp in charge_points]
             await asyncio.to_thread(server.stop)  # SIGTERM, and wait for the process to exit
             counts = [len(cp.ledger.acknowledged) + 3 for cp in charge_points]
-            await eventually(each_acknowledged_more_than(counts), 60, "every charge point sending again")
+            await eventually(
+                each_acknowledged_more_than(counts), timeout=60, what="every charge point sending again"
+            )
             moved = [
                 cp for cp, n in zip(charge_points, connections, strict=True) if cp.ledger.connections > n
             ]

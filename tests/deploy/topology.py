@@ -26,6 +26,7 @@ import pytest
 
 from bench.processes import ServerProcess, free_port
 from tests.conftest import PROJECT_DIR, DaphneServer
+from tests.postgres_server import rows
 
 NGINX_CONF = PROJECT_DIR / "deploy" / "nginx" / "levity.conf"
 SYSTEMD_DIR = PROJECT_DIR / "deploy" / "systemd"
@@ -256,13 +257,6 @@ def issue_api_token(database_url: str) -> str:
             (hashlib.sha256(plaintext.encode()).hexdigest(), plaintext[:12]),
         )
     return plaintext
-
-
-def rows(database_url: str, query: str, *params) -> list[tuple]:
-    import psycopg
-
-    with psycopg.connect(database_url) as db:
-        return db.execute(query, params).fetchall()
 
 
 __all__ = [

@@ -50,6 +50,22 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+def serve(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """daphne (levity_site.server) on a free port with ``env``: for the start-ups it refuses."""
+    return run(
+        [
+            "-m",
+            "levity_site.server",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "levity_site.asgi:application",
+        ],
+        env,
+    )
+
+
 @pytest.mark.parametrize(("name", "value", "message"), BAD_VALUES, ids=[f"{n}={v}" for n, v, _ in BAD_VALUES])
 def test_manage_py_check_fails_naming_the_malformed_variable(tmp_path, name, value, message):
     env = server_env(tmp_path / "db.sqlite3", **{name: value})
@@ -62,18 +78,7 @@ def test_manage_py_check_fails_naming_the_malformed_variable(tmp_path, name, val
 
 def test_daphne_refuses_to_start_with_a_malformed_variable(tmp_path):
     env = server_env(tmp_path / "db.sqlite3", LEVITY_AUTO_REGISTER="maybe")
-    result = run(
-        [
-            "-m",
-            "levity_site.server",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(free_port()),
-            "levity_site.asgi:application",
-        ],
-        env,
-    )
+    result = serve(env)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
         "Levity configuration error: LEVITY_AUTO_REGISTER='maybe' is not a boolean; use true or false."
@@ -214,18 +219,7 @@ def test_an_unreadable_ca_file_stops_daphne_naming_the_variable(tmp_path):
         LEVITY_CSMS_CA_CERT_FILE=str(tmp_path / "missing.pem"),
         LEVITY_CSMS_CA_KEY_FILE=str(tmp_path / "missing.key"),
     )
-    result = run(
-        [
-            "-m",
-            "levity_site.server",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(free_port()),
-            "levity_site.asgi:application",
-        ],
-        env,
-    )
+    result = serve(env)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
         f"Levity configuration error: LEVITY_CSMS_CA_CERT_FILE='{tmp_path / 'missing.pem'}' "

@@ -28,9 +28,14 @@ async def test_readyz_is_ok_when_database_and_channel_layer_answer(daphne_server
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "channel_layer": "ok"}}
 
 
+@pytest.mark.once  # its own unreachable database, not the test database
 async def test_readyz_is_503_naming_the_database_when_it_is_unreachable(start_daphne):
+    # Start-up registers the process in the database: a pool timeout of 1 s (not the
+    # default 10 s) lets it give up on that within daphne's start timeout on a loaded machine.
     server = start_daphne(
-        DATABASE_URL=f"postgres://levity@127.0.0.1:{free_port()}/levity", LEVITY_READY_TIMEOUT="1"
+        DATABASE_URL=f"postgres://levity@127.0.0.1:{free_port()}/levity",
+        DATABASE_POOL_TIMEOUT="1",
+        LEVITY_READY_TIMEOUT="1",
     )
     response = await get(server, "/readyz")
     assert response.status_code == 503

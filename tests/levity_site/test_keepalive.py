@@ -8,7 +8,6 @@ drops it when no pong comes within LEVITY_WEBSOCKET_PING_TIMEOUT.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -17,6 +16,7 @@ import websockets
 from websockets.typing import Subprotocol
 
 from chargepoints.models import ChargePoint
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,9 +30,11 @@ async def online(charge_point_id: str) -> bool:
 
 async def seconds_until_offline(charge_point_id: str, timeout: float) -> float:
     started = time.monotonic()
-    while await online(charge_point_id):
-        assert time.monotonic() - started < timeout, f"{charge_point_id} still online after {timeout} s"
-        await asyncio.sleep(0.1)
+
+    async def offline() -> bool:
+        return not await online(charge_point_id)
+
+    await eventually(offline, timeout=timeout, interval=0.1, what=f"{charge_point_id} offline")
     return time.monotonic() - started
 
 
@@ -42,10 +44,7 @@ async def booted(server, charge_point_id: str):
     )
     await ws.send(json.dumps(BOOT))
     assert json.loads(await ws.recv())[0] == 3
-    deadline = time.monotonic() + 10
-    while not await online(charge_point_id):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    await eventually(lambda: online(charge_point_id), what=f"{charge_point_id} online")
     return ws
 
 

@@ -1,48 +1,35 @@
 """Levity on PostgreSQL: migrate, serve with daphne, and store a whole charging session.
 
-A throwaway PostgreSQL server (tests/postgres_server.py) is selected with
-DATABASE_URL; the rows are read back with psycopg, not through Django.
+A database on the throwaway PostgreSQL server, migrated by ``manage.py migrate``
+(tests/postgres_server.py), is selected with DATABASE_URL; the rows are read back
+with psycopg, not through Django. About PostgreSQL: runs in the PostgreSQL pass.
 """
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import psycopg
 import pytest
 from ocpp.v16 import call
 
-from tests.conftest import PROJECT_DIR, DaphneServer, server_env
+from tests.conftest import DaphneServer, server_env
 from tests.ocpp_client import OCPPClient
+from tests.postgres_server import rows
+
+pytestmark = pytest.mark.postgresql
 
 
 @pytest.fixture(scope="module")
-def pg_url(postgres_server) -> str:
-    return postgres_server.create_database("levity_e2e")
+def pg_url(migrated_postgres) -> str:
+    return migrated_postgres
 
 
 @pytest.fixture(scope="module")
 def pg_daphne(pg_url, tmp_path_factory):
-    """`manage.py migrate` on PostgreSQL, then daphne serving from it."""
+    """daphne serving from the migrated database."""
     env = server_env(tmp_path_factory.mktemp("unused") / "unused.sqlite3", DATABASE_URL=pg_url)
-    migrate = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert migrate.returncode == 0, migrate.stderr
     server = DaphneServer(env, tmp_path_factory.mktemp("pg-logs") / "daphne.log").start()
     yield server
     server.stop()
-
-
-def rows(url: str, query: str, *params) -> list[tuple]:
-    with psycopg.connect(url) as db:
-        return db.execute(query, params).fetchall()
 
 
 async def test_charging_session_is_stored_in_postgresql(pg_daphne, pg_url):

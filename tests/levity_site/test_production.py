@@ -7,7 +7,9 @@ import secrets
 import pytest
 
 from tests.conftest import server_env
-from tests.levity_site.test_configuration import run
+from tests.levity_site.test_configuration import run, serve
+
+pytestmark = pytest.mark.once  # settings only; DATABASE_URL is parsed, never opened
 
 PRODUCTION_KEY = secrets.token_urlsafe(50)
 
@@ -63,21 +65,8 @@ def test_production_refuses_to_start(tmp_path, change, message):
 
 
 def test_daphne_refuses_to_start_in_production_with_debug(tmp_path):
-    from tests.conftest import free_port
-
     env = production_env(tmp_path, DEBUG="true")
-    result = run(
-        [
-            "-m",
-            "levity_site.server",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(free_port()),
-            "levity_site.asgi:application",
-        ],
-        env,
-    )
+    result = serve(env)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
         "Levity configuration error: DEBUG=true is refused with LEVITY_ENV=production."

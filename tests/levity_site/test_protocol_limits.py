@@ -22,7 +22,10 @@ import websockets
 
 from tests.ocpp_client import OCPPClient
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.once,  # the wire, before the application: nothing backend-specific is stored
+]
 
 
 def new_id() -> str:

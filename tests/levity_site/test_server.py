@@ -49,11 +49,13 @@ def serve(tmp_path):
         server.stop()
 
 
+@pytest.mark.once
 def test_levity_server_runs_the_application_on_uvloop(serve):
     server = serve("levity_site.server")
     assert httpx.get(f"http://127.0.0.1:{server.port}/").text == "uvloop.Loop"
 
 
+@pytest.mark.once
 def test_plain_daphne_runs_it_on_asyncios_loop(serve):
     """The comparison that keeps the test above honest: daphne alone does not use uvloop."""
     server = serve("daphne")
@@ -61,6 +63,7 @@ def test_plain_daphne_runs_it_on_asyncios_loop(serve):
     assert answer == "asyncio.unix_events._UnixSelectorEventLoop"
 
 
+@pytest.mark.once
 def test_levity_server_exits_cleanly_on_sigterm(serve):
     server = serve("levity_site.server")
     # Once it answers, it runs (its port opens a moment before its signal handlers are set).
@@ -98,6 +101,7 @@ async def test_access_log_keeps_http_requests_and_leaves_charge_point_sessions_t
     assert f"/ocpp/{cp_id}" not in log  # no WSCONNECTING, WSCONNECT or WSDISCONNECT line
 
 
+@pytest.mark.once
 def test_access_log_keeps_refused_websocket_handshakes():
     lines = io.StringIO()
     access_log = AccessLog(lines)
@@ -114,11 +118,13 @@ def test_access_log_keeps_refused_websocket_handshakes():
 # --- WebSocket upgrades ----------------------------------------------------------
 
 
+@pytest.mark.once
 def test_a_whole_upgrade_request_is_recognised_with_its_query_string():
     assert websocket_upgrade_query(UPGRADE) == b"token=abc"
     assert websocket_upgrade_query(UPGRADE.replace(b"?token=abc", b"")) == b""
 
 
+@pytest.mark.once
 @pytest.mark.parametrize(
     "request_bytes",
     [
@@ -157,6 +163,7 @@ async def _scope_seen_over(port: int, chunks: list[bytes]) -> tuple[bytes, dict]
         writer.close()
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("server_module", ["levity_site.server", "daphne"])
 async def test_an_upgrade_in_one_read_gives_the_application_the_scope_daphne_gives(serve, server_module):
     server = serve(server_module)
@@ -169,12 +176,14 @@ async def test_an_upgrade_in_one_read_gives_the_application_the_scope_daphne_giv
     assert seen["headers"]["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
 
 
+@pytest.mark.once
 async def test_an_upgrade_in_one_read_takes_the_fast_path_past_daphnes_http_parser(serve):
     server = serve("levity_site.server")
     _, seen = await _scope_seen_over(server.port, [UPGRADE])
     assert seen["requests_parsed_by_daphne"] == 0
 
 
+@pytest.mark.once
 async def test_an_upgrade_split_across_reads_takes_daphnes_way(serve):
     server = serve("levity_site.server")
     head, seen = await _scope_seen_over(server.port, [UPGRADE[:40], UPGRADE[40:]])
@@ -183,12 +192,14 @@ async def test_an_upgrade_split_across_reads_takes_daphnes_way(serve):
     assert seen["requests_parsed_by_daphne"] == 1
 
 
+@pytest.mark.once
 async def test_an_upgrade_with_a_header_daphne_refuses_gets_its_400(serve):
     server = serve("levity_site.server")
     head, _ = await _scope_seen_over(server.port, [UPGRADE.replace(b"Host:", b"Ho(st:")])
     assert head.startswith(b"HTTP/1.1 400")
 
 
+@pytest.mark.once
 async def test_websocket_clients_and_http_requests_share_the_port(serve):
     server = serve("levity_site.server")
     async with websockets.connect(f"ws://127.0.0.1:{server.port}/ocpp/CP-2", subprotocols=["ocpp1.6"]) as ws:
@@ -197,6 +208,7 @@ async def test_websocket_clients_and_http_requests_share_the_port(serve):
             assert (await http.get(f"http://127.0.0.1:{server.port}/")).text == "uvloop.Loop"
 
 
+@pytest.mark.once
 async def test_more_than_the_socket_takes_at_once_arrives_whole_and_in_order(serve):
     server = serve("levity_site.server")
     size, count = 1_000_000, 16  # several times what a loopback socket buffers
@@ -209,6 +221,7 @@ async def test_more_than_the_socket_takes_at_once_arrives_whole_and_in_order(ser
                 assert await asyncio.wait_for(ws.recv(), 30) == "x" * size
 
 
+@pytest.mark.once
 async def test_daphnes_websocket_options_apply_to_each_connection(serve):
     """daphne limits an incoming message to 1 MiB (autobahn alone has no limit)."""
     server = serve("levity_site.server")

@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import PROJECT_DIR, server_env
 from tests.levity_site.test_configuration import run
 
+pytestmark = pytest.mark.once  # settings only
+
 BAD_VALUES = [
     ("LOG_LEVEL", "LOUD", "is not a log level; use DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     ("REDIS_URL", "localhost:6379", "must start with redis:// or rediss:// or unix://"),

@@ -6,11 +6,9 @@ address, a real redis-server for the channel layer, and real OCPP clients.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import psutil
@@ -18,7 +16,7 @@ import pytest
 
 from bench.processes import RedisServer, ServerProcess, free_port
 from chargepoints.models import ChargePoint, ServerProcess as ServerProcessRow
-from tests.conftest import PROJECT_DIR, server_env
+from tests.conftest import PROJECT_DIR, eventually, server_env
 from tests.ocpp_client import OCPPClient
 from tests.services import program
 
@@ -57,14 +55,14 @@ async def registered_workers(workers: Workers, expected: int = 2, timeout: float
 
     (Other servers of the test session may have rows too: only the workers' count.)
     """
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def registered() -> set[int]:
         children = workers.worker_pids()
         rows = {row.pid async for row in ServerProcessRow.objects.filter(pid__in=children)}
-        if len(children) == expected and rows == children:
-            return children
-        assert time.monotonic() < deadline, f"{len(rows)} of {expected} workers registered"
-        await asyncio.sleep(0.2)
+        assert len(children) == expected and rows == children, f"{len(rows)} of {expected} workers registered"
+        return children
+
+    return await eventually(registered, timeout=timeout, interval=0.2)
 
 
 @pytest.fixture
@@ -111,13 +109,13 @@ async def test_two_workers_share_one_port_and_commands_reach_every_charge_point(
 async def test_a_worker_that_dies_is_started_again(workers):
     first, _ = sorted(await registered_workers(workers))
     psutil.Process(first).kill()
-    deadline = time.monotonic() + 60
-    while True:
+
+    def replaced() -> bool:
         pids = workers.worker_pids()
-        if len(pids) == 2 and first not in pids:
-            break
-        assert time.monotonic() < deadline, f"workers now: {pids}"
-        await asyncio.sleep(0.2)
+        assert len(pids) == 2 and first not in pids, f"workers now: {pids}"
+        return True
+
+    await eventually(replaced, timeout=60, interval=0.2)
     assert "exited with -9; starting it again" in workers.log()
 
 

@@ -8,10 +8,10 @@ import pytest
 
 from plugins import TransactionNotificationPlugin
 from plugins.transaction_webhook.models import DeliveryState, OutboxDelivery
-from tests.conftest import DaphneServer, server_env
+from tests.conftest import DaphneServer, eventually, server_env
 from tests.ocpp_client import now_iso
 from tests.plugins.outbox_probe.apps import FAILING_ID_TAG
-from tests.plugins.webhook_receiver import WebhookReceiver, eventually
+from tests.plugins.webhook_receiver import WebhookReceiver
 from transactions.models import Transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -79,7 +79,7 @@ async def delivered(transaction_id: int, count: int) -> list[OutboxDelivery]:
         rows = await deliveries(transaction_id)
         return rows if len(rows) == count and all(r.state == DeliveryState.DELIVERED for r in rows) else None
 
-    return await eventually(check, what=f"{count} deliveries of transaction {transaction_id}")
+    return await eventually(check, timeout=30, what=f"{count} deliveries of transaction {transaction_id}")
 
 
 async def test_start_and_stop_are_posted_as_json(connect, server, receiver):
@@ -222,7 +222,7 @@ async def test_a_webhook_error_status_is_logged_and_retried_up_to_max_attempts(c
         rows = await deliveries(tx)
         return rows if rows and rows[0].state == DeliveryState.FAILED else None
 
-    [row] = await eventually(failed, what="the delivery given up")
+    [row] = await eventually(failed, timeout=30, what="the delivery given up")
     assert (row.attempts, row.last_error) == (2, "HTTP 503")
     assert [p.status for p in receiver.of(tx)] == [503, 503]
 

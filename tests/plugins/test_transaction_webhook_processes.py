@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 
 from plugins.transaction_webhook.models import DeliveryState, OutboxDelivery
-from tests.plugins.webhook_receiver import WebhookReceiver, eventually
+from tests.conftest import eventually
+from tests.plugins.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,7 +42,7 @@ async def test_undelivered_notifications_are_delivered_after_a_restart(connect, 
     started = await client.start_transaction(1, "DRIVER-R", 0)
     tx = started.transaction_id
     await client.stop_transaction(tx, 30)
-    await eventually(lambda: len(receiver.of(tx)) >= 2, what="the first server's failed attempts")
+    await eventually(lambda: len(receiver.of(tx)) >= 2, timeout=30, what="the first server's failed attempts")
     await client.close()
     first.stop()
     assert {(r.event, r.state) async for r in OutboxDelivery.objects.filter(transaction_id=tx)} == {

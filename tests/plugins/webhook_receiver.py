@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -88,15 +87,3 @@ class WebhookReceiver:
     def of(self, transaction_id: int) -> list[Post]:
         with self._lock:
             return [post for post in self.posts if post.body.get("transaction_id") == transaction_id]
-
-
-async def eventually(check, timeout: float = 30.0, what: str = "condition"):
-    """``check()``'s first true value, polled until ``timeout`` (generous: the machine is loaded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check() if asyncio.iscoroutinefunction(check) else check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.05)

@@ -1,8 +1,9 @@
 """Shared parts of the reliability tests: real servers, real charge points, real faults.
 
-``eventually`` waits on a condition (never a fixed sleep). ``Ledger`` is a raw OCPP
-charge point that remembers every CALL it sent and the one answer each got, so a
-test can compare what the server acknowledged with what the database holds.
+Tests wait on conditions with the suite's one ``eventually`` (tests/conftest.py,
+re-exported here). ``Ledger`` is a raw OCPP charge point that remembers every CALL
+it sent and the one answer each got, so a test can compare what the server
+acknowledged with what the database holds.
 ``record`` writes a test's figures as JSON into ``LEVITY_RELIABILITY_RESULTS`` when
 that variable names a directory (``python -m bench.reliability`` sets it and turns
 the records into docs/reliability.md); otherwise it does nothing.
@@ -24,24 +25,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
+from tests.conftest import eventually as eventually  # re-exported for the reliability tests
+
 #: No answer within this many seconds counts as a hang.
 ANSWER_TIMEOUT = 40.0
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool] | bool], timeout: float = 30, interval: float = 0.1
-):
-    """Poll ``condition`` (sync or async) until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {condition}")
-        await asyncio.sleep(interval)
 
 
 class Ledger:

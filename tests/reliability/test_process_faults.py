@@ -20,12 +20,12 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from bench.processes import RedisServer
+from tests.conftest import eventually
 from tests.reliability.conftest import (
     Ledger,
     Persistence,
     assert_nothing_lost,
     charge,
-    eventually,
     stored_against_acknowledged,
 )
 from tests.services import program
@@ -48,14 +48,15 @@ async def open_all(ids: list[str], server) -> list[Ledger]:
 def reconnect_to(server):
     async def reconnect(ledger: Ledger) -> None:
         await ledger.close()
-        deadline = time.monotonic() + 60
-        while True:
+
+        async def reopened() -> bool:
             try:
                 await ledger.open(server.ws_url(ledger.charge_point_id))
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "the survivor refused the reconnect"
-                await asyncio.sleep(0.2)
+            except OSError as exc:
+                raise AssertionError(f"the survivor refused the reconnect: {exc!r}") from exc
+            return True
+
+        await eventually(reopened, timeout=60, interval=0.2)
 
     return reconnect
 
@@ -121,7 +122,7 @@ async def test_redis_stopped_and_restarted_while_two_processes_serve(
     workload = asyncio.gather(
         *(charge(ledger, persistence, sessions=2, samples=5, pause=0.3) for ledger in ledgers)
     )
-    await eventually(lambda: sum(len(led.answers) for led in ledgers) >= 10)
+    await eventually(lambda: sum(len(led.answers) for led in ledgers) >= 10, timeout=30)
     redis.stop()
     async with httpx.AsyncClient(
         base_url=f"{second.http_url}/api/v1", headers={"Authorization": f"Bearer {api_token}"}, timeout=60

@@ -15,6 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from chargepoints.models import ChargePointCommand, Connector
+from tests.conftest import eventually
 from tests.plugins.conftest import fluentd_plugins
 from tests.plugins.fluentd_receiver import FluentdReceiver
 from tests.reliability.conftest import (
@@ -22,7 +23,6 @@ from tests.reliability.conftest import (
     Persistence,
     assert_nothing_lost,
     charge,
-    eventually,
     stored_against_acknowledged,
 )
 from transactions.models import MeterValue, Transaction
@@ -89,9 +89,9 @@ SKEWS = {"one_year_ahead": timedelta(days=365), "a_month_behind": timedelta(days
 
 @pytest.mark.parametrize("skew", SKEWS)
 async def test_skewed_charge_point_clock_is_stored_as_sent_beside_the_receive_time(
-    start_daphne, record, skew
+    daphne_server, record, skew
 ):
-    server = start_daphne()
+    server = daphne_server
     cp = fresh_id("SKEW")
     ledger = await Ledger(cp, server.ws_url(cp)).open()
     when = datetime.now(UTC) + SKEWS[skew]
@@ -128,8 +128,8 @@ async def test_skewed_charge_point_clock_is_stored_as_sent_beside_the_receive_ti
     )
 
 
-async def test_connector_state_follows_the_latest_status_by_timestamp_not_by_arrival(start_daphne):
-    server = start_daphne()
+async def test_connector_state_follows_the_latest_status_by_timestamp_not_by_arrival(daphne_server):
+    server = daphne_server
     cp = fresh_id("ORDER")
     ledger = await Ledger(cp, server.ws_url(cp)).open()
     now = datetime.now(UTC)

@@ -1,30 +1,32 @@
 """The data integrity rules on PostgreSQL: 64-bit energy, idempotency keys with ON
 CONFLICT DO NOTHING against partial unique indexes, rebuilt transactions.
 
-A throwaway PostgreSQL (tests/postgres_server.py), migrated by `manage.py migrate`,
-served by daphne with OrphanedTransactionPlugin; rows read back with psycopg.
+A database on the throwaway PostgreSQL server, migrated by `manage.py migrate`
+(tests/postgres_server.py), served by daphne with OrphanedTransactionPlugin; rows
+read back with psycopg. About PostgreSQL: runs in the PostgreSQL pass.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
-import psycopg
 import pytest
 from ocpp.v16 import call
 
-from tests.conftest import PROJECT_DIR, DaphneServer, server_env
+from tests.conftest import DaphneServer, server_env
 from tests.ocpp_client import OCPPClient
+from tests.postgres_server import rows
 
 BIG_REGISTER_WH = 3_000_000_000  # above 2^31 - 1 Wh: a DC charger's lifetime register
 
 
+pytestmark = pytest.mark.postgresql
+
+
 @pytest.fixture(scope="module")
-def pg_url(postgres_server) -> str:
-    return postgres_server.create_database("levity_integrity")
+def pg_url(migrated_postgres) -> str:
+    return migrated_postgres
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +36,9 @@ def pg_daphne(pg_url, tmp_path_factory):
         DATABASE_URL=pg_url,
         LEVITY_PLUGINS=json.dumps([{"class": "plugins.OrphanedTransactionPlugin"}]),
     )
-    migrate = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert migrate.returncode == 0, migrate.stderr
     server = DaphneServer(env, tmp_path_factory.mktemp("pg-integrity-logs") / "daphne.log").start()
     yield server
     server.stop()
-
-
-def rows(url: str, query: str, *params) -> list[tuple]:
-    with psycopg.connect(url) as db:
-        return db.execute(query, params).fetchall()
 
 
 def iso(at: datetime) -> str:

@@ -8,6 +8,8 @@ import pytest
 
 from transactions.partitions import month_start
 
+pytestmark = pytest.mark.once  # no database at all
+
 UTC = timezone.utc
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 
-import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from chargepoints.management.remote import EXIT_OFFLINE, EXIT_UNREACHABLE, cli_token
+from chargepoints.management.remote import EXIT_OFFLINE, EXIT_UNREACHABLE, post_to_api
 
 
 class Command(BaseCommand):
@@ -28,23 +26,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, charge_point_id: str, api_url: str, **options) -> None:
-        url = f"{api_url.rstrip('/')}/api/v1/charge-points/{quote(charge_point_id, safe='')}/accept"
         wait = settings.LEVITY_CALL_TIMEOUT + 15
-        with cli_token(wait) as token:
-            try:
-                response = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, timeout=wait)
-            except httpx.HTTPError as exc:
-                raise CommandError(
-                    f"Cannot reach the Levity server at {api_url}: {exc or type(exc).__name__}",
-                    returncode=EXIT_UNREACHABLE,
-                ) from None
-        try:
-            data = response.json()
-        except ValueError:
-            raise CommandError(
-                f"{api_url} answered HTTP {response.status_code}, not the Levity API",
-                returncode=EXIT_UNREACHABLE,
-            ) from None
+        response, data = post_to_api(api_url, charge_point_id, "accept", None, wait)
         if response.status_code == 404:
             raise CommandError(data.get("detail", "unknown charge point"), returncode=EXIT_OFFLINE)
         if response.status_code != 200:
