@@ -3,7 +3,6 @@ and a daphne serving wss:// on Levity's ``levity-tls:`` endpoint beside ws://.""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import socket
 import ssl
@@ -195,17 +194,3 @@ HASHER_WAIT = 60
 def basic_auth(username: str, password: str) -> dict[str, str]:
     token = base64.b64encode(f"{username}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
-
-
-async def wait_until(check, timeout: float = 15.0, interval: float = 0.05):
-    """Wait for ``check()`` (sync or async) to return something true; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {check}")
-        await asyncio.sleep(interval)

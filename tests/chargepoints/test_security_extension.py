@@ -8,7 +8,6 @@ here with `cryptography`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
 from dataclasses import dataclass
@@ -36,22 +35,9 @@ from plugins.testing import (
     create_test_charge_point,
     register_temporarily,
 )
-from tests.conftest import DaphneServer, server_env
+from tests.conftest import DaphneServer, eventually, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def eventually(check, timeout: float = 10.0):
-    """Await check() until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"{check.__name__} did not happen within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 # --- a test CA --------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import websockets
 from asgiref.sync import sync_to_async
 
 from chargepoints import security
-from tests.chargepoints.pki import PKI, TLSDaphneServer, wait_until
+from tests.chargepoints.pki import PKI, TLSDaphneServer
 from tests.conftest import DaphneServer, eventually, server_env
 from tests.ocpp_client import OCPPClient
 
@@ -292,7 +292,7 @@ async def test_a_changed_crl_file_is_read_again(django_db_setup, test_db_path, t
                 and f"127.0.0.1:{port}: TLS handshake failed: certificate revoked" in (server.log())
             )
 
-        await wait_until(refused, timeout=30, interval=0.5)
+        await eventually(refused, timeout=30, interval=0.5)
         assert "reloaded" in server.log()
     finally:
         server.stop()

@@ -1,7 +1,7 @@
 """Shared parts of the reliability tests: real servers, real charge points, real faults.
 
-Tests wait on conditions with the suite's one ``eventually`` (tests/conftest.py,
-re-exported here). ``Ledger`` is a raw OCPP charge point that remembers every CALL
+Tests wait on conditions with the suite's one ``eventually`` (tests/conftest.py).
+``Ledger`` is a raw OCPP charge point that remembers every CALL
 it sent and the one answer each got, so a test can compare what the server
 acknowledged with what the database holds.
 ``record`` writes a test's figures as JSON into ``LEVITY_RELIABILITY_RESULTS`` when
@@ -24,8 +24,6 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
-
-from tests.conftest import eventually as eventually  # re-exported for the reliability tests
 
 #: No answer within this many seconds counts as a hang.
 ANSWER_TIMEOUT = 40.0

@@ -18,12 +18,12 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 
+from tests.conftest import eventually
 from tests.reliability.conftest import (
     Ledger,
     Persistence,
     assert_nothing_lost,
     charge,
-    eventually,
     stored_against_acknowledged,
 )
 
@@ -74,7 +74,7 @@ async def test_sqlite_locked_for_five_seconds_loses_nothing_and_service_resumes(
     workload = asyncio.gather(
         *(charge(ledger, persistence, sessions=2, samples=6, pause=0.3) for ledger in ledgers)
     )
-    await asyncio.sleep(0.5)
+    await eventually(lambda: any(ledger.answers for ledger in ledgers), what="the first answer")
     started = time.monotonic()
     await asyncio.to_thread(_lock, test_db_path)
     await workload
@@ -173,7 +173,7 @@ async def test_postgresql_stopped_and_restarted_loses_nothing_and_service_resume
     workload = asyncio.gather(
         *(charge(ledger, persistence, sessions=2, samples=6, pause=0.3) for ledger in ledgers)
     )
-    await asyncio.sleep(1)
+    await eventually(lambda: any(ledger.answers for ledger in ledgers), what="the first answer")
     started = time.monotonic()
     await asyncio.to_thread(postgres.halt)
     await asyncio.sleep(FAULT_SECONDS)
