@@ -623,17 +623,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["name", "scope", "expires_at"]
-        return [
-            "name",
-            "kind",
-            "scope",
-            "prefix",
-            "created_by",
-            "created_at",
-            "expires_at",
-            "last_used_at",
-            "revoked_at",
-        ]
+        return list(self.list_display)  # a token's page shows what its row in the list does
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
