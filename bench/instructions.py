@@ -35,7 +35,7 @@ if __package__ in (None, ""):
 from bench import dbcheck
 from bench.driver import Group
 from bench.processes import ServerProcess
-from bench.servers import PROJECT_DIR, free_port, levity_env
+from bench.servers import BACKLOG, PROJECT_DIR, free_port, levity_env
 
 APPLICATIONS = {
     "levity": "levity_site.asgi:application",
@@ -64,7 +64,8 @@ def count(charge_points: int, server: str, work_dir: Path, settings: dict[str, s
         # No keep-alive pings: they are not the storm's work, and their number grows with
         # the storm's length, which under valgrind is the machine's load.
         "--ping-interval", "3600", "--ping-timeout", "3600",
-        "-e", f"tcp:port={port}:interface=127.0.0.1", APPLICATIONS[server],
+        # As bench.run's: a storm's connects queue in the kernel while the server is slow.
+        "-e", f"tcp:port={port}:interface=127.0.0.1:backlog={BACKLOG}", APPLICATIONS[server],
     ]  # fmt: skip
     process = ServerProcess(
         server, argv, port, work_dir / "server.log",
