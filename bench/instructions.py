@@ -71,7 +71,7 @@ def count(charge_points: int, server: str, work_dir: Path, settings: dict[str, s
         server, argv, port, work_dir / "server.log",
         # The handshake deadline too: under valgrind a storm's upgrades wait far longer.
         env={
-            **levity_env(database, LEVITY_HANDSHAKE_TIMEOUT_SECONDS="600", **(settings or {})),
+            **levity_env(database, **{"LEVITY_HANDSHAKE_TIMEOUT_SECONDS": "600", **(settings or {})}),
             "PYTHONHASHSEED": "0",
         },
         cwd=PROJECT_DIR, stop_timeout=120,  # callgrind writes its counts at exit
