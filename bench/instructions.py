@@ -5,10 +5,14 @@
     python -m bench.instructions --keep profiles/main.callgrind   # and callgrind_annotate it
 
 A storm's time on this shared machine drifts a lot from one run to the next; the
-instructions the server executes for it hardly do (timing still decides how many
-messages share a database batch; the server's hash seed is fixed so that its dicts
-and sets do not add to that; bench/results/measurements.md has both spreads). So this is the measure to compare two versions of the hot path by, one
-change at a time; a full ``bench.run`` then confirms the time.
+instructions the server executes for it much less (timing still decides how many
+messages share a database batch, and what runs on timers and in background threads
+grows with the storm's length, which under valgrind is the machine's load; the
+server's hash seed is fixed so that its dicts and sets do not add to that;
+bench/results/measurements.md has the spreads). So this is the measure to compare
+two versions of the hot path by, one change at a time, counted side by side under
+the same load (bench/results/instructions.md); a full ``bench.run`` then confirms
+the time.
 
 The server runs under valgrind's callgrind, counting only while the storm runs
 (connect, BootNotification, StatusNotification; not start-up, not the closes).
