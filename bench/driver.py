@@ -110,6 +110,7 @@ class Group:
         connect_concurrency: int = 100,
         use_source_addresses: bool = False,
         ready_timeout: float = 300,
+        open_timeout: float = 30,
     ) -> Group:
         """`urls`: one base URL, or one per worker (charge points split across servers)."""
         indices = list(range(len(cp_ids)))
@@ -125,6 +126,7 @@ class Group:
                 "timeout": timeout,
                 "cpu": cpu,
                 "connect_concurrency": connect_concurrency,
+                "open_timeout": open_timeout,
                 "source_address": SOURCE_ADDRESSES[k % len(SOURCE_ADDRESSES)]
                 if use_source_addresses
                 else None,

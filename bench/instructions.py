@@ -2,12 +2,17 @@
 
     python -m bench.instructions                      # Levity, a storm of 200
     python -m bench.instructions --charge-points 50 --server bare_channels
+    python -m bench.instructions --keep profiles/main.callgrind   # and callgrind_annotate it
 
 A storm's time on this shared machine drifts a lot from one run to the next; the
-instructions the server executes for it hardly do (timing still decides how many
-messages share a database batch; the server's hash seed is fixed so that its dicts
-and sets do not add to that; bench/results/measurements.md has both spreads). So this is the measure to compare two versions of the hot path by, one
-change at a time; a full ``bench.run`` then confirms the time.
+instructions the server executes for it much less (timing still decides how many
+messages share a database batch, and what runs on timers and in background threads
+grows with the storm's length, which under valgrind is the machine's load; the
+server's hash seed is fixed so that its dicts and sets do not add to that;
+bench/results/measurements.md has the spreads). So this is the measure to compare
+two versions of the hot path by, one change at a time, counted side by side under
+the same load (bench/results/instructions.md); a full ``bench.run`` then confirms
+the time.
 
 The server runs under valgrind's callgrind, counting only while the storm runs
 (connect, BootNotification, StatusNotification; not start-up, not the closes).
@@ -25,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -33,7 +39,7 @@ if __package__ in (None, ""):
 from bench import dbcheck
 from bench.driver import Group
 from bench.processes import ServerProcess
-from bench.servers import PROJECT_DIR, free_port, levity_env
+from bench.servers import BACKLOG, PROJECT_DIR, free_port, levity_env
 
 APPLICATIONS = {
     "levity": "levity_site.asgi:application",
@@ -41,8 +47,12 @@ APPLICATIONS = {
 }
 
 
-def count(charge_points: int, server: str, work_dir: Path) -> dict:
-    """Run one storm against a server under callgrind; its instruction counts."""
+def count(charge_points: int, server: str, work_dir: Path, settings: dict[str, str] | None = None) -> dict:
+    """Run one storm against a server under callgrind; its instruction counts.
+
+    ``settings``: environment variables of the server beyond levity_env's (to count
+    a feature's cost by turning it off, say).
+    """
     database = work_dir / "levity.db"
     dbcheck.setup_django(database)
     dbcheck.migrate()
@@ -55,11 +65,19 @@ def count(charge_points: int, server: str, work_dir: Path) -> dict:
         sys.executable, "-m", "levity_site.server",
         # A handshake waits its turn much longer than daphne's 5 s under valgrind.
         "--websocket_connect_timeout", "600",
-        "-e", f"tcp:port={port}:interface=127.0.0.1", APPLICATIONS[server],
+        # No keep-alive pings: they are not the storm's work, and their number grows with
+        # the storm's length, which under valgrind is the machine's load.
+        "--ping-interval", "3600", "--ping-timeout", "3600",
+        # As bench.run's: a storm's connects queue in the kernel while the server is slow.
+        "-e", f"tcp:port={port}:interface=127.0.0.1:backlog={BACKLOG}", APPLICATIONS[server],
     ]  # fmt: skip
     process = ServerProcess(
         server, argv, port, work_dir / "server.log",
-        env={**levity_env(database), "PYTHONHASHSEED": "0"},
+        # The handshake deadline too: under valgrind a storm's upgrades wait far longer.
+        env={
+            **levity_env(database, **{"LEVITY_HANDSHAKE_TIMEOUT_SECONDS": "600", **(settings or {})}),
+            "PYTHONHASHSEED": "0",
+        },
         cwd=PROJECT_DIR, stop_timeout=120,  # callgrind writes its counts at exit
     )  # fmt: skip
     process.start(timeout=300)
@@ -71,11 +89,14 @@ def count(charge_points: int, server: str, work_dir: Path) -> dict:
             procs=1,
             cpu=None,
             timeout=300,
+            open_timeout=600,  # a connect waits its turn in the server much longer under valgrind
         )
         _callgrind_control("--instr=on", process)
+        started = time.monotonic()
         group.go(lead=0.5)
         results = [worker.expect("result", 600) for worker in group.workers]
         _callgrind_control("--instr=off", process)
+        seconds = time.monotonic() - started
         for worker in group.workers:
             worker.send("release")
     finally:
@@ -89,6 +110,8 @@ def count(charge_points: int, server: str, work_dir: Path) -> dict:
         "errors": [r["errors"] for r in results if r["errors"]],
         "instructions": instructions,
         "instructions_per_charge_point": instructions // charge_points,
+        "seconds": round(seconds, 1),
+        "settings": settings or {},
     }
 
 
@@ -108,11 +131,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--charge-points", type=int, default=200)
     parser.add_argument("--server", choices=sorted(APPLICATIONS), default="levity")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="FILE",
+        help="copy callgrind's profile of the storm to FILE (for callgrind_annotate)",
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable of the server, e.g. LEVITY_CALL_RATE=10 (repeatable)",
+    )
     args = parser.parse_args()
+    settings = dict(setting.partition("=")[::2] for setting in args.setting)
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         sys.exit("bench.instructions needs valgrind (Debian: apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="levity-instructions-") as work_dir:
-        row = count(args.charge_points, args.server, Path(work_dir))
+        row = count(args.charge_points, args.server, Path(work_dir), settings)
+        if args.keep:
+            args.keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(work_dir) / "callgrind.out", args.keep)
     print(json.dumps(row))
     print(
         f"{row['server']}: {row['answered']}/{row['charge_points']} answered, "

@@ -103,8 +103,9 @@ async def admit(scope: dict, charge_point_id: str) -> Admission | Refusal:
     )
     if credentials is None and settings.LEVITY_UNKNOWN_CHARGE_POINTS == "refuse":
         return Refusal(403, "unknown charge point (LEVITY_UNKNOWN_CHARGE_POINTS=refuse)")
-    connection = connection_security(scope)
-    if profile >= SecurityProfile.TLS_BASIC and not connection.tls:
+    # Profiles 0 and 1 do not ask how the connection is secured.
+    connection = connection_security(scope) if profile >= SecurityProfile.TLS_BASIC else None
+    if connection is not None and not connection.tls:
         return Refusal(403, f"security profile {profile} needs TLS (wss), it came over plain ws")
     completes_rotation = ""
     if profile in (SecurityProfile.BASIC, SecurityProfile.TLS_BASIC):
@@ -115,7 +116,7 @@ async def admit(scope: dict, charge_point_id: str) -> Admission | Refusal:
         if isinstance(outcome, Refusal):
             return outcome
         completes_rotation = outcome
-    elif profile == SecurityProfile.MUTUAL_TLS:
+    elif profile == SecurityProfile.MUTUAL_TLS and connection is not None:
         problem = certificate_problem(connection, charge_point_id)
         if problem:
             return Refusal(401, problem)
@@ -229,6 +230,8 @@ def peer_address(scope: dict) -> str:
 
 
 def from_trusted_proxy(scope: dict) -> bool:
+    if not settings.LEVITY_TRUSTED_PROXIES:  # no address to parse
+        return False
     try:
         address = ipaddress.ip_address(peer_address(scope))
     except ValueError:

@@ -7,24 +7,30 @@ next batch takes them all, of every kind, into one transaction on the OCPP
 database thread: one thread hop and one commit for hundreds of messages. A session
 answers only after its batch has committed, so an acknowledged message is stored.
 
-In a batch each kind of write runs its requests together (``bulk``) in a savepoint.
-Should that fail -- a row the database refuses, a unique key raced by another
-server process -- its requests are redone one by one, each in a savepoint of its
-own (``alone``), so that one request's failure stays its own. Should the commit
-itself fail (SQLite checks foreign keys at commit), every request is redone in a
-transaction of its own.
+In a batch each kind of write runs its requests together (``bulk``). Should one
+kind fail -- a row the database refuses, a unique key raced by another server
+process -- the batch is rolled back and written again with each kind in a
+savepoint, and the requests of a kind that fails again are redone one by one,
+each in a savepoint of its own (``alone``), so that one request's failure stays
+its own. (A savepoint per kind costs two statements, which a batch whose kinds
+all succeed does without.) Should the commit itself fail (SQLite checks foreign
+keys at commit), every request is redone in a transaction of its own. So a write
+may run more than once, rolled back but the last time: it does nothing but
+database work.
 
 A request of a session that ended or was replaced meanwhile is dropped before its
 batch runs (the awaiting handler gets ``Dropped``), not committed after.
 
 A request that waits for a row lock longer than ``DATABASE_LOCK_TIMEOUT`` (PostgreSQL:
-a row held by an outside slow query, say) fails, in its savepoint, with a lock
-timeout; the batch commits for everyone else, and the request is retried alone, in
+a row held by an outside slow query, say) fails with a lock timeout: the batch is
+written again with savepoints, where it fails in its own; the batch commits for
+everyone else, and the request is retried alone, in
 a transaction of its own on a second thread (``retry_executor``), waiting up to
 ``DATABASE_LOCK_RETRY_TIMEOUT`` for its lock. Until its retries are done a session's
 further requests go there too, in order. So a blocked row costs the batch its request
-was in at most twice ``DATABASE_LOCK_TIMEOUT`` (its kind's bulk write, then its redo
-alone), not the whole time the row is held. SQLite has one writer by design: a lock
+was in at most three times ``DATABASE_LOCK_TIMEOUT`` (the batch without savepoints,
+its kind's bulk write in a savepoint, then its redo alone), not the whole time the
+row is held. SQLite has one writer by design: a lock
 is on the whole database, and every write waits for it up to the busy timeout
 (settings).
 
@@ -40,7 +46,7 @@ import asyncio
 import contextvars
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -94,13 +100,14 @@ class Write(Generic[Request, Result]):
     def __repr__(self) -> str:
         return f"<Write {self.bulk.__qualname__}>"
 
-    async def submit(self, request: Request, session: Owner | None = None) -> Result:
-        """Write ``request`` in the next batch; its result, or its own exception.
+    def submit(self, request: Request, session: Owner | None = None) -> Coroutine[Any, Any, Result]:
+        """Write ``request`` in the next batch; await its result, or its own exception.
 
         With ``session``, the request is dropped (``Dropped``) if the session no
-        longer ``accepts_writes`` when its batch is about to run.
+        longer ``accepts_writes`` when its batch is about to run. (The queue's own
+        coroutine, not one more around it.)
         """
-        return await _group_commit.submit(self, request, session)
+        return _group_commit.submit(self, request, session)
 
     def one(self, request: Request) -> Result:
         if self.alone is not None:
@@ -119,33 +126,36 @@ def _call_each(calls: list[tuple[Callable, tuple, dict]]) -> list:
 calls: Write[tuple[Callable, tuple, dict], Any] = Write(_call_each)
 
 
-async def run(func: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
-    """``func(*args, **kwargs)`` in the next batch, atomically; its result or exception."""
-    return await calls.submit((func, args, kwargs))
+def run(func: Callable[..., Result], *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Result]:
+    """``func(*args, **kwargs)`` in the next batch, atomically; await its result or exception."""
+    return calls.submit((func, args, kwargs))
 
 
-async def run_for(session: Owner, func: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+def run_for(
+    session: Owner, func: Callable[..., Result], *args: Any, **kwargs: Any
+) -> Coroutine[Any, Any, Result]:
     """As ``run``, for a session: dropped if the session ends before the batch runs."""
-    return await calls.submit((func, args, kwargs), session)
+    return calls.submit((func, args, kwargs), session)
 
 
 # --- the batches ---------------------------------------------------------------------------
 
 
+class _KindFailed(Exception):
+    """A kind's ``bulk`` failed in a batch written without savepoints: roll back, write again with them."""
+
+
 def write_batch(items: list[tuple[Write, Any]]) -> list:
     """Write ``(write, request)`` pairs in one transaction; a result or an exception per pair."""
-    results: list = [None] * len(items)
     groups: dict[Write, list[int]] = {}
     for index, (write, _) in enumerate(items):
         groups.setdefault(write, []).append(index)
     lock_timeout = settings.DATABASE_LOCK_TIMEOUT
     try:
-        with transaction.atomic():
-            limit_lock_waits(lock_timeout)
-            for write, indexes in groups.items():
-                requests = [items[index][1] for index in indexes]
-                for index, result in zip(indexes, _write_group(write, requests), strict=True):
-                    results[index] = result
+        try:
+            return _write_groups(items, groups, savepoints=False, lock_timeout=lock_timeout)
+        except _KindFailed:
+            return _write_groups(items, groups, savepoints=True, lock_timeout=lock_timeout)
     except DatabaseError as exc:
         # The commit itself failed: a deferred constraint (SQLite checks foreign keys
         # at commit), so some request wrote a row whose charge point was deleted
@@ -156,6 +166,34 @@ def write_batch(items: list[tuple[Write, Any]]) -> list:
         return [
             _alone(write, request, savepoint=False, lock_timeout=lock_timeout) for write, request in items
         ]
+
+
+def _write_groups(
+    items: list[tuple[Write, Any]], groups: dict[Write, list[int]], *, savepoints: bool, lock_timeout: float
+) -> list:
+    """Each kind's requests in bulk, all in one transaction; without ``savepoints``,
+    a kind that fails raises _KindFailed (which rolls the transaction back)."""
+    results: list = [None] * len(items)
+    with transaction.atomic():
+        limit_lock_waits(lock_timeout)
+        for write, indexes in groups.items():
+            requests = [items[index][1] for index in indexes]
+            if savepoints:
+                written = _write_group(write, requests)
+            else:
+                try:
+                    written = _bulk(write, requests)
+                except Exception as exc:
+                    raise _KindFailed(f"{write!r} of {len(requests)} requests failed") from exc
+            for index, result in zip(indexes, written, strict=True):
+                results[index] = result
+    return results
+
+
+def _bulk(write: Write, requests: list) -> list:
+    results = write.bulk(requests)
+    if len(results) != len(requests):
+        raise RuntimeError(f"{write!r} returned {len(results)} results for {len(requests)} requests")
     return results
 
 
@@ -187,10 +225,7 @@ def waited_too_long_for_a_lock(exc: BaseException) -> bool:
 def _write_group(write: Write, requests: list) -> list:
     try:
         with transaction.atomic():
-            results = write.bulk(requests)
-            if len(results) != len(requests):
-                raise RuntimeError(f"{write!r} returned {len(results)} results for {len(requests)} requests")
-            return results
+            return _bulk(write, requests)
     except Exception as exc:
         if write.alone is None and len(requests) == 1:
             return [exc]  # it was already alone

@@ -7,6 +7,8 @@ import threading
 from datetime import datetime, timezone
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from chargepoints.db import insert_rows
 from chargepoints.models import ChargePoint, StatusNotification
@@ -206,3 +208,36 @@ async def test_on_sqlite_a_write_waits_for_the_whole_databases_lock_its_busy_tim
         outside.close()
     assert await asyncio.wait_for(write, 30)
     assert time.monotonic() - started >= 1.0
+
+
+def test_a_batch_whose_writes_all_succeed_sets_no_savepoint():
+    cp = ChargePoint.objects.create(charge_point_id="writer-no-savepoint")
+    other = writer.Write(lambda pks: [store_status(pk, "Charging") for pk in pks])
+    with CaptureQueriesContext(connection) as queries:
+        results = writer.write_batch(
+            [(writer.calls, (store_status, (cp.pk, "Available"), {})), (other, cp.pk)]
+        )
+    assert all(isinstance(result, int) for result in results)
+    assert not [q["sql"] for q in queries if "SAVEPOINT" in q["sql"].upper()]
+    assert StatusNotification.objects.filter(charge_point=cp).count() == 2
+
+
+def test_when_one_kind_fails_the_batch_is_written_again_and_the_others_rows_stored_once():
+    cp = ChargePoint.objects.create(charge_point_id="writer-redo")
+
+    def refuse(pks: list[int]) -> list:
+        raise ValueError("refused")
+
+    refused = writer.Write(refuse)
+    results = writer.write_batch(
+        [
+            (writer.calls, (store_status, (cp.pk, "Available"), {})),
+            (refused, cp.pk),
+            (writer.calls, (store_status, (cp.pk, "Charging"), {})),
+        ]
+    )
+    assert isinstance(results[0], int) and isinstance(results[2], int)
+    assert isinstance(results[1], ValueError)
+    stored = StatusNotification.objects.filter(charge_point=cp)
+    assert sorted(stored.values_list("status", flat=True)) == ["Available", "Charging"]
+    assert set(stored.values_list("pk", flat=True)) == {results[0], results[2]}
