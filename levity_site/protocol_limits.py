@@ -216,10 +216,13 @@ class LimitedWebSocketProtocol(_WebSocketProtocolBase):
 
     read_pause: ReadPause | None = None
     _resume_check = None
+    #: LEVITY_MAX_QUEUED_FRAMES, read once per connection rather than once per frame.
+    max_queued_frames: int | float = 0
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
         self.read_pause = ReadPause(self.transport)
+        self.max_queued_frames = _setting("LEVITY_MAX_QUEUED_FRAMES")
 
     def onOpen(self) -> None:
         handshake_done(self.transport)
@@ -228,18 +231,14 @@ class LimitedWebSocketProtocol(_WebSocketProtocolBase):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         super().onMessage(payload, isBinary)
         queue = getattr(self, "application_queue", None)
-        if (
-            queue is not None
-            and self._resume_check is None
-            and 0 < _setting("LEVITY_MAX_QUEUED_FRAMES") <= queue.qsize()
-        ):
+        if queue is not None and self._resume_check is None and 0 < self.max_queued_frames <= queue.qsize():
             assert self.read_pause is not None  # set when the connection was made
             self.read_pause.pause(self.QUEUE)
             self._resume_check = _reactor().callLater(self.RESUME_CHECK_SECONDS, self._resume_when_room)
 
     def _resume_when_room(self) -> None:
         queue = self.application_queue
-        if queue.qsize() < _setting("LEVITY_MAX_QUEUED_FRAMES"):
+        if queue.qsize() < self.max_queued_frames:
             self._resume_check = None
             assert self.read_pause is not None  # set when the connection was made
             self.read_pause.resume(self.QUEUE)

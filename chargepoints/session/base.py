@@ -152,6 +152,8 @@ class Session:
         self._replaced = False
         self.call_rate = limits.CallRate.from_settings()
         self._inbox_room: asyncio.Event | None = None
+        #: LEVITY_MAX_QUEUED_CALLS, read once per session rather than once per frame.
+        self._max_queued_calls = settings.LEVITY_MAX_QUEUED_CALLS
         self._closing_over_rate = False
         self._closing = False
 
@@ -369,7 +371,7 @@ class Session:
         delay = self.call_rate.delay() if self.call_rate.refusing_since is not None else 0
         if delay > 0:
             await asyncio.sleep(delay)
-        while len(self._inbox) >= settings.LEVITY_MAX_QUEUED_CALLS and not self._closed:
+        while len(self._inbox) >= self._max_queued_calls and not self._closed:
             if self._inbox_room is None:
                 self._inbox_room = asyncio.Event()
             self._inbox_room.clear()

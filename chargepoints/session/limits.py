@@ -179,8 +179,10 @@ def check_meter_values(action: str, payload: Any) -> None:
 
     Counted before the message is validated, so that a huge one costs no schema check.
     """
+    if action != "MeterValues":
+        return  # before the setting is read: a read costs more than the check (every CALL)
     limit = settings.LEVITY_MAX_SAMPLED_VALUES
-    if action != "MeterValues" or limit == 0 or not isinstance(payload, dict):
+    if limit == 0 or not isinstance(payload, dict):
         return
     meter_values = payload.get("meterValue")
     if not isinstance(meter_values, list):
