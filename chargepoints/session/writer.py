@@ -267,27 +267,26 @@ def _retry_in_thread(write: Write, request: Any) -> Any:
         close_old_connections()
 
 
-_executor: ThreadPoolExecutor | None = None
-_retry_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+_threads: dict[str, ThreadPoolExecutor] = {}
+_threads_lock = threading.Lock()
+
+
+def _one_thread(name: str) -> ThreadPoolExecutor:
+    """The executor of one thread named ``name``, made on first use."""
+    with _threads_lock:
+        if name not in _threads:
+            _threads[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        return _threads[name]
 
 
 def executor() -> ThreadPoolExecutor:
     """The OCPP database thread: one, so that batches run one after the other."""
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="levity-db")
-        return _executor
+    return _one_thread("levity-db")
 
 
 def retry_executor() -> ThreadPoolExecutor:
     """The thread of the requests retried alone after a lock timeout: one, so they keep their order."""
-    global _retry_executor
-    with _executor_lock:
-        if _retry_executor is None:
-            _retry_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="levity-db-retry")
-        return _retry_executor
+    return _one_thread("levity-db-retry")
 
 
 @dataclass(slots=True)
@@ -299,6 +298,20 @@ class _Pending:
 
     def wanted(self) -> bool:
         return not self.future.done() and (self.session is None or self.session.accepts_writes)
+
+    def drop(self) -> None:
+        """Its session ended before it was written: the waiter gets ``Dropped``."""
+        if not self.future.done():
+            self.future.set_exception(Dropped(f"{self.write!r}: the session ended"))
+
+    def settle(self, result: Any) -> None:
+        """Give the waiter its result (an exception is raised to it), unless it went away."""
+        if self.future.done():
+            return
+        if isinstance(result, BaseException):
+            self.future.set_exception(result)
+        else:
+            self.future.set_result(result)
 
 
 class GroupCommit:
@@ -357,8 +370,7 @@ class GroupCommit:
                 pending = self._retries.pop(0)
                 try:
                     if not pending.wanted():
-                        if not pending.future.done():
-                            pending.future.set_exception(Dropped(f"{pending.write!r}: the session ended"))
+                        pending.drop()
                         continue
                     result = await loop.run_in_executor(
                         retry_executor(), _retry_in_thread, pending.write, pending.request
@@ -372,12 +384,7 @@ class GroupCommit:
                     result = exc
                 finally:
                     self._retried(pending)
-                if pending.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    pending.future.set_exception(result)
-                else:
-                    pending.future.set_result(result)
+                pending.settle(result)
         finally:
             self._retrier = None
 
@@ -390,8 +397,8 @@ class GroupCommit:
                 for pending in taken:
                     if pending.wanted():
                         live.append(pending)
-                    elif not pending.future.done():
-                        pending.future.set_exception(Dropped(f"{pending.write!r}: the session ended"))
+                    else:
+                        pending.drop()
                 if not live:
                     continue
                 try:
@@ -414,10 +421,8 @@ class GroupCommit:
                             pending.write,
                         )
                         self._retry(pending)
-                    elif isinstance(result, BaseException):
-                        pending.future.set_exception(result)
                     else:
-                        pending.future.set_result(result)
+                        pending.settle(result)
         finally:
             self._runner = None
 
