@@ -42,7 +42,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench.servers import BENCH_SECRET_KEY, PROJECT_DIR, base_env
+from bench.servers import BENCH_SECRET_KEY, PROJECT_DIR, base_env, git_commit
 
 INSERT_BATCHES = 20
 MESSAGES_PER_BATCH = 50
@@ -298,9 +298,7 @@ def run(url: str, rows: int, months: int, charge_points: int, samples_per_transa
                 **workload.table_facts(),
             }
         )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True
-    ).stdout.strip()
+    commit = git_commit()
     return {
         "meta": {
             "commit": commit,

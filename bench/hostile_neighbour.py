@@ -48,6 +48,7 @@ from bench.servers import (
     Server,
     daphne_argv,
     free_port,
+    git_commit,
     levity_env,
 )
 
@@ -230,13 +231,6 @@ def run_one(name: str, extra_env: dict[str, str], args: argparse.Namespace, log_
     )
     result["settings"] = extra_env
     return result
-
-
-def git_commit() -> str:
-    completed = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True
-    )
-    return completed.stdout.strip() or "unknown"
 
 
 def markdown(results: dict) -> str:

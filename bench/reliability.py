@@ -23,7 +23,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from bench.servers import PROJECT_DIR, git_commit
+
 DOC = PROJECT_DIR / "docs" / "reliability.md"
 #: Where the records of the last run stay (``--render-only`` renders them again).
 RECORDS = PROJECT_DIR / "bench" / "results" / "tmp" / "reliability"
@@ -234,9 +235,7 @@ def main() -> None:
             run([sys.executable, "-m", "bench.soak", "--charge-points", str(args.soak_charge_points),
                  "--minutes", str(args.soak_minutes)], env)  # fmt: skip
     records = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
-    DOC.write_text(render(records, command.strip(), commit))
+    DOC.write_text(render(records, command.strip(), git_commit()))
     print(f"wrote {DOC.relative_to(PROJECT_DIR)} from {len(records)} record(s)")
 
 

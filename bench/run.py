@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from bench.servers import (
     Server,
     daphne_argv,
     free_port,
+    git_commit,
     levity_env,
 )
 
@@ -705,9 +705,7 @@ class Bench:
             f"{p} {version(p)}"
             for p in ("Django", "channels", "daphne", "Twisted", "autobahn", "ocpp", "websockets")
         )
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True
-        ).stdout.strip()
+        commit = git_commit()
         return {
             "mode": self.plan.mode,
             "started": started.isoformat(timespec="seconds"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +21,16 @@ import psutil
 from .processes import RedisServer, ServerProcess, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str:
+    """The short hash of the checkout's HEAD, which a bench record names its run by."""
+    completed = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True
+    )
+    return completed.stdout.strip() or "unknown"
+
+
 BACKLOG = 1024
 BENCH_SECRET_KEY = "levity-bench-not-secret"
 

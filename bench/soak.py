@@ -41,7 +41,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
-from bench.servers import PROJECT_DIR, Server, daphne_argv, free_port, levity_env
+from bench.servers import PROJECT_DIR, Server, daphne_argv, free_port, git_commit, levity_env
 
 RESULTS = PROJECT_DIR / "bench" / "results"
 
@@ -300,9 +300,7 @@ def main() -> None:
         report = asyncio.run(
             soak(args.charge_points, args.minutes, args.fault_every, args.interval, Path(workdir))
         )
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
-    report = {"commit": commit, **report}
+    report = {"commit": git_commit(), **report}
     out = RESULTS / ("tmp" if args.quick else "") / "soak.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
