@@ -11,6 +11,7 @@ Nothing here knows sockets: the session layer asks and decides.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -83,15 +84,14 @@ CREDENTIAL_FIELDS = (
 )
 
 
-def find_credentials(charge_point_ids: list[str]) -> list[Credentials | None]:
-    """The credentials of each id (None for an unknown one), in one query (a reconnect storm)."""
-    found = {
+def credentials_of(charge_point_ids: Iterable[str]) -> dict[str, Credentials]:
+    """The credentials of each known id among ``charge_point_ids``, in one query (a reconnect storm)."""
+    return {
         row[1]: Credentials(*row)
         for row in ChargePoint.objects.filter(charge_point_id__in=set(charge_point_ids)).values_list(
             *CREDENTIAL_FIELDS
         )
     }
-    return [found.get(charge_point_id) for charge_point_id in charge_point_ids]
 
 
 def generate_password() -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
+from . import security
 from .db import insert_rows, update_rows
 from .models import (
     CertificateRequestOutcome,
@@ -27,6 +28,7 @@ from .models import (
     FirmwareStatusNotification,
     LogStatusNotification,
     SecurityEvent,
+    SecurityProfile,
     SignedFirmwareStatusNotification,
     StatusNotification,
 )
@@ -58,40 +60,65 @@ class Connection:
     charge_point_id: str
     remote_address: str
     now: datetime
-    auto_register: bool
     #: The ServerProcess holding the socket (None outside a server process).
     server_process: uuid.UUID | None = None
-    #: The registration status of a charge point registered by this connect.
-    registration_status: str = "Accepted"
+    #: The registration status an unknown charge point is registered with (Accepted
+    #: or Pending); "" leaves an unknown id unregistered (LEVITY_UNKNOWN_CHARGE_POINTS).
+    registers_unknown_as: str = ""
+    #: The session layer checked the upgrade against the charge point's credentials:
+    #: written whatever its security profile. Else only under profile 0.
+    proven: bool = False
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A connect written: the charge point's row is online."""
+
+    pk: int
+    registration_status: str
+    #: The connect registered the charge point.
+    registered: bool = False
 
 
 #: What a connect writes on the charge point's row.
 CONNECT_FIELDS = ("is_connected", "connected_at", "last_seen_at", "remote_address", "server_process")
 
 
-def register_connections(connections: list[Connection]) -> list[int | None]:
-    """Mark charge points online: the pk of each, None for one that is unknown when
-    auto-registration is off. One query to find them, one to mark them (a reconnect storm)."""
-    known = dict(
-        ChargePoint.objects.filter(charge_point_id__in={c.charge_point_id for c in connections}).values_list(
-            "charge_point_id", "pk"
-        )
-    )
+def register_connections(connections: list[Connection]) -> list[Connected | security.Credentials | None]:
+    """Mark charge points online, with one query to find them all and one to mark them
+    (a reconnect storm).
+
+    A charge point under security profile 0 is admitted on its id alone, so its
+    connect is written at once. One under profiles 1-3 is written only once the
+    session layer has checked its upgrade (``proven``); until then nothing is written
+    and its credentials come back for that check. An unknown id is registered as
+    ``registers_unknown_as`` (if the default profile needs no proof, or it is
+    proven); else it comes back as None.
+    """
+    known = security.credentials_of(c.charge_point_id for c in connections)
+    results: list[Connected | security.Credentials | None] = []
     updates: dict[int, tuple] = {}
     created: dict[str, ChargePoint] = {}
-    for connection in connections:
+    registering: list[int] = []  # the indexes of the connects that register their charge point
+    for index, connection in enumerate(connections):
         remote_address = connection.remote_address[:64]
-        pk = known.get(connection.charge_point_id)
-        if pk is not None:
-            updates[pk] = (
-                pk,
+        credentials = known.get(connection.charge_point_id)
+        if credentials is not None:
+            if not connection.proven and credentials.effective_profile != SecurityProfile.UNSECURED:
+                results.append(credentials)
+                continue
+            updates[credentials.pk] = (
+                credentials.pk,
                 True,
                 connection.now,
                 connection.now,
                 remote_address,
                 connection.server_process,
             )
-        elif connection.auto_register:
+            results.append(Connected(credentials.pk, credentials.registration_status))
+        elif connection.registers_unknown_as and (
+            connection.proven or security.effective_profile(None) == SecurityProfile.UNSECURED
+        ):
             created[connection.charge_point_id] = ChargePoint(
                 charge_point_id=connection.charge_point_id,
                 is_connected=True,
@@ -99,13 +126,19 @@ def register_connections(connections: list[Connection]) -> list[int | None]:
                 last_seen_at=connection.now,
                 remote_address=remote_address,
                 server_process=connection.server_process,
-                registration_status=connection.registration_status,
+                registration_status=connection.registers_unknown_as,
             )
+            registering.append(index)
+            results.append(None)  # its pk once created
+        else:
+            results.append(None)
     update_rows(ChargePoint, CONNECT_FIELDS, updates.values())
     if created:
         ChargePoint.objects.bulk_create(created.values())
-        known.update((charge_point_id, row.pk) for charge_point_id, row in created.items())
-    return [known.get(c.charge_point_id) for c in connections]
+        for index in registering:
+            row = created[connections[index].charge_point_id]
+            results[index] = Connected(row.pk, row.registration_status, registered=True)
+    return results
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Who may open an OCPP session: security profiles 0-3 and the onboarding policy.
 
-``admit()`` decides on a WebSocket upgrade, before any session or database row
-exists, from the ASGI scope alone:
+``admit()`` decides on a WebSocket upgrade, before any session exists or the
+connect is written, from the ASGI scope and the charge point's credentials:
 
 - **how the connection is secured**: the ASGI ``tls`` scope extension (daphne's
   TLS endpoint, as levity_site.server fills it in), or -- only from an address in
@@ -17,6 +17,12 @@ A verified password is remembered for LEVITY_PASSWORD_CACHE_SECONDS under a keye
 hash (HMAC with SECRET_KEY) of the id, the password and the stored hash, so a
 reconnect storm runs the deliberately slow hasher once per charge point, not once
 per connect; a new password or a rotation changes the stored hash and so the key.
+
+A charge point under profile 0 needs no proof: the connect's own write admits it
+(chargepoints.services.register_connections), in the same batch as the other
+connects of a storm, and ``admit()`` is not asked. For the other profiles that
+write brings the credentials back instead, ``admit()`` decides, and an admitted
+connect is written as ``proven``.
 """
 
 from __future__ import annotations
@@ -48,9 +54,6 @@ from ..models import RegistrationStatus, SecurityProfile
 from . import writer
 
 logger = logging.getLogger(__name__)
-
-#: The charge points' credentials, read for many connects at once in a reconnect storm.
-credentials_reader: writer.Write[str, security.Credentials | None] = writer.Write(security.find_credentials)
 
 #: The subject fields LEVITY_CLIENT_CERT_ID_FIELD may name.
 ID_FIELDS = {"CN": NameOID.COMMON_NAME, "serialNumber": NameOID.SERIAL_NUMBER, "UID": NameOID.USER_ID}
@@ -95,9 +98,11 @@ class ConnectionSecurity:
 # --- the decision ---------------------------------------------------------------------
 
 
-async def admit(scope: dict, charge_point_id: str) -> Admission | Refusal:
-    """Admit the connection or say why not (see the module's docstring)."""
-    credentials = await credentials_reader.submit(charge_point_id)
+async def admit(
+    scope: dict, charge_point_id: str, credentials: security.Credentials | None
+) -> Admission | Refusal:
+    """Admit the connection of the charge point with ``credentials`` (None: an
+    unknown id) or say why not (see the module's docstring)."""
     profile = (
         credentials.effective_profile if credentials is not None else settings.LEVITY_DEFAULT_SECURITY_PROFILE
     )
@@ -121,13 +126,17 @@ async def admit(scope: dict, charge_point_id: str) -> Admission | Refusal:
         if problem:
             return Refusal(401, problem)
     if credentials is None:
-        status = (
-            RegistrationStatus.ACCEPTED
-            if settings.LEVITY_UNKNOWN_CHARGE_POINTS == "accept"
-            else RegistrationStatus.PENDING
-        )
-        return Admission(status, register=True)
+        return Admission(registers_unknown_as(), register=True)
     return Admission(credentials.registration_status, completes_rotation=completes_rotation)
+
+
+def registers_unknown_as(policy: str | None = None) -> str:
+    """The registration status the onboarding policy (LEVITY_UNKNOWN_CHARGE_POINTS, or
+    ``policy``) registers an unknown id with: Accepted, Pending, or "" to refuse it."""
+    policy = policy or settings.LEVITY_UNKNOWN_CHARGE_POINTS
+    if policy == "refuse":
+        return ""
+    return RegistrationStatus.ACCEPTED if policy == "accept" else RegistrationStatus.PENDING
 
 
 # --- profile 1 and 2: HTTP Basic ------------------------------------------------------------

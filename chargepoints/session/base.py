@@ -457,38 +457,29 @@ class Session:
             return
         if policy is None:  # LEVITY_AUTO_REGISTER=false means refuse, whatever the policy
             policy = settings.LEVITY_UNKNOWN_CHARGE_POINTS if settings.LEVITY_AUTO_REGISTER else "refuse"
-        credentials = await authentication.credentials_reader.submit(self.id)
-        if credentials is None:
-            if policy == "refuse":
-                logger.warning(
-                    "Refused unknown charge point %s (LEVITY_UNKNOWN_CHARGE_POINTS=refuse)", self.id
-                )
-                raise Refused(self.id)
-            status = "Accepted" if policy == "accept" else "Pending"
-        elif credentials.effective_profile != 0:
-            logger.warning(
-                "Refused %s: security profile %s needs the server's upgrade",
-                self.id,
-                credentials.effective_profile,
-            )
-            raise Refused(self.id)
-        else:
-            status = credentials.registration_status
         now = _now()
-        pk = await registry.connections_writer.submit(
+        registers_unknown_as = authentication.registers_unknown_as(policy)
+        connected = await registry.connections_writer.submit(
             services.Connection(
                 self.id,
                 self.remote_address,
                 now,
-                auto_register=True,
                 server_process=processes.current(),
-                registration_status=status,
+                registers_unknown_as=registers_unknown_as,
             )
         )
-        if pk is None:  # deleted meanwhile
+        if not isinstance(connected, services.Connected):
+            if connected is not None:
+                reason = f"its security profile {connected.effective_profile} needs the server's upgrade"
+            elif not registers_unknown_as:
+                reason = "unknown, and the onboarding policy refuses unknown charge points"
+            else:
+                profile = settings.LEVITY_DEFAULT_SECURITY_PROFILE
+                reason = f"unknown, and the default security profile {profile} needs the server's upgrade"
+            logger.warning("Refused %s: %s", self.id, reason)
             raise Refused(self.id)
-        self.charge_point_pk, self.row_connected_at = pk, now
-        self.registration_status = status
+        self.charge_point_pk, self.row_connected_at = connected.pk, now
+        self.registration_status = connected.registration_status
 
     async def initialize_plugins(self) -> None:
         """Each plugin's ``initialize()``, isolated from errors and bounded in time."""

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from plugins import loading
@@ -13,6 +14,7 @@ from plugins.signals import charge_point_disconnected, connection_refused
 
 from .. import services
 from ..ocpp16.session import LevityChargePoint
+from ..security import Credentials
 from . import authentication, commands, limits, processes, registry
 from .groups import CommandGroup
 from .registry import connections_writer
@@ -117,35 +119,24 @@ class OCPPConsumer(LeanWebsocketConsumer):
             return
         remote_address = f"{client[0]}:{client[1]}" if client[0] else ""
         connected_at = datetime.now(timezone.utc)
-        # Before any session or row exists: a refused takeover leaves the live session be.
-        admission = await authentication.admit(self.scope, charge_point_id)
-        if isinstance(admission, authentication.Refusal):
-            logger.warning("%s: refused from %s: %s", charge_point_id, remote_address, admission.reason)
-            limits.handshake_failed(address, admission.reason)
-            kind = "authentication" if admission.status == 401 else "policy"
-            refused(charge_point_id, address, kind, admission.reason)
-            await self.refuse(admission.status)
-            return
-        charge_point_pk = await connections_writer.submit(
-            services.Connection(
-                charge_point_id,
-                remote_address,
-                connected_at,
-                auto_register=admission.register,
-                server_process=processes.current(),
-                registration_status=admission.registration_status,
-            )
+        connection = services.Connection(
+            charge_point_id,
+            remote_address,
+            connected_at,
+            server_process=processes.current(),
+            registers_unknown_as=authentication.registers_unknown_as(),
         )
-        if charge_point_pk is None:  # deleted meanwhile
-            logger.warning("%s: refused from %s: no longer registered", charge_point_id, remote_address)
-            await self.close()
-            return
-        if admission.register:
+        # Under security profile 0 the connect's own write admits the charge point;
+        # under the others it brings back the credentials to check the upgrade against.
+        connected = await connections_writer.submit(connection)
+        if not isinstance(connected, services.Connected):
+            connected = await self.admit(connection, connected, address)
+            if connected is None:
+                return
+        if connected.registered:
             logger.info(
-                "%s: unknown charge point registered %s", charge_point_id, admission.registration_status
+                "%s: unknown charge point registered %s", charge_point_id, connected.registration_status
             )
-        if admission.completes_rotation:
-            await authentication.complete_password_rotation(charge_point_id, charge_point_pk, admission)
         await self.accept(SUBPROTOCOL)
         limits.connection_opened(address)
         self.address = address
@@ -154,10 +145,10 @@ class OCPPConsumer(LeanWebsocketConsumer):
             self,
             plugins=loading.plugins_for(charge_point_id),
             remote_address=remote_address,
-            charge_point_pk=charge_point_pk,
+            charge_point_pk=connected.pk,
             row_connected_at=connected_at,
         )
-        self.charge_point.registration_status = admission.registration_status
+        self.charge_point.registration_status = connected.registration_status
         await registry.open_session(self.charge_point)
         logger.info("%s connected from %s", charge_point_id, remote_address)
         if self.channel_layer is not None:
@@ -167,6 +158,39 @@ class OCPPConsumer(LeanWebsocketConsumer):
         # Plugins' initialize() and charge_point_connected run as a task: they may
         # call the charge point, whose answer this consumer must be free to receive.
         self.charge_point.begin()
+
+    async def admit(
+        self, connection: services.Connection, credentials: Credentials | None, address: str
+    ) -> services.Connected | None:
+        """Check the upgrade against the charge point's ``credentials`` (None: an unknown
+        id), and write the connect if it is admitted; else refuse the upgrade (None).
+
+        Before any session exists: a refused takeover leaves the live session be.
+        """
+        charge_point_id, remote_address = connection.charge_point_id, connection.remote_address
+        admission = await authentication.admit(self.scope, charge_point_id, credentials)
+        if isinstance(admission, authentication.Refusal):
+            logger.warning("%s: refused from %s: %s", charge_point_id, remote_address, admission.reason)
+            limits.handshake_failed(address, admission.reason)
+            kind = "authentication" if admission.status == 401 else "policy"
+            refused(charge_point_id, address, kind, admission.reason)
+            await self.refuse(admission.status)
+            return None
+        connected = await connections_writer.submit(
+            replace(
+                connection,
+                proven=True,
+                registers_unknown_as=admission.registration_status if admission.register else "",
+            )
+        )
+        if connected is None:  # deleted meanwhile
+            logger.warning("%s: refused from %s: no longer registered", charge_point_id, remote_address)
+            await self.close()
+            return None
+        assert isinstance(connected, services.Connected)  # proven: never the credentials back
+        if admission.completes_rotation:
+            await authentication.complete_password_rotation(charge_point_id, connected.pk, admission)
+        return connected
 
     async def refuse(self, status: int) -> None:
         """Answer the upgrade with HTTP ``status`` (ASGI's websocket.http.response

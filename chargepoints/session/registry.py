@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from .. import services
+from ..security import Credentials
 from . import writer
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ CLOSE_REFUSED = 4003
 
 #: What every charge point sends at once when a server restarts -- its connect, and
 #: before that often its disconnect -- is written in bulk.
-connections_writer: writer.Write[services.Connection, int | None] = writer.Write(
+connections_writer: writer.Write[services.Connection, services.Connected | Credentials | None] = writer.Write(
     services.register_connections
 )
 disconnections_writer: writer.Write[services.Disconnection, None] = writer.Write(

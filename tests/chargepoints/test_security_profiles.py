@@ -328,7 +328,7 @@ async def test_authenticated_takeover_replaces_the_session(daphne_server, client
 
 async def test_verified_password_is_remembered_so_reconnects_skip_the_hasher(monkeypatch, cp_id):
     password = await provision(cp_id, 1)
-    credentials = (await sync_to_async(security.find_credentials)([cp_id]))[0]
+    credentials = (await sync_to_async(security.credentials_of)([cp_id]))[cp_id]
     hashed: list[str] = []
     real = security.password_matches
     monkeypatch.setattr(security, "password_matches", lambda p, e: hashed.append(p) or real(p, e))
@@ -346,7 +346,7 @@ async def test_verified_password_is_remembered_so_reconnects_skip_the_hasher(mon
 @pytest.mark.parametrize("cp_id", ["CP:01@site", "CP-PLAIN"])
 async def test_basic_username_may_contain_a_colon_as_charge_point_ids_may(cp_id):
     password = await provision(cp_id, 1)
-    credentials = (await sync_to_async(security.find_credentials)([cp_id]))[0]
+    credentials = (await sync_to_async(security.credentials_of)([cp_id]))[cp_id]
 
     def scope(username: str, secret: str) -> dict:
         return {"headers": [(b"authorization", basic_auth(username, secret)["Authorization"].encode())]}
