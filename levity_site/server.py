@@ -208,6 +208,11 @@ class WebSocketProtocol(protocol_limits.LimitedWebSocketProtocol, ws_protocol.We
     OPTIONS = ws_protocol.WebSocketProtocol.CONFIG_ATTRS
     CONFIG_ATTRS = ()  # what autobahn's _connectionMade() copies: nothing left to copy
 
+    # Identity, as daphne's __hash__ and __eq__ define it, without a Python call each
+    # time the server looks a connection up in its dict of connections.
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
     def _connectionMade(self) -> None:
         own = vars(self)
         for name in self.OPTIONS:

@@ -15,7 +15,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -243,14 +243,23 @@ def snake_case(data: Any) -> Any:
     return data
 
 
+@functools.cache
+def _payload_keys(cls: type) -> tuple[tuple[str, str], ...]:
+    """A dataclass's (field name, camelCase key) pairs, worked out once per class."""
+    return tuple((f.name, _camel_key(f.name)) for f in fields(cls))
+
+
 def to_payload(obj: Any) -> Any:
-    """An ocpp call/call_result dataclass as an OCPP-J payload: camelCase, no Nones."""
-    if is_dataclass(obj) and not isinstance(obj, type):
+    """An ocpp call/call_result dataclass as an OCPP-J payload: camelCase, no Nones.
+
+    Only what may hold other values recurses, as in ``snake_case``.
+    """
+    if hasattr(type(obj), "__dataclass_fields__") and not isinstance(obj, type):
         out = {}
-        for f in fields(obj):
-            value = getattr(obj, f.name)
+        for name, key in _payload_keys(type(obj)):  # type: ignore[arg-type]  # mypy: a class is Hashable
+            value = getattr(obj, name)
             if value is not None:
-                out[_camel_key(f.name)] = to_payload(value)
+                out[key] = value if type(value) in _PLAIN else to_payload(value)
         return out
     if isinstance(obj, dict):
         return {_camel_key(k): to_payload(v) for k, v in obj.items() if v is not None}
@@ -259,3 +268,8 @@ def to_payload(obj: Any) -> Any:
     if isinstance(obj, str) and isinstance(obj, enum.Enum):  # str enums
         return obj.value
     return obj
+
+
+#: The types of the values a payload holds as they are (not their subclasses: a str
+#: enum goes as its value).
+_PLAIN = frozenset((str, int, float, bool))

@@ -74,20 +74,20 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
         raise StopConsumer()
 
 
-class DeferredText:
-    """``function(*args)``, called only when the log line holding it is formatted."""
+class DeferredText(partial):
+    """``function(*args)``, called only when the log line holding it is formatted.
 
-    __slots__ = ("args", "function")
+    A ``functools.partial``, so that making one runs no Python code: autobahn makes
+    several for each frame and logs almost none of them.
+    """
 
-    def __init__(self, function: Callable[..., str], *args: Any):
-        self.function = function
-        self.args = args
+    __slots__ = ()
 
     def __str__(self) -> str:
-        return self.function(*self.args)
+        return self()
 
     def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
+        return format(self(), spec)
 
 
 #: What autobahn's two WebSocket modules call to build debug log arguments.
