@@ -13,11 +13,11 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.dispatch import Signal
 from ocpp.exceptions import OCPPError
 
 from chargepoints.ocpp16 import protocol
+from levity_site.conf import settings
 
 from .base import ChargePointPlugin, PluginContext, PluginHook, current_plugin
 from .signals import (

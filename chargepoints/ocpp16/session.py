@@ -13,12 +13,12 @@ from datetime import datetime, timezone
 from types import ModuleType
 from typing import Any, ClassVar
 
-from django.conf import settings
 from ocpp.exceptions import PropertyConstraintViolationError
 from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
+from levity_site.conf import settings
 from plugins import decisions, dispatch
 from plugins.base import PluginContext, PluginHook
 from transactions import services as tx_services

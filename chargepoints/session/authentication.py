@@ -44,10 +44,10 @@ from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from django.conf import settings
 from OpenSSL import crypto
 
 from levity_site import tls
+from levity_site.conf import settings
 
 from .. import security
 from ..models import RegistrationStatus, SecurityProfile

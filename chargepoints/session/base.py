@@ -34,10 +34,10 @@ from datetime import datetime, timezone
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from django.conf import settings
 from ocpp.exceptions import GenericError, InternalError, OCPPError, ProtocolError, SecurityError
 from ocpp.messages import Call, CallError
 
+from levity_site.conf import settings
 from plugins import decisions, dispatch
 from plugins.base import ChargePointPlugin, PluginContext, PluginHook
 from plugins.signals import HOOK_SIGNALS, message_handled

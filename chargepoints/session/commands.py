@@ -25,10 +25,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.conf import settings
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.v16 import call
 from redis.exceptions import RedisError
+
+from levity_site.conf import settings
 
 from ..models import ChargePoint, ChargePointCommand, CommandStatus, ConfigurationKey
 from ..ocpp16 import protocol

@@ -19,8 +19,9 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-from django.conf import settings
 from ocpp.exceptions import OccurenceConstraintViolationError
+
+from levity_site.conf import settings
 
 logger = logging.getLogger(__name__)
 
