@@ -11,26 +11,40 @@ fixture). Code that runs now and then (views, commands, start-up) reads
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 
 
-def _read() -> dict[str, Any]:
-    return {name: getattr(django_settings, name) for name in dir(django_settings) if name.isupper()}
+class Settings:
+    """Every setting as an instance attribute, read on the first access (so importing
+    this module reads no settings: a bad one stops start-up where start-up reports it)."""
+
+    _read = False
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for a name not (yet) among the instance's attributes.
+        if self._read or name.startswith("__"):
+            raise AttributeError(name)
+        vars(self).update(
+            (setting, getattr(django_settings, setting))
+            for setting in dir(django_settings)
+            if setting.isupper()
+        )
+        self._read = True
+        return getattr(self, name)
+
+    def forget(self) -> None:
+        """Read every setting again on the next access."""
+        vars(self).clear()
 
 
-#: Every setting, as an attribute (the object stays the same when a setting changes).
-settings: Any = SimpleNamespace(**_read())
+settings: Any = Settings()
 
 
 def _setting_changed(**kwargs: Any) -> None:
-    current = _read()
-    for name in vars(settings).keys() - current.keys():  # deleted by an override
-        delattr(settings, name)
-    vars(settings).update(current)
+    settings.forget()
 
 
 setting_changed.connect(_setting_changed, dispatch_uid="levity_site.conf")
