@@ -1,7 +1,7 @@
 """The settings as plain attributes, for the code that runs for every connection or frame.
 
 Each read of ``django.conf.settings.X`` is a Python call (``LazySettings``), and the
-OCPP session layer reads about fifteen settings for every charge point that
+OCPP session layer reads a good many settings for every charge point that
 connects. ``levity_site.conf.settings.X`` is the same value, read from a snapshot
 of every setting that is made once per process, and made again whenever Django
 says a setting changed (``override_settings``, pytest-django's ``settings``

@@ -22,10 +22,11 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from django.conf import settings
 from twisted.internet.interfaces import IPushProducer
 from twisted.web.http import Request
 from zope.interface import implementer
+
+from levity_site.conf import settings
 
 logger = logging.getLogger("levity.limits")
 
