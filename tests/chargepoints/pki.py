@@ -22,6 +22,24 @@ from bench.processes import free_port
 from tests.conftest import PROJECT_DIR, DaphneServer
 
 
+def self_signed_pem(common_name: str = "Levity test root") -> str:
+    """A self-signed certificate in PEM, valid for a day (for payloads that carry one)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
 @dataclass
 class Issued:
     certificate: Path

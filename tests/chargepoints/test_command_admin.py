@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 import httpx
@@ -12,6 +11,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from chargepoints.models import ApiToken, ChargePoint, ChargePointCommand
+
+from .pki import self_signed_pem
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -202,31 +203,9 @@ async def test_staff_without_the_send_permission_cannot_send(
     await session.client.aclose()
 
 
-def _self_signed_pem() -> str:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Levity test root")])
-    now = datetime.now(timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
 async def test_install_certificate_from_the_change_page_sends_the_pem(admin, connect, cp_id):
     client = await connect(cp_id)
-    pem = _self_signed_pem()
+    pem = self_signed_pem()
     response = await admin.post(
         COMMAND_URL.format("install-certificate"),
         {

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from chargepoints.forms import OPERATIONS
 from chargepoints.session.commands import validate_command
 
+from .pki import self_signed_pem
+
 pytestmark = pytest.mark.once  # no database at all
 
 
-def pem_certificate() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "forms test")])
-    now = datetime.now(timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-PEM = pem_certificate()
+PEM = self_signed_pem("forms test")
 
 CASES = {
     "certificate-signed": ({"certificate_chain": PEM}, {"certificateChain": PEM}),
