@@ -1,6 +1,6 @@
 """The hostile neighbour: one charge point floods Levity while N others keep heartbeating.
 
-    python bench/hostile_neighbour.py           # full run, results in bench/results/
+    python bench/hostile_neighbour.py           # three full runs, results in bench/results/
     python bench/hostile_neighbour.py --quick   # smoke run (seconds), results in bench/results/tmp/
 
 For each of two servers -- Levity with its default limits, and Levity with the
@@ -13,6 +13,10 @@ closed). The figures are the neighbours' p50/p99 quiet and under flood.
 
 The server is pinned to CPU 0, the flooder (its own process) and the neighbours
 to CPU 1, as in bench/run.py.
+
+One run is not a measurement on a shared machine: the full run measures each
+server ``--runs`` times (3; the servers taking turns) and reports each figure's
+median with its range; every run's own figures are kept in the JSON (``each_run``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 import platform
 import random
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -233,24 +238,67 @@ def run_one(name: str, extra_env: dict[str, str], args: argparse.Namespace, log_
     return result
 
 
+#: The figures of a run that are summarised over several: (section, key), section "" for the run's own.
+FIGURES = [
+    ("quiet", "p50_ms"),
+    ("quiet", "p99_ms"),
+    ("quiet", "count"),
+    ("flood", "p50_ms"),
+    ("flood", "p99_ms"),
+    ("flood", "count"),
+    ("flooder", "frames_sent"),
+    ("flooder", "connections"),
+    ("", "server_rss_mb"),
+    ("", "ratio_p99"),
+]
+
+
+def median_run(runs: list[dict]) -> dict:
+    """Several runs of one server as one: each figure's median, and its range under ``range``."""
+    median: dict = {"quiet": {}, "flood": {}, "flooder": {}, "range": {}, "runs": len(runs)}
+    for section, key in FIGURES:
+        values = [(run[section] if section else run)[key] for run in runs]
+        values = [value for value in values if value is not None]
+        middle = statistics.median(values) if values else None
+        (median[section] if section else median)[key] = middle
+        median["range"][f"{section}.{key}" if section else key] = (
+            [min(values), max(values)] if values else None
+        )
+    median["settings"] = runs[0]["settings"]
+    return median
+
+
+def _cell(row: dict, section: str, key: str, unit: str = "") -> str:
+    """A figure of ``row`` as text; after it, for several runs, its range."""
+    counted = key in ("count", "frames_sent", "connections")  # a median of two may end in .5
+    style = ",.0f" if counted else ".2f" if key == "ratio_p99" else ".1f"
+    text = f"{(row[section] if section else row)[key]:{style}}{unit}"
+    if row.get("runs", 1) > 1:
+        low, high = row["range"][f"{section}.{key}" if section else key]
+        text += f" ({low:{style}}-{high:{style}})"
+    return text
+
+
 def markdown(results: dict) -> str:
+    runs = results["plan"].get("runs", 1)
     lines = [
         "# Hostile neighbour",
         "",
         f"Commit {results['commit']}, {results['date']}, {results['machine']}; "
         f"{results['plan']['neighbours']} neighbours, a Heartbeat every ~{results['plan']['interval']} s each, "
-        f"{results['plan']['quiet']} s quiet then {results['plan']['flood']} s of flood.",
+        f"{results['plan']['quiet']} s quiet then {results['plan']['flood']} s of flood"
+        + (f"; each cell the median of {runs} runs (range)." if runs > 1 else "."),
         "",
         "| server | neighbour p50 quiet | p99 quiet | p50 flood | p99 flood | p99 flood/quiet "
-        "| flood frames sent | flooder connections | server RSS after |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| flood frames sent | server RSS after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in results["runs"].items():
         lines.append(
-            f"| {name} | {row['quiet']['p50_ms']:.1f} ms | {row['quiet']['p99_ms']:.1f} ms "
-            f"| {row['flood']['p50_ms']:.1f} ms | {row['flood']['p99_ms']:.1f} ms | {row['ratio_p99']}x "
-            f"| {row['flooder']['frames_sent']:,} | {row['flooder']['connections']} "
-            f"| {row['server_rss_mb']} MB |"
+            f"| {name} | {_cell(row, 'quiet', 'p50_ms', ' ms')} | {_cell(row, 'quiet', 'p99_ms', ' ms')} "
+            f"| {_cell(row, 'flood', 'p50_ms', ' ms')} | {_cell(row, 'flood', 'p99_ms', ' ms')} "
+            f"| {_cell(row, '', 'ratio_p99', 'x')} | {_cell(row, 'flooder', 'frames_sent')} "
+            f"| {_cell(row, '', 'server_rss_mb', ' MB')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -264,22 +312,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quiet", type=float)
     parser.add_argument("--flood", type=float)
     parser.add_argument("--with-limits-only", action="store_true")
+    parser.add_argument("--runs", type=int, help="runs of each server (default 3; 1 with --quick)")
     args = parser.parse_args(argv)
     args.neighbours = args.neighbours or (5 if args.quick else 50)
     args.quiet = args.quiet or (2.0 if args.quick else 10.0)
     args.flood = args.flood or (3.0 if args.quick else 10.0)
+    args.runs = args.runs or (1 if args.quick else 3)
     out = args.out or PROJECT_DIR / "bench" / "results" / ("tmp" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
     log_dir = Path(tempfile.mkdtemp(prefix="levity-hostile-logs-"))
-    runs = {"with limits": run_one("limits", {}, args, log_dir)}
+    servers: dict[str, tuple[str, dict[str, str]]] = {"with limits": ("limits", {})}
     if not args.with_limits_only:
-        runs["without limits"] = run_one("no-limits", WITHOUT_LIMITS, args, log_dir)
+        servers["without limits"] = ("no-limits", WITHOUT_LIMITS)
+    each_run: dict[str, list[dict]] = {name: [] for name in servers}
+    for _ in range(args.runs):  # the servers take turns, so that a drift of the machine hits both
+        for name, (label, env) in servers.items():
+            each_run[name].append(run_one(label, env, args, log_dir))
     results = {
         "commit": git_commit(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "plan": {k: getattr(args, k) for k in ("neighbours", "interval", "quiet", "flood")},
-        "runs": runs,
+        "plan": {k: getattr(args, k) for k in ("neighbours", "interval", "quiet", "flood", "runs")},
+        "runs": {name: median_run(rows) for name, rows in each_run.items()},
+        "each_run": each_run,
     }
     (out / "hostile_neighbour.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "hostile_neighbour.md").write_text(markdown(results))

@@ -47,3 +47,26 @@ def test_the_scenario_writes_its_table(quick_run, tmp_path):
 
     table = markdown(quick_run)
     assert "| with limits |" in table and "p99 flood/quiet" in table
+
+
+def test_several_runs_are_reported_by_each_figures_median_and_range():
+    from bench.hostile_neighbour import median_run
+
+    def run(p99_quiet: float, p99_flood: float, frames: int) -> dict:
+        return {
+            "quiet": {"p50_ms": 1.0, "p99_ms": p99_quiet, "count": 100},
+            "flood": {"p50_ms": 2.0, "p99_ms": p99_flood, "count": 90},
+            "flooder": {"frames_sent": frames, "connections": 1},
+            "server_rss_mb": 120.0,
+            "ratio_p99": round(p99_flood / p99_quiet, 2),
+            "settings": {},
+        }
+
+    row = median_run([run(4.0, 5.0, 1_000), run(6.0, 30.0, 3_000), run(5.0, 6.0, 2_000)])
+    assert (row["quiet"]["p99_ms"], row["flood"]["p99_ms"], row["flooder"]["frames_sent"]) == (
+        5.0,
+        6.0,
+        2_000,
+    )
+    assert row["ratio_p99"] == 1.25 and row["range"]["ratio_p99"] == [1.2, 5.0]
+    assert row["range"]["flood.p99_ms"] == [5.0, 30.0] and row["runs"] == 3
