@@ -7,37 +7,62 @@ of every setting that is made once per process, and made again whenever Django
 says a setting changed (``override_settings``, pytest-django's ``settings``
 fixture). Code that runs now and then (views, commands, start-up) reads
 ``django.conf.settings`` as usual.
+
+A setting assigned directly (``django.conf.settings.X = ...``) sends no signal:
+change settings with ``override_settings``, or call ``settings.forget()``.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+
+
+def _read_all() -> dict[str, Any]:
+    values = {}
+    for name in dir(django_settings):
+        if name.isupper():
+            try:
+                values[name] = getattr(django_settings, name)
+            except ImproperlyConfigured:  # e.g. an empty SECRET_KEY: missing here as there
+                pass
+    return values
 
 
 class Settings:
     """Every setting as an instance attribute, read on the first access (so importing
     this module reads no settings: a bad one stops start-up where start-up reports it)."""
 
-    _read = False
+    def __init__(self) -> None:
+        # Reading and forgetting take turns: a snapshot read while a setting changed
+        # is never kept as the current one.
+        self._lock = threading.Lock()
+        self._complete = False
 
     def __getattr__(self, name: str) -> Any:
-        # Only for a name not (yet) among the instance's attributes.
-        if self._read or name.startswith("__"):
+        # Only for a name not among the instance's attributes: the snapshot is not
+        # made yet, or the setting does not exist.
+        if name.startswith("_"):
             raise AttributeError(name)
-        vars(self).update(
-            (setting, getattr(django_settings, setting))
-            for setting in dir(django_settings)
-            if setting.isupper()
-        )
-        self._read = True
-        return getattr(self, name)
+        with self._lock:
+            if not self._complete:
+                vars(self).update(_read_all())
+                self._complete = True
+        try:
+            return vars(self)[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
     def forget(self) -> None:
         """Read every setting again on the next access."""
-        vars(self).clear()
+        with self._lock:
+            for name in [name for name in vars(self) if not name.startswith("_")]:
+                del vars(self)[name]
+            self._complete = False
 
 
 settings: Any = Settings()

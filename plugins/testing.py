@@ -180,7 +180,7 @@ async def create_test_charge_point(
     charge_point = LevityChargePoint(charge_point_id, connection, plugins=plugins, **kwargs)
     if isinstance(connection, FakeConnection):
         connection.charge_point = charge_point
-    await charge_point.ensure_registered(policy="accept")
+    await charge_point.ensure_registered(policy="accept", trusted=True)
     await charge_point.begin()
     return charge_point
 

@@ -165,9 +165,10 @@ def in_process_sessions_accept_unknown_charge_points():
     """Sessions served in the test process (the spec's third way) accept unknown ids,
     as the test servers do (server_env); the default, pending, is tested in
     tests/chargepoints/test_onboarding.py."""
-    from django.conf import settings
+    from django.test import override_settings
 
-    settings.LEVITY_UNKNOWN_CHARGE_POINTS = "accept"
+    with override_settings(LEVITY_UNKNOWN_CHARGE_POINTS="accept"):
+        yield
 
 
 class DaphneServer(ServerProcess):

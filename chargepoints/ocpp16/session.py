@@ -28,7 +28,6 @@ from .. import services
 from ..repositories import ChargePointRepository, ConnectorRepository
 from ..session import writer
 from ..session.base import ChargePointDisconnected, Session, handlers  # noqa: F401 - public names
-from ..session.registry import connections_writer  # noqa: F401 - public name
 from ..timestamps import format_timestamp, parse_timestamp
 from . import protocol
 from .security import SecurityExtensionHandlers

@@ -21,8 +21,9 @@ per connect; a new password or a rotation changes the stored hash and so the key
 A charge point under profile 0 needs no proof: the connect's own write admits it
 (chargepoints.services.register_connections), in the same batch as the other
 connects of a storm, and ``admit()`` is not asked. For the other profiles that
-write brings the credentials back instead, ``admit()`` decides, and an admitted
-connect is written as ``proven``.
+write writes nothing and brings back the credentials (None for an unknown id that
+it did not register), ``admit()`` decides, and an admitted connect is written as
+``proven``.
 """
 
 from __future__ import annotations

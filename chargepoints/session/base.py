@@ -442,14 +442,16 @@ class Session:
 
     # --- lifecycle ------------------------------------------------------------
 
-    async def ensure_registered(self, policy: str | None = None) -> None:
+    async def ensure_registered(self, policy: str | None = None, *, trusted: bool = False) -> None:
         """Find the charge point's row, or register it, for a session not made by the consumer.
 
         The onboarding policy applies as at the consumer (LEVITY_UNKNOWN_CHARGE_POINTS):
         an unknown charge point is registered Pending or Accepted, or refused (Refused).
         ``policy`` overrides the setting (``plugins.testing`` registers as "accept").
         Such a session has no HTTP upgrade to authenticate, so it serves only charge
-        points whose security profile is 0.
+        points whose security profile -- for an unknown id, the default one -- is 0;
+        unless the caller vouches for the charge point (``trusted``: plugins.testing's
+        test charge points), which is then admitted whatever its profile.
         """
         from . import authentication, processes, registry
 
@@ -466,6 +468,7 @@ class Session:
                 now,
                 server_process=processes.current(),
                 registers_unknown_as=registers_unknown_as,
+                proven=trusted,
             )
         )
         if not isinstance(connected, services.Connected):

@@ -127,7 +127,8 @@ class OCPPConsumer(LeanWebsocketConsumer):
             registers_unknown_as=authentication.registers_unknown_as(),
         )
         # Under security profile 0 the connect's own write admits the charge point;
-        # under the others it brings back the credentials to check the upgrade against.
+        # under the others it brings back the credentials to check the upgrade against
+        # (None: an unknown id it did not register).
         connected = await connections_writer.submit(connection)
         if not isinstance(connected, services.Connected):
             connected = await self.admit(connection, connected, address)

@@ -10,7 +10,10 @@ import pytest
 import websockets
 
 from chargepoints.models import ChargePoint, CommandStatus
+from chargepoints.ocpp16.session import LevityChargePoint
 from chargepoints.session import commands, registry
+from chargepoints.session.base import Refused
+from plugins.testing import FakeConnection, create_test_charge_point
 from tests.ocpp_client import OCPPClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,3 +66,36 @@ async def test_a_known_charge_point_is_served_when_auto_registration_is_off(thir
         assert (await ChargePoint.objects.aget(charge_point_id=cp_id)).is_connected
     finally:
         await client.close()
+
+
+def _session(cp_id: str) -> LevityChargePoint:
+    connection = FakeConnection()
+    session = LevityChargePoint(cp_id, connection)
+    connection.charge_point = session
+    return session
+
+
+async def test_a_session_without_an_upgrade_refuses_an_unknown_id_the_default_profile_asks_proof_of(
+    cp_id, settings
+):
+    settings.LEVITY_DEFAULT_SECURITY_PROFILE = 1
+    with pytest.raises(Refused):
+        await _session(cp_id).ensure_registered()
+    assert not await ChargePoint.objects.filter(charge_point_id=cp_id).aexists()
+
+
+async def test_a_session_without_an_upgrade_refuses_a_charge_point_under_a_password_profile(cp_id):
+    await ChargePoint.objects.acreate(charge_point_id=cp_id, security_profile=1)
+    with pytest.raises(Refused):
+        await _session(cp_id).ensure_registered()
+    assert not (await ChargePoint.objects.aget(charge_point_id=cp_id)).is_connected
+
+
+async def test_test_charge_points_are_made_whatever_the_default_profile(cp_id, settings):
+    settings.LEVITY_DEFAULT_SECURITY_PROFILE = 1
+    charge_point = await create_test_charge_point(cp_id)
+    try:
+        row = await ChargePoint.objects.aget(charge_point_id=cp_id)
+        assert (row.pk, row.is_connected) == (charge_point.charge_point_pk, True)
+    finally:
+        await charge_point.shutdown()
