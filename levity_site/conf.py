@@ -14,6 +14,7 @@ change settings with ``override_settings``, or call ``settings.forget()``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -26,10 +27,9 @@ def _read_all() -> dict[str, Any]:
     values = {}
     for name in dir(django_settings):
         if name.isupper():
-            try:
+            # A setting that cannot be read (an empty SECRET_KEY) is missing here as there.
+            with contextlib.suppress(ImproperlyConfigured):
                 values[name] = getattr(django_settings, name)
-            except ImproperlyConfigured:  # e.g. an empty SECRET_KEY: missing here as there
-                pass
     return values
 
 
