@@ -17,8 +17,6 @@ from django.conf import settings
 from django.dispatch import Signal
 from ocpp.exceptions import OCPPError
 
-from chargepoints.ocpp16 import protocol
-
 from .base import ChargePointPlugin, PluginContext, PluginHook, current_plugin
 from .signals import (
     HOOK_SIGNALS,
@@ -213,6 +211,9 @@ async def data_transfer_answer(
             settings.LEVITY_BEFORE_HOOK_TIMEOUT,
         )
         return {"status": "UnknownVendorId"}
+    # OCPP 1.6's schemas: imported here, not when the plugins app loads in every manage.py command.
+    from chargepoints.ocpp16 import protocol
+
     for receiver, response in responses:
         if not isinstance(response, dict) or not response.get("status"):
             continue  # no answer from this receiver (None, or its logged exception)

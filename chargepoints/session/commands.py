@@ -28,7 +28,6 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.v16 import call
-from redis.exceptions import RedisError
 
 from ..models import ChargePoint, ChargePointCommand, CommandStatus, ConfigurationKey
 from ..ocpp16 import protocol
@@ -239,6 +238,8 @@ async def _deliver(command: ChargePointCommand, payload: dict) -> ChargePointCom
     if session is not None:
         outcome = await call_session(session, action, payload, timeout, message_id)
     elif cross_process():
+        from redis.exceptions import RedisError  # only a channels-redis layer joins processes
+
         try:
             outcome = await _call_through_channel_layer(charge_point_id, action, payload, timeout, message_id)
         except (OSError, RedisError) as exc:
