@@ -26,12 +26,14 @@ async def get(url: str, **headers: str) -> httpx.Response:
         return await http.get(url, headers=headers)
 
 
+@pytest.mark.once  # refused before the database is read
 async def test_without_a_token_the_main_port_does_not_serve_metrics(start_daphne):
     server = start_daphne(LEVITY_PLUGINS=METRICS_PLUGIN, LEVITY_METRICS_TOKEN="")
     response = await get(server.http_url + "/metrics", Authorization=f"Bearer {METRICS_TOKEN}")
     assert response.status_code == 404
 
 
+@pytest.mark.once  # refused before the database is read
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {METRICS_TOKEN}"])
 async def test_the_main_port_refuses_metrics_without_the_token(metrics_server, authorization):
     headers = {"Authorization": authorization} if authorization else {}
