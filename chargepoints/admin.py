@@ -48,8 +48,10 @@ from .models import (
     StatusNotification,
 )
 from .services import BOOT_IDENTITY_FIELDS, STATUS_FIELDS
-from .session import commands, onboarding
-from .session.consumer import CHARGE_POINT_ID
+
+# The session layer (.session: commands, onboarding, the consumer's id pattern) is
+# imported where an admin page or action uses it, not here: admin autodiscovery imports
+# this module in every manage.py command, which needs none of it.
 
 #: What the session records about a charge point's connection (read-only here).
 CONNECTION_FIELDS = (
@@ -202,6 +204,8 @@ class ChargePointForm(forms.ModelForm):
         fields = ["charge_point_id", "registration_status", "security_profile"]
 
     def clean_charge_point_id(self) -> str:
+        from .session.consumer import CHARGE_POINT_ID
+
         value = self.cleaned_data["charge_point_id"]
         if not CHARGE_POINT_ID.match(value):
             raise forms.ValidationError(
@@ -428,6 +432,8 @@ class ChargePointAdmin(admin.ModelAdmin):
             errors = "; ".join(f"{name}: {' '.join(str(m) for m in e)}" for name, e in form.errors.items())
             messages.error(request, f"{form.label} not sent: {errors}")
             return HttpResponseRedirect(next_url)
+        from .session import commands
+
         results = await asyncio.gather(
             *(
                 commands.send_command(
@@ -456,6 +462,8 @@ class ChargePointAdmin(admin.ModelAdmin):
 
     @admin.action(description="Accept registration (and trigger a new BootNotification)")
     def accept_registration(self, request, queryset):
+        from .session import onboarding
+
         ids = list(queryset.values_list("charge_point_id", flat=True))
         accepted = async_to_sync(onboarding.accept)(
             ids, requested_by=f"user:{request.user.get_username()}", user_id=request.user.pk
@@ -490,6 +498,8 @@ class ChargePointAdmin(admin.ModelAdmin):
         description="Rotate password (ChangeConfiguration AuthorizationKey)", permissions=["send_command"]
     )
     def rotate_password(self, request, queryset):
+        from .session import commands, onboarding
+
         for cp_id in queryset.values_list("charge_point_id", flat=True):
             try:
                 command = async_to_sync(onboarding.rotate_password)(
@@ -512,6 +522,8 @@ class ChargePointAdmin(admin.ModelAdmin):
 
 def _report(cp_id: str, action: str, result) -> tuple[int, str]:
     """One line for the operator about one charge point's answer."""
+    from .session import commands
+
     if isinstance(result, commands.CommandError):
         return messages.ERROR, f"{cp_id}: {action} not sent: {result}"
     if isinstance(result, BaseException):

@@ -1,12 +1,14 @@
-"""Admin forms for the common CS->CP commands; each builds its OCPP 1.6 payload."""
+"""Admin forms for the common CS->CP commands; each builds its OCPP 1.6 payload.
+
+The admin imports these in every manage.py command (autodiscovery), so what only a
+form's use needs -- the session layer's message lists, OCPP 1.6's timestamps -- is
+imported when a form is built or cleaned.
+"""
 
 from __future__ import annotations
 
 from cryptography import x509
 from django import forms
-
-from .ocpp16 import protocol
-from .session.commands import EXTENDED_TRIGGERABLE_MESSAGES, TRIGGERABLE_MESSAGES
 
 
 class CommandForm(forms.Form):
@@ -18,6 +20,18 @@ class CommandForm(forms.Form):
         return {
             _camel(name): value for name, value in self.cleaned_data.items() if value not in (None, "", [])
         }
+
+
+def _triggerable_messages() -> list[tuple[str, str]]:
+    from .session.commands import TRIGGERABLE_MESSAGES
+
+    return [(m, m) for m in TRIGGERABLE_MESSAGES]
+
+
+def _extended_triggerable_messages() -> list[tuple[str, str]]:
+    from .session.commands import EXTENDED_TRIGGERABLE_MESSAGES
+
+    return [(m, m) for m in EXTENDED_TRIGGERABLE_MESSAGES]
 
 
 def _camel(name: str) -> str:
@@ -73,7 +87,7 @@ class ChangeConfigurationForm(CommandForm):
 
 class TriggerMessageForm(CommandForm):
     action, label = "TriggerMessage", "Trigger message"
-    requested_message = forms.ChoiceField(choices=[(m, m) for m in TRIGGERABLE_MESSAGES])
+    requested_message = forms.ChoiceField(choices=_triggerable_messages)
     connector_id = forms.IntegerField(min_value=0, required=False)
 
 
@@ -100,6 +114,8 @@ def _check_pem_certificates(text: str) -> str:
 
 
 def _timestamp(value) -> str | None:
+    from .ocpp16 import protocol
+
     return protocol.format_timestamp(value) if value else None
 
 
@@ -144,7 +160,7 @@ class DeleteCertificateForm(CommandForm):
 
 class ExtendedTriggerMessageForm(CommandForm):
     action, label = "ExtendedTriggerMessage", "Extended trigger message"
-    requested_message = forms.ChoiceField(choices=[(m, m) for m in EXTENDED_TRIGGERABLE_MESSAGES])
+    requested_message = forms.ChoiceField(choices=_extended_triggerable_messages)
     connector_id = forms.IntegerField(min_value=0, required=False)
 
 

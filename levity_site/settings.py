@@ -171,7 +171,9 @@ ALLOWED_HOSTS = [h.strip() for h in envstr("ALLOWED_HOSTS", "*").split(",") if h
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
 INSTALLED_APPS = [
-    "daphne",
+    # daphne's runserver, which imports daphne only when it runs
+    # (levity_site/management/commands/runserver.py); daphne's own app imports it at start-up.
+    "levity_site",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

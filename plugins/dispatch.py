@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from django.dispatch import Signal
 from ocpp.exceptions import OCPPError
 
-from chargepoints.ocpp16 import protocol
 from levity_site.conf import settings
 
 from .base import ChargePointPlugin, PluginContext, PluginHook, current_plugin
@@ -213,6 +212,9 @@ async def data_transfer_answer(
             settings.LEVITY_BEFORE_HOOK_TIMEOUT,
         )
         return {"status": "UnknownVendorId"}
+    # OCPP 1.6's schemas: imported here, not when the plugins app loads in every manage.py command.
+    from chargepoints.ocpp16 import protocol
+
     for receiver, response in responses:
         if not isinstance(response, dict) or not response.get("status"):
             continue  # no answer from this receiver (None, or its logged exception)

@@ -255,6 +255,27 @@ def start_daphne(django_db_setup, test_db_path, tmp_path):
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_daphne(django_db_setup, test_db_path, tmp_path_factory):
+    """Start daphne servers with environment overrides that serve every test of the module.
+
+    For tests that need a server with other settings than ``daphne_server``'s but not a
+    process of their own: like ``daphne_server``, it outlives each test's rows, so what
+    a test asserts must be about its own charge points (``cp_id``) and requests.
+    """
+    servers: list[DaphneServer] = []
+
+    def start(**overrides: str) -> DaphneServer:
+        log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+        server = DaphneServer(server_env(test_db_path, **overrides), log).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
 @pytest.fixture
 def cp_id() -> str:
     """A fresh charge point id per test, so sessions never collide."""

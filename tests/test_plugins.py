@@ -959,6 +959,7 @@ CONFIG_ERRORS = {
 }
 
 
+@pytest.mark.once  # configuration, refused as the apps load: no database
 @pytest.mark.parametrize("env, message", CONFIG_ERRORS.values(), ids=CONFIG_ERRORS.keys())
 def test_bad_plugin_configuration_fails_manage_py_check_with_one_clear_line(env, message, test_db_path):
     result = manage_check(test_db_path, **env)
@@ -967,6 +968,7 @@ def test_bad_plugin_configuration_fails_manage_py_check_with_one_clear_line(env,
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.once  # configuration and system checks: the database is not opened
 def test_good_plugin_configuration_passes_manage_py_check(test_db_path):
     result = manage_check(
         test_db_path,
@@ -977,6 +979,7 @@ def test_good_plugin_configuration_passes_manage_py_check(test_db_path):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.once  # refused as the apps load, before the database
 def test_daphne_does_not_start_with_bad_plugin_configuration(start_daphne):
     with pytest.raises(RuntimeError, match="daphne exited early") as failure:
         start_daphne(

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 from django.conf import settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 from django.utils import timezone
@@ -36,10 +37,16 @@ EXIT_OFFLINE = 3
 EXIT_TIMEOUT = 4
 EXIT_UNREACHABLE = 5
 
+#: The system checks a command that acts through the running server runs first: those
+#: of the models it writes (its token). The URL conf, the API and the admin are the
+#: server's, checked as it starts; loading them here would slow every such command.
+CLIENT_CHECKS = [Tags.models]
+
 
 class RemoteCommand(BaseCommand):
     """Send one OCPP 1.6 command to a charge point through the running server."""
 
+    requires_system_checks = CLIENT_CHECKS
     #: The OCPP action; None when the subclass takes it from the command line.
     action: str | None = None
 

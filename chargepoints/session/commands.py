@@ -27,7 +27,6 @@ from typing import Any
 from channels.layers import get_channel_layer
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.v16 import call
-from redis.exceptions import RedisError
 
 from levity_site.conf import settings
 
@@ -240,6 +239,8 @@ async def _deliver(command: ChargePointCommand, payload: dict) -> ChargePointCom
     if session is not None:
         outcome = await call_session(session, action, payload, timeout, message_id)
     elif cross_process():
+        from redis.exceptions import RedisError  # only a channels-redis layer joins processes
+
         try:
             outcome = await _call_through_channel_layer(charge_point_id, action, payload, timeout, message_id)
         except (OSError, RedisError) as exc:

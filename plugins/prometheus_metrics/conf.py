@@ -18,9 +18,12 @@ def metrics_enabled() -> bool:
         return True
     from plugins.loading import configuration
 
+    entries = configuration().entries
+    if not entries:  # and the plugin module (with OCPP 1.6's schemas) stays unimported
+        return False
     from .plugin import PrometheusMetricsPlugin
 
-    return any(issubclass(entry.plugin_class, PrometheusMetricsPlugin) for entry in configuration().entries)
+    return any(issubclass(entry.plugin_class, PrometheusMetricsPlugin) for entry in entries)
 
 
 def multiprocess_dir() -> str:

@@ -18,13 +18,18 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-import aiohttp
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from . import outbox
 from .models import OutboxDelivery
+
+if TYPE_CHECKING:
+    # Imported by the worker when it starts: this module is imported in every process
+    # (the plugin's receivers and admin), the worker runs in server processes only.
+    import aiohttp
 
 logger = logging.getLogger("levity.plugins.TransactionNotificationPlugin")
 
@@ -56,6 +61,8 @@ class DeliveryWorker:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
+        import aiohttp
+
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         self._ready.set()
         async with aiohttp.ClientSession() as session:
@@ -115,6 +122,8 @@ def _record(rows: list[OutboxDelivery], errors: list[str | None]) -> None:
 
 async def post(session: aiohttp.ClientSession, row: OutboxDelivery) -> str | None:
     """POST one notification; None if the webhook answered 2xx, else what went wrong."""
+    import aiohttp
+
     what = f"{row.event} notification for tx {row.transaction_id}"
     try:
         async with session.post(

@@ -78,8 +78,14 @@ async def test_url_encoded_charge_point_id_is_decoded(daphne_server):
     assert await ChargePoint.objects.filter(charge_point_id="CP:01@site").aexists()
 
 
-async def test_unknown_charge_point_is_refused_when_auto_register_is_off(start_daphne, cp_id):
-    server = start_daphne(LEVITY_AUTO_REGISTER="false")
+@pytest.fixture(scope="module")
+def closed_server(module_daphne):
+    """A server that registers no unknown charge point (LEVITY_AUTO_REGISTER=false)."""
+    return module_daphne(LEVITY_AUTO_REGISTER="false")
+
+
+async def test_unknown_charge_point_is_refused_when_auto_register_is_off(closed_server, cp_id):
+    server = closed_server
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(server.ws_url(cp_id), subprotocols=["ocpp1.6"])
     assert refused.value.response.status_code == 403
@@ -88,10 +94,9 @@ async def test_unknown_charge_point_is_refused_when_auto_register_is_off(start_d
     assert "unknown charge point (LEVITY_UNKNOWN_CHARGE_POINTS=refuse)" in server.log()
 
 
-async def test_known_charge_point_connects_when_auto_register_is_off(start_daphne, cp_id):
+async def test_known_charge_point_connects_when_auto_register_is_off(closed_server, cp_id):
     await ChargePoint.objects.acreate(charge_point_id=cp_id)
-    server = start_daphne(LEVITY_AUTO_REGISTER="false")
-    client = await OCPPClient.open(server.ws_url(cp_id))
+    client = await OCPPClient.open(closed_server.ws_url(cp_id))
     try:
         assert (await client.boot()).status == "Accepted"
     finally:

@@ -174,6 +174,7 @@ async def test_unreachable_server_exits_5(manage, cp_id):
     assert err.count("\n") == 1
 
 
+@pytest.mark.once  # refused before the command opens the database or the server is asked
 async def test_invalid_json_payload_exits_2(manage, cp_id):
     code, _, err = await manage("ocpp_call", cp_id, "DataTransfer", "{nope")
     assert code == 2

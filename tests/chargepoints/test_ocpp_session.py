@@ -279,10 +279,10 @@ async def test_data_transfer_with_only_vendor_id_is_logged(raw_ws, cp_id):
     assert (row.vendor_id, row.message_id, row.data) == ("x", "", "")
 
 
-@pytest.fixture
-def acme_server(start_daphne):
+@pytest.fixture(scope="module")
+def acme_server(module_daphne):
     """A server with a Django app that handles the "com.acme" vendor's DataTransfer."""
-    return start_daphne(LEVITY_EXTRA_APPS="tests.acme_vendor")
+    return module_daphne(LEVITY_EXTRA_APPS="tests.acme_vendor")
 
 
 async def test_data_transfer_receiver_answer_is_sent_and_logged(acme_server, raw_ws, cp_id):

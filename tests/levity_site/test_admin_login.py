@@ -10,6 +10,13 @@ from tests.admin_fixtures import PASSWORD, form_fields
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(scope="module")
+def throttled_server(module_daphne):
+    """A server that locks a username out after 3 failed logins (attempts are rows: each
+    test starts with none)."""
+    return module_daphne(LEVITY_LOGIN_FAILURE_LIMIT="3")
+
+
 def log_in(client: httpx.Client, password: str) -> httpx.Response:
     page = client.get("/admin/login/")
     fields = form_fields(page.text, "login-form")
@@ -17,11 +24,10 @@ def log_in(client: httpx.Client, password: str) -> httpx.Response:
     return client.post("/admin/login/?next=/admin/", data=fields)
 
 
-def test_a_username_is_locked_out_after_too_many_failed_logins(start_daphne, operator):
+def test_a_username_is_locked_out_after_too_many_failed_logins(throttled_server, operator):
     from axes.models import AccessAttempt
 
-    server = start_daphne(LEVITY_LOGIN_FAILURE_LIMIT="3")
-    with httpx.Client(base_url=server.http_url, timeout=20) as client:
+    with httpx.Client(base_url=throttled_server.http_url, timeout=20) as client:
         for _ in range(2):
             assert log_in(client, "wrong").status_code == 200  # the form again, with an error
         assert log_in(client, "wrong").status_code == 429
@@ -33,9 +39,8 @@ def test_a_username_is_locked_out_after_too_many_failed_logins(start_daphne, ope
     assert attempt.failures_since_start >= 3
 
 
-def test_a_successful_login_is_not_throttled(start_daphne, operator):
-    server = start_daphne(LEVITY_LOGIN_FAILURE_LIMIT="3")
-    with httpx.Client(base_url=server.http_url, timeout=20) as client:
+def test_a_successful_login_is_not_throttled(throttled_server, operator):
+    with httpx.Client(base_url=throttled_server.http_url, timeout=20) as client:
         assert log_in(client, "wrong").status_code == 200
         response = log_in(client, PASSWORD)
         assert response.status_code == 302 and response.headers["location"] == "/admin/"

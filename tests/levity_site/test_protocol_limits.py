@@ -80,9 +80,14 @@ async def read_close_code(reader: asyncio.StreamReader, timeout: float = 10) -> 
     return await asyncio.wait_for(read(), timeout)
 
 
-async def test_a_frame_larger_than_the_limit_closes_with_1009_before_it_is_read(start_daphne):
-    server = start_daphne(LEVITY_MAX_FRAME_BYTES="65536")
-    reader, writer = await open_websocket(server.port, new_id())
+@pytest.fixture(scope="module")
+def frame_limited_server(module_daphne):
+    """A server taking WebSocket frames and messages of up to 64 KiB."""
+    return module_daphne(LEVITY_MAX_FRAME_BYTES="65536")
+
+
+async def test_a_frame_larger_than_the_limit_closes_with_1009_before_it_is_read(frame_limited_server):
+    reader, writer = await open_websocket(frame_limited_server.port, new_id())
     # Announce 100 MB, send only the first kilobyte: the server must not wait for the rest.
     writer.write(frame_header(100 * 1024 * 1024) + b"x" * 1024)
     await writer.drain()
@@ -90,9 +95,8 @@ async def test_a_frame_larger_than_the_limit_closes_with_1009_before_it_is_read(
     writer.close()
 
 
-async def test_a_message_larger_than_the_limit_in_fragments_closes_with_1009(start_daphne):
-    server = start_daphne(LEVITY_MAX_FRAME_BYTES="65536")
-    reader, writer = await open_websocket(server.port, new_id())
+async def test_a_message_larger_than_the_limit_in_fragments_closes_with_1009(frame_limited_server):
+    reader, writer = await open_websocket(frame_limited_server.port, new_id())
     fragment = b"x" * 40_000
     # Two 40 kB fragments of one text message (FIN unset on the first).
     writer.write(bytes([0x01]) + frame_header(len(fragment))[1:] + fragment)
@@ -102,9 +106,8 @@ async def test_a_message_larger_than_the_limit_in_fragments_closes_with_1009(sta
     writer.close()
 
 
-async def test_a_frame_within_the_limit_is_answered(start_daphne):
-    server = start_daphne(LEVITY_MAX_FRAME_BYTES="65536")
-    async with websockets.connect(server.ws_url(new_id()), subprotocols=["ocpp1.6"]) as ws:
+async def test_a_frame_within_the_limit_is_answered(frame_limited_server):
+    async with websockets.connect(frame_limited_server.ws_url(new_id()), subprotocols=["ocpp1.6"]) as ws:
         await ws.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "acme", "data": "x" * 60_000}]))
         answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
     assert answer[:2] == [3, "big"]

@@ -138,6 +138,7 @@ def run_workers(env: dict[str, str]) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.once  # refused before a worker starts: no database
 def test_workers_without_redis_refuse_to_start_with_one_line(test_db_path):
     result = run_workers(server_env(test_db_path))
     assert result.returncode == 2
@@ -147,6 +148,7 @@ def test_workers_without_redis_refuse_to_start_with_one_line(test_db_path):
     )
 
 
+@pytest.mark.once  # settings only
 def test_a_malformed_levity_workers_stops_start_up(test_db_path):
     result = run_workers(server_env(test_db_path, LEVITY_WORKERS="0"))
     assert result.returncode != 0
@@ -155,6 +157,7 @@ def test_a_malformed_levity_workers_stops_start_up(test_db_path):
     )
 
 
+@pytest.mark.once  # its workers fail as their apps load, before the database
 def test_workers_that_cannot_start_stop_the_supervisor_with_a_line_saying_so(test_db_path):
     env = server_env(test_db_path, REDIS_URL="redis://127.0.0.1:1/0", LEVITY_EXTRA_APPS="no_such_app")
     result = run_workers(env)

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from tests.conftest import DaphneServer, server_env
 from tests.plugins.fluentd_receiver import FluentdReceiver
 
 
@@ -23,22 +22,6 @@ def fluentd_plugins(port: int, **options) -> str:
         {"class": "plugins.FluentdAuditPlugin", "options": {**common, **options}},
         {"class": "plugins.FluentdWebSocketAuditPlugin", "options": common},
     )
-
-
-@pytest.fixture(scope="module")
-def module_daphne(django_db_setup, test_db_path, tmp_path_factory):
-    """Start daphne servers that live for the test module."""
-    servers: list[DaphneServer] = []
-
-    def start(**overrides: str) -> DaphneServer:
-        log = tmp_path_factory.mktemp("daphne") / "daphne.log"
-        server = DaphneServer(server_env(test_db_path, **overrides), log).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from chargepoints.management.remote import EXIT_OFFLINE, EXIT_UNREACHABLE, post_to_api
+from chargepoints.management.remote import CLIENT_CHECKS, EXIT_OFFLINE, EXIT_UNREACHABLE, post_to_api
 
 
 class Command(BaseCommand):
@@ -16,6 +16,7 @@ class Command(BaseCommand):
         "TriggerMessage BootNotification, and its next boot is answered Accepted. "
         "Exit status 3: unknown charge point; 5: the server cannot be reached."
     )
+    requires_system_checks = CLIENT_CHECKS
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("charge_point_id", help="The charge point's id.")
