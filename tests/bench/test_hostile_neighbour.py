@@ -2,7 +2,8 @@
 
 One charge point floods the server as fast as its socket allows while a few
 neighbours heartbeat: with Levity's default limits, a neighbour's Heartbeat p99
-under the flood stays under three times its p99 before it, on the same run.
+under the flood stays under three times its p99 before it (or 25 ms more), on the
+same run.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def test_a_flooding_charge_point_does_not_slow_its_neighbours_heartbeats(quick_r
     run = quick_run["runs"]["with limits"]
     assert run["quiet"]["count"] > 20 and run["flood"]["count"] > 20, run
     assert run["flooder"]["frames_sent"] > 10_000, run  # it did flood
-    assert run["flood"]["p99_ms"] < 3 * run["quiet"]["p99_ms"], run
+    # Three times the quiet p99, or 25 ms more: a quiet p99 of a millisecond or two on
+    # ~100 samples makes 3x a few ms of scheduling noise on a loaded machine. Without
+    # the limits a flood costs the neighbours hundreds of ms (bench/results/).
+    assert run["flood"]["p99_ms"] < max(3 * run["quiet"]["p99_ms"], run["quiet"]["p99_ms"] + 25), run
 
 
 @pytest.mark.timeout(200)
