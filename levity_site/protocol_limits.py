@@ -292,3 +292,18 @@ def frame_size_options(max_message: int, max_frame: int) -> dict[str, int | bool
         "maxFramePayloadSize": capped(max_frame),
         "failByDrop": False,
     }
+
+
+def close_handshake_options() -> dict[str, int]:
+    """autobahn's close handshake timeout: ``LEVITY_WEBSOCKET_CLOSE_TIMEOUT`` at least.
+
+    When the server closes a WebSocket (a replaced session, a broken limit, a
+    shutdown) autobahn drops the TCP connection if the client's answering close
+    frame is not in within this timeout. Its timer fires on the whole second of the
+    clock before the time it is due (txaio's batched timer truncates), so autobahn's
+    default of 1 s dropped a client after anywhere between 0 and 1 s: often before
+    the client could answer, and the drop then lost the close code to both sides.
+    Asking for one second more makes the setting a minimum.
+    """
+    seconds = _int_setting("LEVITY_WEBSOCKET_CLOSE_TIMEOUT")
+    return {"closeHandshakeTimeout": seconds + 1} if seconds else {}

@@ -42,6 +42,9 @@ unnecessary, and guarded by a test that fails when an upgrade breaks it.
   TLS endpoints with client certificates: ``levity-tls:`` (levity_site.tls); a TLS
   connection reaches daphne once its handshake is done, and one whose handshake
   fails is logged and counted there (``UpgradeFirst``, an ``IHandshakeListener``).
+- **A client has time to answer a close frame**: ``LEVITY_WEBSOCKET_CLOSE_TIMEOUT``
+  seconds at least, where autobahn's 1 s default could drop it after a few
+  milliseconds (``protocol_limits.close_handshake_options``).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
   connect and disconnect itself (chargepoints.session.consumer), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
@@ -288,6 +291,10 @@ class ExtensionsInScope:
 
 class WebSocketFactory(ws_protocol.WebSocketFactory):
     protocol = WebSocketProtocol
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.setProtocolOptions(**protocol_limits.close_handshake_options())
 
     def setProtocolOptions(self, **options) -> None:
         # Daphne's frame and message size options, capped by LEVITY_MAX_FRAME_BYTES.

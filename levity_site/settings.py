@@ -450,6 +450,9 @@ LEVITY_WORKERS = envint("LEVITY_WORKERS", 1, minimum=1)
 # timeout closes the connection and records the charge point offline.
 LEVITY_WEBSOCKET_PING_INTERVAL = envint("LEVITY_WEBSOCKET_PING_INTERVAL", 20, minimum=1)
 LEVITY_WEBSOCKET_PING_TIMEOUT = envint("LEVITY_WEBSOCKET_PING_TIMEOUT", 10, minimum=1)
+# A client has at least this many seconds to answer the server's close frame before
+# its connection is dropped (its close code is lost to both sides if it is late).
+LEVITY_WEBSOCKET_CLOSE_TIMEOUT = envint("LEVITY_WEBSOCKET_CLOSE_TIMEOUT", 5, minimum=1)
 # /readyz answers 503 when the database or the channel layer takes longer than this.
 LEVITY_READY_TIMEOUT = envfloat("LEVITY_READY_TIMEOUT", 3.0, minimum=0.1)
 # Lenient mode accepts payload fields the 1.6 schemas do not define (dropping

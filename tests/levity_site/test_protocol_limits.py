@@ -113,6 +113,25 @@ async def test_a_frame_within_the_limit_is_answered(frame_limited_server):
     assert answer[:2] == [3, "big"]
 
 
+async def test_a_client_has_the_close_timeout_to_answer_a_close_frame(start_daphne):
+    server = start_daphne(LEVITY_WEBSOCKET_CLOSE_TIMEOUT="2")
+    charge_point_id = new_id()
+    reader, writer = await open_websocket(server.port, charge_point_id)
+    # A second connection of the same id replaces the first: the server closes it with 4000.
+    second = await OCPPClient.open(server.ws_url(charge_point_id))
+    try:
+        assert await read_close_code(reader) == 4000
+        closed_at = time.monotonic()
+        # This client never answers the close frame: the server drops it, but not before 2 s.
+        with contextlib.suppress(ConnectionResetError):
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+        waited = time.monotonic() - closed_at
+        assert 1.95 <= waited < 6, waited
+    finally:
+        writer.close()
+        await second.close()
+
+
 async def http_exchange(port: int, request: bytes, timeout: float = 10) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(request)
