@@ -294,16 +294,29 @@ def frame_size_options(max_message: int, max_frame: int) -> dict[str, int | bool
     }
 
 
-def close_handshake_options() -> dict[str, int]:
-    """autobahn's close handshake timeout: ``LEVITY_WEBSOCKET_CLOSE_TIMEOUT`` at least.
+#: autobahn's timeouts (seconds) that run on txaio's batched timer.
+BATCHED_TIMEOUTS = ("autoPingTimeout", "closeHandshakeTimeout", "openHandshakeTimeout")
 
-    When the server closes a WebSocket (a replaced session, a broken limit, a
-    shutdown) autobahn drops the TCP connection if the client's answering close
-    frame is not in within this timeout. Its timer fires on the whole second of the
-    clock before the time it is due (txaio's batched timer truncates), so autobahn's
-    default of 1 s dropped a client after anywhere between 0 and 1 s: often before
-    the client could answer, and the drop then lost the close code to both sides.
-    Asking for one second more makes the setting a minimum.
+
+def whole_timeouts(options: dict) -> dict:
+    """autobahn's ``options``, with each timeout a second longer, so none ends early.
+
+    autobahn runs these timeouts on txaio's batched timer, which fires on the whole
+    second of the clock *before* a call is due (it truncates). A 1 s close handshake
+    timeout dropped a client after anywhere between 0 and 1 s, often before its
+    answering close frame was in, and the drop lost the close code to both sides; a
+    ping timeout of T seconds gave a charge point between T - 1 and T to answer. With
+    one second more, each timeout is at least what it is set to, and at most one
+    second longer.
     """
+    return {
+        name: value + 1 if name in BATCHED_TIMEOUTS and value else value for name, value in options.items()
+    }
+
+
+def close_handshake_options() -> dict[str, int]:
+    """autobahn's close handshake timeout: how long a client has to answer the server's
+    close frame (a replaced session, a broken limit, a shutdown) before its connection
+    is dropped."""
     seconds = _int_setting("LEVITY_WEBSOCKET_CLOSE_TIMEOUT")
-    return {"closeHandshakeTimeout": seconds + 1} if seconds else {}
+    return {"closeHandshakeTimeout": seconds} if seconds else {}

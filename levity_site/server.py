@@ -29,7 +29,8 @@ unnecessary, and guarded by a test that fails when an upgrade breaks it.
   ``--ping-timeout`` default to ``LEVITY_WEBSOCKET_PING_INTERVAL`` and
   ``LEVITY_WEBSOCKET_PING_TIMEOUT`` (daphne's own 20 s and 30 s otherwise): a charge
   point that stops answering pings (power cut, lost network) is disconnected and
-  recorded offline within interval + timeout + 2 s (daphne checks every 2 s).
+  recorded offline within interval + timeout + 3 s (daphne checks every 2 s, and the
+  timeout may end up to a second late, never early).
 - **Several processes on one port.** ``--workers N`` (default ``LEVITY_WORKERS``)
   starts N of these servers on SO_REUSEPORT sockets of one address and supervises
   them (levity_site.workers).
@@ -42,9 +43,11 @@ unnecessary, and guarded by a test that fails when an upgrade breaks it.
   TLS endpoints with client certificates: ``levity-tls:`` (levity_site.tls); a TLS
   connection reaches daphne once its handshake is done, and one whose handshake
   fails is logged and counted there (``UpgradeFirst``, an ``IHandshakeListener``).
-- **A client has time to answer a close frame**: ``LEVITY_WEBSOCKET_CLOSE_TIMEOUT``
-  seconds at least, where autobahn's 1 s default could drop it after a few
-  milliseconds (``protocol_limits.close_handshake_options``).
+- **autobahn's timeouts end no sooner than they are set to.** A client has
+  ``LEVITY_WEBSOCKET_CLOSE_TIMEOUT`` seconds at least to answer the server's close
+  frame, where autobahn's 1 s default could drop it after a few milliseconds; the
+  ping and handshake timeouts, which could end up to a second early, are a second
+  longer (``protocol_limits.whole_timeouts``).
 - **No WebSocket lines in the access log.** Levity logs each charge point's
   connect and disconnect itself (chargepoints.session.consumer), with its identity and
   close code, through the logging set-up that can forward to Fluentd; daphne's
@@ -305,7 +308,7 @@ class WebSocketFactory(ws_protocol.WebSocketFactory):
                     options.get("maxFramePayloadSize", self.maxFramePayloadSize),  # type: ignore[arg-type]  # autobahn's default is 0
                 )
             )
-        super().setProtocolOptions(**options)
+        super().setProtocolOptions(**protocol_limits.whole_timeouts(options))
 
 
 class LevityHTTPFactory(HTTPFactory):

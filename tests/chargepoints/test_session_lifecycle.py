@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import time
 from collections import Counter
 
@@ -14,55 +12,10 @@ import websockets
 
 from chargepoints.models import ChargePoint
 from tests.conftest import eventually
+from tests.raw_websocket import RawClient
 from transactions.models import MeterValue
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class RawClient:
-    """A WebSocket client over a bare TCP socket, which closes only when and as told.
-
-    ``websockets`` completes the closing handshake and closes the socket at once; a
-    charge point on a bad network may send its Close frame and then say nothing.
-    """
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, port: int, charge_point_id: str) -> RawClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET /ocpp/{charge_point_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                "Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
-            ).encode()
-        )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        assert head.startswith(b"HTTP/1.1 101"), head
-        return cls(reader, writer)
-
-    @staticmethod
-    def frame(opcode: int, payload: bytes) -> bytes:
-        mask = os.urandom(4)
-        length = len(payload)
-        if length < 126:
-            header = bytes([0x80 | opcode, 0x80 | length])
-        else:
-            header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
-        return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-    def send_text(self, text: str) -> None:
-        self.writer.write(self.frame(0x1, text.encode()))
-
-    def send_close(self, code: int = 1000) -> None:
-        self.writer.write(self.frame(0x8, code.to_bytes(2, "big")))
-
-    def drop(self) -> None:
-        """Close the TCP connection, with no closing handshake."""
-        self.writer.transport.abort()
 
 
 def meter_values_frame(unique_id: str, timestamp: str) -> list:

@@ -9,6 +9,7 @@ drops it when no pong comes within LEVITY_WEBSOCKET_PING_TIMEOUT.
 from __future__ import annotations
 
 import json
+import struct
 import time
 
 import pytest
@@ -17,6 +18,7 @@ from websockets.typing import Subprotocol
 
 from chargepoints.models import ChargePoint
 from tests.conftest import eventually
+from tests.raw_websocket import RawClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,6 +70,20 @@ async def test_a_charge_point_that_stops_answering_pings_is_offline_within_inter
     finally:
         silent.transport.abort()
         await answering.close()
+
+
+async def test_a_charge_point_has_the_ping_timeout_to_answer_a_ping(start_daphne, cp_id):
+    server = start_daphne(LEVITY_WEBSOCKET_PING_INTERVAL="1", LEVITY_WEBSOCKET_PING_TIMEOUT="2")
+    client = await RawClient.open(server.port, cp_id)
+    try:
+        opcode, payload = await client.read_frame(timeout=15)
+        assert opcode == 0x9
+        # autobahn's ping carries the time it was sent (time.time_ns(), first 8 bytes).
+        (sent_ns,) = struct.unpack(">Q", payload[:8])
+        await client.dropped_by_server(timeout=15)  # never answered
+        assert 2 <= time.time() - sent_ns / 1e9 < 6
+    finally:
+        client.drop()
 
 
 def test_the_ping_options_default_to_the_settings_and_the_command_line_overrides_them(settings):
