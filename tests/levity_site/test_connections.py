@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
+from tests.conftest import eventually
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -46,7 +48,14 @@ async def test_api_requests_leave_no_database_connection_open(
     assert before > 0
     for _ in range(40):
         assert (await api.get("/charge-points")).status_code == 200
-    assert open_database_connections(pid, test_database_url, test_db_path) == before
+
+    async def no_more_than_before() -> bool:
+        # The server's other threads (the sessions' writes, the SQLite checkpoints)
+        # may be reopening a connection past its CONN_MAX_AGE at this moment: one more
+        # for a while. A request that leaked its connection would leave 40 more.
+        return open_database_connections(pid, test_database_url, test_db_path) <= before
+
+    await eventually(no_more_than_before, timeout=10, what="the requests' connections closed")
 
 
 def connections_opened(postgres_server, database: str) -> int:
