@@ -36,27 +36,25 @@ class RawClient:
         assert head.startswith(b"HTTP/1.1 101"), head
         return cls(reader, writer)
 
-    @staticmethod
-    def frame(opcode: int, payload: bytes) -> bytes:
+    @classmethod
+    def frame(cls, opcode: int, payload: bytes) -> bytes:
         """A whole masked client frame."""
         mask = os.urandom(4)
-        length = len(payload)
-        if length < 126:
-            header = bytes([0x80 | opcode, 0x80 | length])
-        else:
-            header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
-        return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        return cls.frame_header(len(payload), opcode, mask) + bytes(
+            b ^ mask[i % 4] for i, b in enumerate(payload)
+        )
 
     @staticmethod
-    def frame_header(length: int, opcode: int = 1) -> bytes:
-        """A masked client frame's header announcing ``length`` bytes (mask of zeros)."""
+    def frame_header(length: int, opcode: int = 1, mask: bytes = b"\0\0\0\0") -> bytes:
+        """A masked client frame's header announcing ``length`` bytes (a mask of zeros
+        unless given)."""
         if length < 126:
             size = struct.pack("!B", 0x80 | length)
         elif length < 65536:
             size = struct.pack("!BH", 0x80 | 126, length)
         else:
             size = struct.pack("!BQ", 0x80 | 127, length)
-        return struct.pack("!B", 0x80 | opcode) + size + b"\0\0\0\0"
+        return struct.pack("!B", 0x80 | opcode) + size + mask
 
     def send_text(self, text: str) -> None:
         self.writer.write(self.frame(0x1, text.encode()))
@@ -80,7 +78,6 @@ class RawClient:
 
     async def read_close_code(self, timeout: float = 10) -> int:
         """The code of the Close frame the server sends (skipping other frames)."""
-
         while True:
             opcode, payload = await self.read_frame(timeout)
             if opcode == 0x8:
