@@ -82,10 +82,17 @@ def tls_server(django_db_setup, test_db_path, tmp_path_factory, certificates):
 
 
 def tls_attempt(port: int, context: ssl.SSLContext, request: bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
-    """A TLS connection that sends ``request``: (its local port, what became of it)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    """A TLS connection that sends ``request``: (its local port, what became of it).
+
+    The local port is bound before connecting: a server that refuses the connection may
+    reset it before ``connect()`` returns.
+    """
+    sock = socket.socket()
+    sock.settimeout(20)
+    sock.bind(("127.0.0.1", 0))
     local_port = sock.getsockname()[1]
     try:
+        sock.connect(("127.0.0.1", port))
         with context.wrap_socket(sock, server_hostname="localhost") as connection:
             connection.sendall(request)
             answer = connection.recv(100)
