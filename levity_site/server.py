@@ -17,6 +17,11 @@ unnecessary, and guarded by a test that fails when an upgrade breaks it.
   arrives whole in one read -- as every charge point's does -- to daphne's
   WebSocket protocol directly, with the same checks of its head; anything else
   takes daphne's way.
+- **A message is sent in the loop's next turn** (``levity-tcp:``, levity_site.tcp),
+  not after a writability watch on its socket: daphne's TCP endpoints (``-b``/``-p``,
+  ``-e tcp:``, ``--fd`` as each of ``--workers`` uses) listen on Levity's TCP endpoint,
+  whose connections are Twisted's except in when they send. (TLS and Unix-socket
+  endpoints keep Twisted's way.)
 - **autobahn's options are set on a connection at once** (``WebSocketProtocol``),
   not one by one.
 - **Shutdown ends every session** (``LevityServer``). On SIGTERM daphne cancels each connection's
@@ -76,7 +81,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
-from . import protocol_limits, tls
+from . import protocol_limits, tcp, tls
 
 logger = logging.getLogger("daphne.server")
 
@@ -350,13 +355,15 @@ def command_line() -> type:
     from daphne import cli
 
     class LevityServer(ExtensionsInScope, daphne.server.Server):
-        """Daphne's server, with Levity's access log, a shutdown that ends every session,
-        and what charge point authentication needs in the scope (ExtensionsInScope)."""
+        """Daphne's server, with Levity's access log, its TCP endpoint (``levity-tcp:`` for
+        ``tcp:`` and ``--fd``), a shutdown that ends every session, and what charge point
+        authentication needs in the scope (ExtensionsInScope)."""
 
-        def __init__(self, *args, action_logger=None, **kwargs):
+        def __init__(self, application, endpoints=None, *args, action_logger=None, **kwargs):
             if type(action_logger) is AccessLogGenerator:  # what daphne's command line makes
                 action_logger = AccessLog(action_logger.stream)
-            super().__init__(*args, action_logger=action_logger, **kwargs)
+            endpoints = [tcp.levity_endpoint(str(e)) for e in endpoints or ()]
+            super().__init__(application, endpoints, *args, action_logger=action_logger, **kwargs)
 
         def kill_all_applications(self) -> defer.Deferred:
             """Daphne's, skipping connections without an application (an upgraded HTTP request)."""
