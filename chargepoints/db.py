@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from functools import partial
+from itertools import repeat
 from typing import Any, cast
 
 from django.db import connections, models, router
@@ -103,36 +104,52 @@ def insert_rows(
     rows of a reconnect storm, cost more than the insert itself. A key that names
     no field of the model raises TypeError: nothing is dropped silently.
     """
+    rows = list(rows)
+    if not rows:
+        return
     connection = connections[router.db_for_write(model)]
     fields, sql = insert_statement(model, connection)
     if ignore_conflicts:  # a row whose unique key is stored already is skipped (SQLite and PostgreSQL)
         sql += " ON CONFLICT DO NOTHING"
-    now = timezone.now()
-    # (attname taken from a row, or None; what a row without it gets; preparer)
-    columns: list[tuple[str | None, Callable[[], Any], Callable[[Any], Any]]] = []
-    for field in fields:
-        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            if not isinstance(field, models.DateTimeField):
-                raise TypeError(f"insert_rows() sets only a DateTimeField as auto_now, not {field}")
-            # As pre_save() on an insert: the time, whatever the row says.
-            columns.append((None, lambda: now, value_preparer(field, connection)))
-        else:
-            columns.append((field.attname, field.get_default, value_preparer(field, connection)))
     known = {field.attname for field in fields}
-    params = []
     for row in rows:
         if not row.keys() <= known:
             unknown = ", ".join(sorted(row.keys() - known))
             raise TypeError(f"insert_rows(): {model.__name__} has no field {unknown}")
-        params.append(
-            tuple(
-                prepare(row[attname] if attname in row else missing())
-                for attname, missing, prepare in columns
-            )
-        )
-    if params:
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
+    now = timezone.now()
+    columns = [_column(field, rows, now, connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, list(zip(*columns, strict=True)))
+
+
+_MISSING = object()
+_PLAIN_TEXT = {str, type(None)}
+
+
+def _column(field: Field, rows: list[dict[str, Any]], now: datetime, connection: BaseDatabaseWrapper) -> list:
+    """The values of ``field`` in ``rows``, prepared for ``connection``.
+
+    A column at a time, so that what is the same for a whole column is decided once:
+    text that needs no preparing is passed as it is, and each distinct datetime
+    (the rows of one message share theirs) is prepared once.
+    """
+    prepare = value_preparer(field, connection)
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        if not isinstance(field, models.DateTimeField):
+            raise TypeError(f"insert_rows() sets only a DateTimeField as auto_now, not {field}")
+        return [prepare(now)] * len(rows)  # as pre_save() on an insert, whatever the row says
+    values = list(map(dict.get, rows, repeat(field.attname), repeat(_MISSING)))
+    if _MISSING in values:
+        default = field.get_default
+        values = [default() if value is _MISSING else value for value in values]
+    kind = type(field)  # not a subclass, which may prepare its values in its own way
+    if kind in _TEXT_FIELDS and set(map(type, values)) <= _PLAIN_TEXT:
+        return values
+    if kind is models.DateTimeField:
+        # Equal datetimes are prepared alike: aware ones name the same instant.
+        prepared = {value: prepare(value) for value in set(values)}
+        return list(map(prepared.__getitem__, values))
+    return list(map(prepare, values))
 
 
 def update_rows(

@@ -189,6 +189,36 @@ def test_inserted_rows_are_stored_as_bulk_create_stores_them():
     }
 
 
+def test_each_inserted_row_keeps_its_own_values_and_defaults():
+    cp = ChargePoint.objects.create(charge_point_id="insert-columns")
+    same_instant = T0.astimezone(timezone(timedelta(hours=-5)))
+    insert_rows(
+        Connector,
+        [
+            {
+                "charge_point_id": cp.pk,
+                "connector_id": 1,
+                "status": "Faulted",
+                "info": "x",
+                "status_timestamp": T0,
+            },
+            {
+                "charge_point_id": cp.pk,
+                "connector_id": 2,
+                "status": lazystr("Charging"),
+                "status_timestamp": same_instant,
+            },
+            {"charge_point_id": cp.pk, "connector_id": 3, "status_timestamp": T0 + timedelta(seconds=1)},
+        ],
+    )
+    stored = Connector.objects.filter(charge_point=cp).order_by("connector_id")
+    assert [(c.status, c.info, c.status_timestamp) for c in stored] == [
+        ("Faulted", "x", T0),
+        ("Charging", "", T0),
+        (Connector._meta.get_field("status").get_default(), "", T0 + timedelta(seconds=1)),
+    ]
+
+
 @pytest.mark.parametrize(
     ("model", "field_name", "value"),
     [
