@@ -37,7 +37,7 @@ def probe():
 class Client:
     def __init__(self, port: int):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.received = b""
+        self.received = bytearray()  # a 64 MiB answer arrives in many pieces
 
     def request(self, line: bytes) -> None:
         self.sock.sendall(line + b"\n")
